@@ -1,0 +1,49 @@
+"""Model registry: every style-transfer network behind one interface.
+
+Every registered network is a Flax linen module with
+
+* ``__call__(content, style, alpha=1.0, train=False) -> (stylized, aux)`` where ``content`` is
+  float[B, Hc, Wc, 3] and ``style`` float[B, Hs, Ws, 3], both RGB in [0, 1]; ``stylized`` is
+  float32[B, Hc, Wc, 3] (same size as the content, unclamped) and ``aux`` a dict of the named
+  intermediates the native losses need;
+* ``encode_style(style) -> code`` and ``stylize_with_code(content, code, alpha=1.0) -> stylized`` so a
+  style is encoded once and applied to many contents (call them with ``model.apply(..., method=...)``);
+* a class attribute ``TRAINABLE: tuple[str, ...]`` naming the top-level parameter collections that
+  the original method trains (the rest, e.g. the VGG encoder, is frozen).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+# name -> (module path, factory attribute); imported lazily so a broken optional model never breaks the others.
+_REGISTRY: dict[str, tuple[str, str]] = {
+    "adain": ("jax_ast.models.adain", "build_adain"),
+    "sanet": ("jax_ast.models.sanet", "build_sanet"),
+    "linear": ("jax_ast.models.linear", "build_linear"),
+    "magenta": ("jax_ast.models.magenta", "build_magenta"),
+}
+
+ARCHS: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def build(arch: str, **config: Any):
+    """Build a network by name, e.g. ``build("linear", variant="r41")``.
+
+    Raises:
+      ValueError: for an unknown name, listing the valid ones.
+    """
+    if arch not in _REGISTRY:
+        raise ValueError(f"unknown architecture {arch!r}; valid names: {', '.join(ARCHS)}")
+    module_path, factory_name = _REGISTRY[arch]
+    factory: Callable[..., Any] = getattr(importlib.import_module(module_path), factory_name)
+    return factory(**config)
+
+
+def split_trainable(model: Any, params: dict) -> tuple[dict, dict]:
+    """Split a params dict into (trainable, frozen) by the model's ``TRAINABLE`` top-level keys."""
+    trainable_keys = set(model.TRAINABLE)
+    trainable = {k: v for k, v in params.items() if k in trainable_keys}
+    frozen = {k: v for k, v in params.items() if k not in trainable_keys}
+    return trainable, frozen

@@ -1,0 +1,79 @@
+"""Small Flax building blocks shared by the encoders, decoders and transfer modules (NHWC)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Padding = Literal["reflect", "zero"]
+
+
+def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
+    """Reflection padding of H and W, identical to torch ``ReflectionPad2d`` (edge not repeated)."""
+    if pad == 0:
+        return x
+    return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+
+def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
+    """Nearest-neighbour upsampling by an integer factor: [B, H, W, C] -> [B, fH, fW, C]."""
+    return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
+
+
+def max_pool_2x2(x: jax.Array, *, ceil_mode: bool = False) -> jax.Array:
+    """2x2 stride-2 max pool; ``ceil_mode`` pads bottom/right with -inf like torch's ceil_mode=True."""
+    if ceil_mode:
+        pad_h, pad_w = x.shape[1] % 2, x.shape[2] % 2
+        if pad_h or pad_w:
+            x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), constant_values=-jnp.inf)
+    return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+
+
+def avg_pool_2x2(x: jax.Array) -> jax.Array:
+    """2x2 stride-2 VALID average pool (TF-slim VGG-16 in Magenta's loss network)."""
+    return nn.avg_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+
+
+def padded_conv(
+    x: jax.Array,
+    features: int,
+    kernel_size: int = 3,
+    *,
+    name: str,
+    padding: Padding = "reflect",
+    strides: int = 1,
+    use_bias: bool = True,
+    dtype: Any = jnp.float32,
+    kernel_init: Any = nn.initializers.lecun_normal(),
+) -> jax.Array:
+    """Pad explicitly, then convolve; call inside a parent's ``@nn.compact`` method.
+
+    The ``nn.Conv`` is registered in the *calling* module under ``name``, so parameter paths stay flat
+    (``{"conv1_1": {"kernel", "bias"}}``) and map one-to-one to the original checkpoints' keys.
+
+    Args:
+      x: [B, H, W, Cin].
+      padding: "reflect" (torch ``ReflectionPad2d(k//2)`` + VALID conv) or "zero" (``padding=k//2``).
+      dtype: computation dtype; parameters stay float32.
+    """
+    pad = kernel_size // 2
+    if padding == "reflect":
+        x = reflect_pad(x, pad)
+        conv_padding: Any = "VALID"
+    elif padding == "zero":
+        conv_padding = ((pad, pad), (pad, pad))
+    else:
+        raise ValueError(f"unknown padding {padding!r}; use 'reflect' or 'zero'")
+    return nn.Conv(
+        features,
+        (kernel_size, kernel_size),
+        strides=(strides, strides),
+        padding=conv_padding,
+        use_bias=use_bias,
+        dtype=dtype,
+        kernel_init=kernel_init,
+        name=name,
+    )(x)

@@ -1,0 +1,89 @@
+"""Pure feature-space operations shared by the models and the losses.
+
+Every function works on NHWC arrays, is jit/vmap/grad-safe and has no side effects. Statistics that
+can overflow in low precision (Gram matrices of un-normalised VGG features reach ~1e11) are always
+accumulated in float32, whatever the input dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+GramNorm = Literal["none", "hw", "chw"]
+GRAM_NORMS: tuple[str, ...] = ("none", "hw", "chw")
+
+
+def channel_mean_std(feats: jax.Array, *, ddof: int = 1, eps: float = 1e-5) -> tuple[jax.Array, jax.Array]:
+    """Per-sample, per-channel spatial mean and std.
+
+    Args:
+      feats: [B, H, W, C].
+      ddof: 1 for torch's unbiased ``Tensor.var`` (the PyTorch AdaIN/SANet ports), 0 for biased
+        (``tf.nn.moments``, BatchNorm, Magenta).
+      eps: added to the variance inside the square root, so constant maps give finite gradients.
+
+    Returns:
+      (mean, std), each float32 [B, 1, 1, C].
+    """
+    feats = feats.astype(jnp.float32)
+    count = feats.shape[1] * feats.shape[2]
+    if count - ddof <= 0:
+        raise ValueError(f"channel_mean_std needs more than {ddof} spatial positions, got shape {feats.shape}")
+    mean = jnp.mean(feats, axis=(1, 2), keepdims=True)
+    var = jnp.sum(jnp.square(feats - mean), axis=(1, 2), keepdims=True) / (count - ddof)
+    return mean, jnp.sqrt(var + eps)
+
+
+def mean_variance_norm(feats: jax.Array, *, ddof: int = 1, eps: float = 1e-5) -> jax.Array:
+    """(x - mean) / std per sample and channel; the `norm` of SANet and the content side of AdaIN."""
+    mean, std = channel_mean_std(feats, ddof=ddof, eps=eps)
+    return ((feats.astype(jnp.float32) - mean) / std).astype(feats.dtype)
+
+
+def adain(content: jax.Array, style: jax.Array, *, ddof: int = 1, eps: float = 1e-5) -> jax.Array:
+    """Adaptive instance normalisation: content re-scaled to the style's channel mean and std.
+
+    Args:
+      content: [B, Hc, Wc, C] features.
+      style: [B, Hs, Ws, C] features (sizes may differ from the content's).
+
+    Returns:
+      [B, Hc, Wc, C] with, per channel, mean = mean(style) and std = std(style) (eps-adjusted).
+    """
+    style_mean, style_std = channel_mean_std(style, ddof=ddof, eps=eps)
+    content_mean, content_std = channel_mean_std(content, ddof=ddof, eps=eps)
+    normalized = (content.astype(jnp.float32) - content_mean) / content_std
+    return (normalized * style_std + style_mean).astype(content.dtype)
+
+
+def gram(feats: jax.Array, normalize: GramNorm = "none") -> jax.Array:
+    """Gram matrix F^T F of NHWC features, accumulated in float32.
+
+    Args:
+      feats: [B, H, W, C].
+      normalize: "none" (the paper's un-normalised Gram), "hw" (divide by H*W, Magenta) or "chw"
+        (divide by C*H*W, LinearTransfer and the CENG501 reproduction).
+
+    Returns:
+      float32 [B, C, C].
+    """
+    if normalize not in GRAM_NORMS:
+        raise ValueError(f"unknown gram normalisation {normalize!r}; choose one of {GRAM_NORMS}")
+    batch, height, width, channels = feats.shape
+    flat = feats.reshape(batch, height * width, channels)
+    out = jnp.einsum("bnc,bnd->bcd", flat, flat, preferred_element_type=jnp.float32,
+                     precision=jax.lax.Precision.HIGHEST)
+    if normalize == "hw":
+        out = out / (height * width)
+    elif normalize == "chw":
+        out = out / (channels * height * width)
+    return out
+
+
+def squared_frobenius(matrices: jax.Array) -> jax.Array:
+    """Sum of squares over the last two axes: [B, C, C] -> float32 [B]."""
+    matrices = matrices.astype(jnp.float32)
+    return jnp.sum(jnp.square(matrices), axis=(-2, -1))

@@ -16,6 +16,11 @@ GramNorm = Literal["none", "hw", "chw"]
 GRAM_NORMS: tuple[str, ...] = ("none", "hw", "chw")
 
 
+def accumulation_dtype(x: jax.Array) -> jnp.dtype:
+    """float32 for bf16/f16/f32 inputs, float64 for float64 inputs (x64 mode)."""
+    return jnp.promote_types(x.dtype, jnp.float32)
+
+
 def channel_mean_std(feats: jax.Array, *, ddof: int = 1, eps: float = 1e-5) -> tuple[jax.Array, jax.Array]:
     """Per-sample, per-channel spatial mean and std.
 
@@ -28,7 +33,7 @@ def channel_mean_std(feats: jax.Array, *, ddof: int = 1, eps: float = 1e-5) -> t
     Returns:
       (mean, std), each float32 [B, 1, 1, C].
     """
-    feats = feats.astype(jnp.float32)
+    feats = feats.astype(accumulation_dtype(feats))
     count = feats.shape[1] * feats.shape[2]
     if count - ddof <= 0:
         raise ValueError(f"channel_mean_std needs more than {ddof} spatial positions, got shape {feats.shape}")
@@ -40,7 +45,7 @@ def channel_mean_std(feats: jax.Array, *, ddof: int = 1, eps: float = 1e-5) -> t
 def mean_variance_norm(feats: jax.Array, *, ddof: int = 1, eps: float = 1e-5) -> jax.Array:
     """(x - mean) / std per sample and channel; the `norm` of SANet and the content side of AdaIN."""
     mean, std = channel_mean_std(feats, ddof=ddof, eps=eps)
-    return ((feats.astype(jnp.float32) - mean) / std).astype(feats.dtype)
+    return ((feats.astype(mean.dtype) - mean) / std).astype(feats.dtype)
 
 
 def adain(content: jax.Array, style: jax.Array, *, ddof: int = 1, eps: float = 1e-5) -> jax.Array:
@@ -55,7 +60,7 @@ def adain(content: jax.Array, style: jax.Array, *, ddof: int = 1, eps: float = 1
     """
     style_mean, style_std = channel_mean_std(style, ddof=ddof, eps=eps)
     content_mean, content_std = channel_mean_std(content, ddof=ddof, eps=eps)
-    normalized = (content.astype(jnp.float32) - content_mean) / content_std
+    normalized = (content.astype(content_mean.dtype) - content_mean) / content_std
     return (normalized * style_std + style_mean).astype(content.dtype)
 
 
@@ -68,13 +73,13 @@ def gram(feats: jax.Array, normalize: GramNorm = "none") -> jax.Array:
         (divide by C*H*W, LinearTransfer and the CENG501 reproduction).
 
     Returns:
-      float32 [B, C, C].
+      [B, C, C] in float32 (float64 for float64 input).
     """
     if normalize not in GRAM_NORMS:
         raise ValueError(f"unknown gram normalisation {normalize!r}; choose one of {GRAM_NORMS}")
     batch, height, width, channels = feats.shape
     flat = feats.reshape(batch, height * width, channels)
-    out = jnp.einsum("bnc,bnd->bcd", flat, flat, preferred_element_type=jnp.float32,
+    out = jnp.einsum("bnc,bnd->bcd", flat, flat, preferred_element_type=accumulation_dtype(feats),
                      precision=jax.lax.Precision.HIGHEST)
     if normalize == "hw":
         out = out / (height * width)
@@ -85,5 +90,5 @@ def gram(feats: jax.Array, normalize: GramNorm = "none") -> jax.Array:
 
 def squared_frobenius(matrices: jax.Array) -> jax.Array:
     """Sum of squares over the last two axes: [B, C, C] -> float32 [B]."""
-    matrices = matrices.astype(jnp.float32)
+    matrices = matrices.astype(accumulation_dtype(matrices))
     return jnp.sum(jnp.square(matrices), axis=(-2, -1))

@@ -1,0 +1,302 @@
+"""The loss module of jax-ast: plain, pure functions of feature dicts (``import jax_ast.losses as L``).
+
+Features are NHWC dicts keyed by tap name (``{"relu3_3": [B, H, W, C], ...}``). Every loss returns
+``(total, breakdown)``: ``total`` has shape [B] (one value per sample; the caller takes the batch mean)
+and ``breakdown`` maps ``"<term>/<layer>"`` to [B] arrays. Everything is jit/vmap/grad-safe and
+accumulates in float32 even for bfloat16 features.
+
+The balanced loss (Cheng et al., CVPR 2021) divides each layer's classic Gram loss by its supremum
+V^l = (||G(F(S))||^2 + ||G(F(P))||^2) / N^l. With N^l the same constant as in the MSE (C_l^2), N^l
+cancels and the balanced layer loss is ||A - B||^2 / (||A||^2 + ||B||^2) in [0, 1], invariant to the
+Gram normalisation and to any common scale of the features (paper.md section 1.6).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from jax_ast.ops import GramNorm, accumulation_dtype, channel_mean_std, gram, mean_variance_norm, squared_frobenius
+
+Feats = Mapping[str, jax.Array]
+Breakdown = dict[str, jax.Array]
+
+# The paper's loss network is ImageNet VGG-16: style at relu1_2, relu2_2, relu3_3, relu4_3, content at relu3_3.
+PAPER_STYLE_LAYERS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+PAPER_CONTENT_LAYERS: tuple[str, ...] = ("relu3_3",)
+ADAIN_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+SANET_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+__all__ = [
+    "gram", "content_loss", "classic_style_loss", "style_loss_bound", "balanced_style_loss",
+    "mean_std_style_loss", "total_variation_loss", "adain_native_loss", "sanet_native_loss",
+    "linear_native_loss", "magenta_native_loss", "loss_terms",
+]
+
+
+def _layer_weights(layers: Sequence[str], weights: Mapping[str, float] | Sequence[float] | None) -> dict[str, float]:
+    """Per-layer weights as a dict; None means 1 for every layer."""
+    if weights is None:
+        return {layer: 1.0 for layer in layers}
+    if isinstance(weights, Mapping):
+        missing = [layer for layer in layers if layer not in weights]
+        if missing:
+            raise ValueError(f"no weight given for layers {missing}; weights has {sorted(weights)}")
+        return {layer: float(weights[layer]) for layer in layers}
+    weights = tuple(weights)
+    if len(weights) != len(layers):
+        raise ValueError(f"{len(weights)} weights for {len(layers)} layers {tuple(layers)}")
+    return dict(zip(layers, map(float, weights)))
+
+
+def _features(feats: Feats, layer: str, role: str) -> jax.Array:
+    if layer not in feats:
+        raise KeyError(f"{role} features have no layer {layer!r}; available: {sorted(feats)}")
+    return feats[layer]
+
+
+def _weighted_sum(name: str, per_layer: Breakdown, weights: dict[str, float]) -> tuple[jax.Array, Breakdown]:
+    total = sum(weights[layer] * value for layer, value in per_layer.items())
+    return total, {f"{name}/{layer}": value for layer, value in per_layer.items()}
+
+
+def _mse_per_sample(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Mean over all non-batch axes of (a - b)^2, float32: [B, ...] -> [B]."""
+    dtype = jnp.promote_types(accumulation_dtype(a), accumulation_dtype(b))
+    diff = a.astype(dtype) - b.astype(dtype)
+    return jnp.mean(jnp.square(diff), axis=tuple(range(1, diff.ndim)))
+
+
+def content_loss(target_feats: Feats, output_feats: Feats, *, layers: Sequence[str] = PAPER_CONTENT_LAYERS,
+                 weights=None) -> tuple[jax.Array, Breakdown]:
+    """Feature MSE (mean over H, W, C) per layer between target and output features."""
+    w = _layer_weights(layers, weights)
+    per_layer = {layer: _mse_per_sample(_features(output_feats, layer, "output"),
+                                        _features(target_feats, layer, "target")) for layer in layers}
+    return _weighted_sum("content", per_layer, w)
+
+
+def classic_style_loss(style_feats: Feats, output_feats: Feats, *, layers: Sequence[str] = PAPER_STYLE_LAYERS,
+                       weights=None, gram_norm: GramNorm = "none") -> tuple[jax.Array, Breakdown]:
+    """The classic AST style loss: per layer, MSE over the C*C Gram entries of G(F(S)) and G(F(P))."""
+    w = _layer_weights(layers, weights)
+    per_layer = {}
+    for layer in layers:
+        style_gram = gram(_features(style_feats, layer, "style"), gram_norm)
+        output_gram = gram(_features(output_feats, layer, "output"), gram_norm)
+        per_layer[layer] = jnp.mean(jnp.square(style_gram - output_gram), axis=(1, 2))
+    return _weighted_sum("classic", per_layer, w)
+
+
+def style_loss_bound(style_feats: Feats, output_feats: Feats, *, layers: Sequence[str] = PAPER_STYLE_LAYERS,
+                     gram_norm: GramNorm = "none") -> tuple[jax.Array, Breakdown]:
+    """The paper's per-layer supremum V^l = (||G(F(S))||^2 + ||G(F(P))||^2) / C_l^2 of the classic loss.
+
+    N^l = C_l^2 is the constant of the classic loss's MSE, which makes V^l a true upper bound
+    (classic^l <= V^l for any features; paper.md section 1.4). The total is the unweighted layer sum.
+    """
+    per_layer = {}
+    for layer in layers:
+        style_gram = gram(_features(style_feats, layer, "style"), gram_norm)
+        output_gram = gram(_features(output_feats, layer, "output"), gram_norm)
+        channels = style_gram.shape[-1]
+        per_layer[layer] = (squared_frobenius(style_gram) + squared_frobenius(output_gram)) / (channels * channels)
+    return _weighted_sum("bound", per_layer, {layer: 1.0 for layer in layers})
+
+
+def _balanced_layer(style_gram: jax.Array, output_gram: jax.Array, *, detach_denominator: bool,
+                    eps: float) -> jax.Array:
+    """||A - B||^2 / (||A||^2 + ||B||^2) per sample, computed on Grams rescaled to O(1).
+
+    The ratio is invariant to a common scale, so both Grams are divided by a stop-gradient per-sample
+    scale first: this keeps float32 far from overflow (raw Gram entries reach ~1e11) and makes `eps` a
+    relative tolerance. The stop-gradient is exact because the ratio does not depend on the scale.
+    """
+    scale = jnp.maximum(jnp.max(jnp.abs(style_gram), axis=(1, 2)), jnp.max(jnp.abs(output_gram), axis=(1, 2)))
+    scale = jax.lax.stop_gradient(jnp.maximum(scale, jnp.finfo(scale.dtype).tiny))[:, None, None]
+    style_gram, output_gram = style_gram / scale, output_gram / scale
+    numerator = squared_frobenius(style_gram - output_gram)
+    denominator = squared_frobenius(style_gram) + squared_frobenius(output_gram)
+    if detach_denominator:
+        denominator = jax.lax.stop_gradient(denominator)
+    return numerator / (denominator + eps)
+
+
+def balanced_style_loss(style_feats: Feats, output_feats: Feats, *, layers: Sequence[str] = PAPER_STYLE_LAYERS,
+                        weights=None, detach_denominator: bool = False,
+                        eps: float = 1e-12) -> tuple[jax.Array, Breakdown]:
+    """The balanced (style-aware normalised) style loss: sum_l w_l * classic^l / V^l, each term in [0, 1].
+
+    Args:
+      style_feats, output_feats: {layer: [B, H, W, C]} of the style image S and the pastiche P
+        (same spatial size, otherwise per-image 1/(HW) factors no longer cancel).
+      detach_denominator: stop the gradient through V^l (an ablation; the paper's literal formula
+        differentiates through ||G(F(P))||^2).
+      eps: relative tolerance added to the rescaled denominator; all-zero features give 0, not NaN.
+
+    Returns:
+      (total [B], {"balanced/<layer>": [B]}). Normalisation is per sample, as the paper requires.
+    """
+    w = _layer_weights(layers, weights)
+    per_layer = {}
+    for layer in layers:
+        style_gram = gram(_features(style_feats, layer, "style"))
+        output_gram = gram(_features(output_feats, layer, "output"))
+        per_layer[layer] = _balanced_layer(style_gram, output_gram, detach_denominator=detach_denominator, eps=eps)
+    return _weighted_sum("balanced", per_layer, w)
+
+
+def mean_std_style_loss(style_feats: Feats, output_feats: Feats, *, layers: Sequence[str] = ADAIN_STYLE_LAYERS,
+                        weights=None, ddof: int = 1, eps: float = 1e-5) -> tuple[jax.Array, Breakdown]:
+    """AdaIN/SANet style loss: per layer MSE(mean_P, mean_S) + MSE(std_P, std_S), each averaged over C.
+
+    The batch mean of `total` equals the PyTorch port's loss (MSE averaged over B*C, unbiased var + 1e-5).
+    """
+    w = _layer_weights(layers, weights)
+    per_layer = {}
+    for layer in layers:
+        style_mean, style_std = channel_mean_std(_features(style_feats, layer, "style"), ddof=ddof, eps=eps)
+        output_mean, output_std = channel_mean_std(_features(output_feats, layer, "output"), ddof=ddof, eps=eps)
+        per_layer[layer] = _mse_per_sample(output_mean, style_mean) + _mse_per_sample(output_std, style_std)
+    return _weighted_sum("mean_std", per_layer, w)
+
+
+def total_variation_loss(images: jax.Array) -> jax.Array:
+    """Magenta's total variation: 0.5 * (mean squared vertical diff + mean squared horizontal diff), [B]."""
+    images = images.astype(accumulation_dtype(images))
+    vertical = jnp.mean(jnp.square(images[:, 1:] - images[:, :-1]), axis=(1, 2, 3))
+    horizontal = jnp.mean(jnp.square(images[:, :, 1:] - images[:, :, :-1]), axis=(1, 2, 3))
+    return 0.5 * (vertical + horizontal)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Native training losses of the four networks (architectures.md sections 2.4, 3.4, 4.4, 5.5).
+# Each returns (weighted total [B], breakdown of *unweighted* terms). Pass style_weight=0 to drop the
+# native style term when training with the classic or balanced loss instead (paper.md section 2).
+
+
+def adain_native_loss(*, output_feats: Feats, style_feats: Feats, target: jax.Array, content_weight: float = 1.0,
+                      style_weight: float = 10.0) -> tuple[jax.Array, Breakdown]:
+    """AdaIN (PyTorch port): content MSE of relu4_1(P) to the AdaIN target t, + mean/std style loss.
+
+    Args:
+      output_feats, style_feats: vgg19_normalised features with relu1_1..relu4_1.
+      target: [B, h, w, 512] the (alpha-blended) AdaIN output t that was decoded; held constant.
+    """
+    content = _mse_per_sample(_features(output_feats, "relu4_1", "output"), jax.lax.stop_gradient(target))
+    style, style_parts = mean_std_style_loss(style_feats, output_feats, layers=ADAIN_STYLE_LAYERS)
+    breakdown = {"content": content, "style": style, **style_parts}
+    return content_weight * content + style_weight * style, breakdown
+
+
+def sanet_native_loss(*, output_feats: Feats, content_feats: Feats, style_feats: Feats, content: jax.Array,
+                      style: jax.Array, identity_content: jax.Array, identity_style: jax.Array,
+                      identity_content_feats: Feats, identity_style_feats: Feats, content_weight: float = 1.0,
+                      style_weight: float = 3.0, identity_pixel_weight: float = 50.0,
+                      identity_feature_weight: float = 1.0) -> tuple[jax.Array, Breakdown]:
+    """SANet: normalised content loss at relu4_1 + relu5_1, mean/std style loss over relu1_1..relu5_1,
+    and the two identity losses on I_cc = D(T(c, c)) and I_ss = D(T(s, s)).
+
+    Args:
+      *_feats: vgg19_normalised features with relu1_1..relu5_1.
+      content, style: the input images [B, H, W, 3]; identity_*: the identity reconstructions.
+    """
+    content_term = sum(
+        _mse_per_sample(mean_variance_norm(_features(output_feats, layer, "output")),
+                        mean_variance_norm(_features(content_feats, layer, "content")))
+        for layer in ("relu4_1", "relu5_1"))
+    style_term, style_parts = mean_std_style_loss(style_feats, output_feats, layers=SANET_STYLE_LAYERS)
+    identity_pixel = _mse_per_sample(identity_content, content) + _mse_per_sample(identity_style, style)
+    identity_feature = sum(
+        _mse_per_sample(identity_content_feats[layer], content_feats[layer])
+        + _mse_per_sample(identity_style_feats[layer], style_feats[layer]) for layer in SANET_STYLE_LAYERS)
+    total = (content_weight * content_term + style_weight * style_term
+             + identity_pixel_weight * identity_pixel + identity_feature_weight * identity_feature)
+    breakdown = {"content": content_term, "style": style_term, "identity_pixel": identity_pixel,
+                 "identity_feature": identity_feature, **style_parts}
+    return total, breakdown
+
+
+def linear_native_loss(*, output_feats: Feats, content_feats: Feats, style_feats: Feats,
+                       content_weight: float = 1.0, style_weight: float = 0.02) -> tuple[jax.Array, Breakdown]:
+    """LinearTransfer: MSE at relu4_1 + per layer [sum_c (mu_P - mu_S)^2 + sum_cc' (G_P - G_S)^2], G = FF^T/(CHW).
+
+    Features come from the LST loss network (encoder5, `vgg19_lst`) at relu1_1..relu4_1. The original
+    sums over the batch and divides by B, i.e. the batch mean of these per-sample sums.
+    """
+    content = _mse_per_sample(_features(output_feats, "relu4_1", "output"),
+                              _features(content_feats, "relu4_1", "content"))
+    per_layer = {}
+    for layer in ADAIN_STYLE_LAYERS:
+        output_layer = _features(output_feats, layer, "output")
+        style_layer = _features(style_feats, layer, "style")
+        output_layer, style_layer = (x.astype(accumulation_dtype(x)) for x in (output_layer, style_layer))
+        mean_diff = jnp.mean(output_layer, axis=(1, 2)) - jnp.mean(style_layer, axis=(1, 2))
+        gram_diff = gram(output_layer, "chw") - gram(style_layer, "chw")
+        per_layer[layer] = jnp.sum(jnp.square(mean_diff), axis=1) + squared_frobenius(gram_diff)
+    style, style_parts = _weighted_sum("lst_style", per_layer, {layer: 1.0 for layer in per_layer})
+    return content_weight * content + style_weight * style, {"content": content, "style": style, **style_parts}
+
+
+MAGENTA_STYLE_WEIGHTS = {"relu1_2": 0.5e-3, "relu2_2": 0.5e-3, "relu3_3": 0.5e-3, "relu4_3": 0.5e-3}
+
+
+def magenta_native_loss(*, output_feats: Feats, content_feats: Feats, style_feats: Feats, output: jax.Array,
+                        content_weight: float = 1.0, style_weight: float = 1.0,
+                        tv_weight: float = 1e4) -> tuple[jax.Array, Breakdown]:
+    """Magenta (Ghiasi et al.): content MSE at vgg_16/conv3, Gram/(HW) MSE at conv1..conv4 with weights
+    0.5e-3 each (scaled by `style_weight`), and total variation (weight 1e4) on the output image.
+
+    Features come from the TF-slim VGG-16 (`vgg16_slim`, average pooling).
+    """
+    content, _ = content_loss(content_feats, output_feats, layers=("relu3_3",))
+    style, style_parts = classic_style_loss(style_feats, output_feats, layers=tuple(MAGENTA_STYLE_WEIGHTS),
+                                            weights=MAGENTA_STYLE_WEIGHTS, gram_norm="hw")
+    tv = total_variation_loss(output)
+    total = content_weight * content + style_weight * style + tv_weight * tv
+    return total, {"content": content, "style": style, "total_variation": tv, **style_parts}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The shared entry point: one loss-network pass per image, every term training and evaluation need.
+
+
+def loss_terms(loss_net, loss_net_params, content: jax.Array, style: jax.Array, output: jax.Array, *,
+               style_layers: Sequence[str] = PAPER_STYLE_LAYERS,
+               content_layers: Sequence[str] = PAPER_CONTENT_LAYERS,
+               gram_norm: GramNorm = "none") -> dict[str, jax.Array]:
+    """All loss terms for (content, style, output) triples, each [B].
+
+    Args:
+      loss_net: a `jax_ast.models.vgg.VGG` module (its `taps` are replaced by the layers needed).
+      loss_net_params: its variables ({"params": ...}).
+      content, style, output: float[B, H, W, 3] RGB in [0, 1]. When all three share one shape they go
+        through the loss network as one batch of 3B.
+
+    Returns:
+      {"content", "classic", "bound", "balanced", "mean_std"} totals plus "<term>/<layer>" parts.
+    """
+    layers = tuple(dict.fromkeys((*style_layers, *content_layers)))
+    net = loss_net.clone(taps=layers)
+    if content.shape == style.shape == output.shape:
+        stacked = net.apply(loss_net_params, jnp.concatenate([content, style, output], axis=0))
+        split = {k: jnp.split(v, 3) for k, v in stacked.items()}
+        content_feats, style_feats, output_feats = ({k: parts[i] for k, parts in split.items()} for i in range(3))
+    else:
+        content_feats, style_feats, output_feats = (net.apply(loss_net_params, x) for x in (content, style, output))
+    terms: dict[str, jax.Array] = {}
+    for name, (total, parts) in {
+        "content": content_loss(content_feats, output_feats, layers=content_layers),
+        "classic": classic_style_loss(style_feats, output_feats, layers=style_layers, gram_norm=gram_norm),
+        "bound": style_loss_bound(style_feats, output_feats, layers=style_layers, gram_norm=gram_norm),
+        "balanced": balanced_style_loss(style_feats, output_feats, layers=style_layers),
+        "mean_std": mean_std_style_loss(style_feats, output_feats, layers=style_layers),
+    }.items():
+        terms[name] = total
+        terms.update(parts)
+    return terms
+
+
+compute_loss_terms = jax.jit(loss_terms, static_argnames=("loss_net", "style_layers", "content_layers", "gram_norm"))
+"""`loss_terms`, jit-compiled once per (network, layers, shapes)."""

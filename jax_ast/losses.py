@@ -271,20 +271,25 @@ def loss_terms(loss_net, loss_net_params, content: jax.Array, style: jax.Array, 
     Args:
       loss_net: a `jax_ast.models.vgg.VGG` module (its `taps` are replaced by the layers needed).
       loss_net_params: its variables ({"params": ...}).
-      content, style, output: float[B, H, W, 3] RGB in [0, 1]. When all three share one shape they go
-        through the loss network as one batch of 3B.
+      content, style, output: float[B, H, W, 3] RGB in [0, 1]. Content and style are targets: no
+        gradient flows to them; gradients flow to `output` (and the loss-network params).
 
     Returns:
       {"content", "classic", "bound", "balanced", "mean_std"} totals plus "<term>/<layer>" parts.
     """
     layers = tuple(dict.fromkeys((*style_layers, *content_layers)))
     net = loss_net.clone(taps=layers)
-    if content.shape == style.shape == output.shape:
-        stacked = net.apply(loss_net_params, jnp.concatenate([content, style, output], axis=0))
-        split = {k: jnp.split(v, 3) for k, v in stacked.items()}
-        content_feats, style_feats, output_feats = ({k: parts[i] for k, parts in split.items()} for i in range(3))
+    # The targets are constants of the loss (the style Gram and content features are detached, as in
+    # every reference implementation), so their pass is kept out of the backward graph; batching
+    # content and style together halves the number of loss-network calls.
+    if content.shape == style.shape:
+        stacked = net.apply(loss_net_params, jnp.concatenate([content, style], axis=0))
+        content_feats = {k: v[: content.shape[0]] for k, v in stacked.items()}
+        style_feats = {k: v[content.shape[0]:] for k, v in stacked.items()}
     else:
-        content_feats, style_feats, output_feats = (net.apply(loss_net_params, x) for x in (content, style, output))
+        content_feats, style_feats = (net.apply(loss_net_params, x) for x in (content, style))
+    content_feats, style_feats = jax.lax.stop_gradient((content_feats, style_feats))
+    output_feats = net.apply(loss_net_params, output)
     terms: dict[str, jax.Array] = {}
     for name, (total, parts) in {
         "content": content_loss(content_feats, output_feats, layers=content_layers),

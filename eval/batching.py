@@ -1,0 +1,206 @@
+"""Device-parallel batched inference: one `jax.pmap` per model entry point, padding, masks, shape groups.
+
+Host arrays [B, ...] are padded to a whole number of steps, reshaped to [n_devices, per_device, ...],
+run, synchronised and unpadded. Every step of one `Stylizer` has the same global batch
+(`step_size` = batch_size rounded up to a multiple of the local device count), so each input shape is
+compiled exactly once; the last, partial step is padded (edge copies) and the padding dropped by its mask.
+
+The model's variables are replicated onto the devices once and passed with ``in_axes=None``; there are
+no collectives in inference, but every step is still synchronised (``block_until_ready``): with fake CPU
+devices, many asynchronously dispatched pmapped steps can deadlock XLA:CPU (stack.md, trap 2).
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+from typing import Any, Callable, Iterator, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+AXIS = "batch"
+Tree = Any
+
+
+def pad_to_multiple(batch: Tree, multiple: int) -> tuple[Tree, np.ndarray]:
+    """Pads the leading axis of every leaf to a multiple of `multiple` by repeating the last entry.
+
+    Edge copies (rather than zeros) keep the padding numerically ordinary (no all-zero images whose
+    statistics are degenerate).
+
+    Args:
+      batch: an array or pytree of arrays sharing the leading size B >= 1.
+      multiple: >= 1.
+
+    Returns:
+      (padded tree with leading size ceil(B / multiple) * multiple, mask bool[padded B], True for real rows).
+    """
+    size = _leading_size(batch)
+    padded_size = -(-size // multiple) * multiple
+    mask = np.arange(padded_size) < size
+    if padded_size == size:
+        return batch, mask
+    take = np.minimum(np.arange(padded_size), size - 1)
+    return jax.tree.map(lambda leaf: np.asarray(leaf)[take], batch), mask
+
+
+def split_for_devices(batch: Tree, n_devices: int) -> Tree:
+    """[B, ...] -> [n_devices, B / n_devices, ...] for every leaf (B must be a multiple of n_devices)."""
+    size = _leading_size(batch)
+    if size % n_devices:
+        raise ValueError(f"batch of {size} does not split over {n_devices} devices; pad it first")
+    return jax.tree.map(lambda leaf: np.asarray(leaf).reshape((n_devices, size // n_devices) + leaf.shape[1:]),
+                        batch)
+
+
+def merge_from_devices(batch: Tree) -> Tree:
+    """[n_devices, per_device, ...] -> [n_devices * per_device, ...] host numpy, for every leaf."""
+    return jax.tree.map(lambda leaf: np.asarray(leaf).reshape((-1,) + leaf.shape[2:]), batch)
+
+
+def _leading_size(batch: Tree) -> int:
+    sizes = {np.shape(leaf)[0] for leaf in jax.tree.leaves(batch)}
+    if len(sizes) != 1 or 0 in sizes:
+        raise ValueError(f"every leaf needs the same non-zero leading size, got sizes {sorted(sizes)}")
+    return sizes.pop()
+
+
+def shape_signature(tree: Tree) -> tuple:
+    """Hashable (structure, leaf shapes without the batch axis) key used to group compatible inputs."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return (str(treedef),) + tuple(np.shape(leaf)[1:] for leaf in leaves)
+
+
+class Stylizer:
+    """Batched, device-parallel stylisation with a model that follows the `jax_ast.models` interface.
+
+    Args:
+      model: a linen module with ``__call__(content, style, alpha)``, ``encode_style`` and
+        ``stylize_with_code``.
+      variables: its variables, e.g. ``{"params": ...}`` (host or device arrays).
+      batch_size: images per step over all devices (default: one per device); rounded up to a multiple
+        of the device count.
+
+    Attributes:
+      trace_counts: how many times each entry point was traced (compiled), keyed "stylize"/"encode"/"code".
+    """
+
+    def __init__(self, model: Any, variables: Tree, *, batch_size: int | None = None):
+        self.n_devices = jax.local_device_count()
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.step_size = -(-(batch_size or self.n_devices) // self.n_devices) * self.n_devices
+        self.trace_counts: collections.Counter[str] = collections.Counter()
+        mesh = Mesh(np.array(jax.local_devices()), ("replica",))
+        self._variables = jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
+        model_type = type(model)
+
+        def stylize(variables, content, style, alpha):
+            self.trace_counts["stylize"] += 1  # runs once per trace, i.e. per compilation
+            return model.apply(variables, content, style, alpha=alpha)[0]
+
+        def encode(variables, style):
+            self.trace_counts["encode"] += 1
+            return model.apply(variables, style, method=model_type.encode_style)
+
+        def stylize_with_code(variables, content, code, alpha):
+            self.trace_counts["code"] += 1
+            return model.apply(variables, content, code, alpha=alpha, method=model_type.stylize_with_code)
+
+        self._stylize = _parallel(stylize, num_batched=2, alpha_static=True)
+        self._encode = _parallel(encode, num_batched=1, alpha_static=False)
+        self._stylize_with_code = _parallel(stylize_with_code, num_batched=2, alpha_static=True)
+
+    def stylize(self, contents: np.ndarray, styles: np.ndarray, *, alpha: float = 1.0) -> np.ndarray:
+        """contents float[B, H, W, 3], styles float[B, Hs, Ws, 3] in [0, 1] -> float32[B, H, W, 3] (unclamped)."""
+        return self._run(self._stylize, (contents, styles), alpha=float(alpha))
+
+    def encode_styles(self, styles: np.ndarray) -> Tree:
+        """styles float[B, Hs, Ws, 3] -> the model's style codes, host numpy with leading axis B."""
+        return self._run(self._encode, (styles,))
+
+    def stylize_with_codes(self, contents: np.ndarray, codes: Tree, *, alpha: float = 1.0) -> np.ndarray:
+        """contents float[B, H, W, 3] with per-row codes (leading axis B) -> float32[B, H, W, 3]."""
+        return self._run(self._stylize_with_code, (contents, codes), alpha=float(alpha))
+
+    def encode_many(self, styles: Sequence[np.ndarray]) -> list[Tree]:
+        """Encodes differently sized styles [Hs_i, Ws_i, 3], batching equal sizes; one code per style."""
+        codes: list[Tree] = [None] * len(styles)
+        for indices in group_by_shape(styles).values():
+            batch_codes = self.encode_styles(np.stack([styles[i] for i in indices]))
+            for row, index in enumerate(indices):
+                codes[index] = jax.tree.map(lambda leaf, row=row: leaf[row], batch_codes)
+        return codes
+
+    def stylize_pairs(self, contents: Sequence[np.ndarray], codes: Sequence[Tree],
+                      pairs: Sequence[tuple[int, int]], *, alpha: float = 1.0
+                      ) -> Iterator[tuple[list[int], np.ndarray | Exception]]:
+        """Stylises many (content index, code index) pairs, batching pairs of equal content and code shapes.
+
+        Each style is encoded once (by `encode_many`) however many contents it is applied to.
+
+        Args:
+          contents: float [H_i, W_i, 3] images. codes: unbatched codes from `encode_many`.
+          pairs: (content index, code index) tuples.
+
+        Yields:
+          (pair positions, float32 [n, H, W, 3] stylised images) per step, or (pair positions, the
+          exception) when that step failed, so one failing batch does not end a long run.
+        """
+        groups = collections.defaultdict(list)
+        for position, (content_index, code_index) in enumerate(pairs):
+            key = (np.shape(contents[content_index]), shape_signature(_add_batch_axis(codes[code_index])))
+            groups[key].append(position)
+        for positions in groups.values():
+            for start in range(0, len(positions), self.step_size):
+                chunk = positions[start:start + self.step_size]
+                batch_contents = np.stack([contents[pairs[p][0]] for p in chunk])
+                batch_codes = jax.tree.map(lambda *leaves: np.stack(leaves), *[codes[pairs[p][1]] for p in chunk])
+                try:
+                    yield chunk, self.stylize_with_codes(batch_contents, batch_codes, alpha=alpha)
+                except Exception as error:  # reported per step by the caller, naming the files
+                    yield chunk, error
+
+    def _run(self, parallel_fn: Callable, batched: tuple, **static: Any) -> Tree:
+        """Runs `parallel_fn` over `batched` (leading axis B) in steps of `step_size`; host numpy out."""
+        size = _leading_size(batched)
+        outputs = []
+        for start in range(0, size, self.step_size):
+            chunk = jax.tree.map(lambda leaf: np.asarray(leaf)[start:start + self.step_size], batched)
+            padded, mask = pad_to_multiple(chunk, self.step_size)
+            result = parallel_fn(self._variables, *split_for_devices(padded, self.n_devices), **static)
+            result = jax.block_until_ready(result)  # sync every step (stack.md trap 2)
+            outputs.append(jax.tree.map(lambda leaf: leaf[mask], merge_from_devices(result)))
+        return jax.tree.map(lambda *leaves: np.concatenate(leaves), *outputs)
+
+
+def _parallel(fn: Callable, *, num_batched: int, alpha_static: bool) -> Callable:
+    """The single place where entry points are pmapped: variables broadcast, batched args split on axis 0.
+
+    ``alpha`` is static (a Python float) so model code may branch on it; a run uses one alpha, so this
+    costs no extra compilations.
+    """
+    in_axes = (None,) + (0,) * num_batched
+    if not alpha_static:
+        return jax.pmap(fn, axis_name=AXIS, in_axes=in_axes)
+    mapped = jax.pmap(fn, axis_name=AXIS, in_axes=in_axes, static_broadcasted_argnums=(num_batched + 1,))
+
+    @functools.wraps(fn)
+    def call(variables, *batched, alpha):
+        return mapped(variables, *batched, alpha)
+
+    return call
+
+
+def _add_batch_axis(tree: Tree) -> Tree:
+    return jax.tree.map(lambda leaf: np.asarray(leaf)[None], tree)
+
+
+def group_by_shape(images: Sequence[np.ndarray]) -> dict[tuple[int, ...], list[int]]:
+    """Indices of equally shaped arrays, in first-seen order of their shapes."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, image in enumerate(images):
+        groups.setdefault(tuple(np.shape(image)), []).append(index)
+    return groups

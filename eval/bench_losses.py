@@ -1,0 +1,160 @@
+"""Benchmark: the VGG-16 loss network and the full balanced loss with its gradient, jax-ast vs PyTorch.
+
+    python -m eval.bench_losses [--batch 8] [--size 256] [--rounds 3] [--runs 5]
+
+Prints images/s for (a) the VGG-16 forward up to relu4_3 and (b) the jitted loss (content + classic +
+balanced on relu1_2/2_2/3_3/4_3, content on relu3_3) with its gradient w.r.t. the output image, for
+jax-ast and for the same computation written in PyTorch (same weights), interleaved in the same run,
+with the JAX/torch time ratio (< 1 means jax-ast is faster). Absolute numbers on a shared VM are noisy:
+read the ratios, and the min next to the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+# XLA's default YNNPACK fusion is ~1.4x slower for VGG's 3x3 convs on AVX2 CPUs (shared/docs/stack.md
+# section 3). Set it before JAX starts, and only where the user has not chosen XLA flags already.
+if "xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_experimental_ynn_fusion_type=").strip()
+
+import numpy as np  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+import jax_ast.losses as L  # noqa: E402
+from jax_ast.models.vgg import VGG, conv_names  # noqa: E402
+
+TAPS = L.PAPER_STYLE_LAYERS
+
+
+def _timed(fn, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def make_jax(params, batch: int, size: int):
+    net = VGG("vgg16", taps=TAPS)
+    rng = np.random.default_rng(0)
+    content, style, output = (jnp.asarray(rng.uniform(size=(batch, size, size, 3)), jnp.float32) for _ in range(3))
+    forward = jax.jit(lambda p, x: net.apply(p, x))
+
+    def loss(out, p):
+        terms = L.loss_terms(net, p, content, style, out)
+        return jnp.mean(terms["content"] + 1e-3 * terms["balanced"] + 1e-12 * terms["classic"])
+
+    value_and_grad = jax.jit(jax.value_and_grad(loss))
+    run_forward = lambda: jax.block_until_ready(forward(params, output))  # noqa: E731
+    run_loss = lambda: jax.block_until_ready(value_and_grad(output, params))  # noqa: E731
+    return run_forward, run_loss
+
+
+def make_torch(params, batch: int, size: int):
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    layers, convs = [], iter(conv_names("vgg16"))
+    for block, n_convs in enumerate((2, 2, 3, 3)):
+        if block:
+            layers.append(nn.MaxPool2d(2))
+        for _ in range(n_convs):
+            name = next(convs)
+            conv = nn.Conv2d(params["params"][name]["kernel"].shape[2], params["params"][name]["kernel"].shape[3], 3,
+                             padding=1)
+            conv.weight.data = torch.from_numpy(np.asarray(params["params"][name]["kernel"]).transpose(3, 2, 0, 1).copy())
+            conv.bias.data = torch.from_numpy(np.asarray(params["params"][name]["bias"]).copy())
+            layers += [conv, nn.ReLU()]
+    features = nn.Sequential(*layers).eval().requires_grad_(False)
+    tap_index = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+
+    def encode(x):
+        feats, x = {}, (x - mean) / std
+        for i, layer in enumerate(features):
+            x = layer(x)
+            for name, index in tap_index.items():
+                if i == index:
+                    feats[name] = x
+        return feats
+
+    def gram(f):
+        flat = f.flatten(2)
+        return flat @ flat.transpose(1, 2)
+
+    rng = np.random.default_rng(0)
+    content, style, output = (torch.from_numpy(rng.uniform(size=(batch, 3, size, size)).astype(np.float32))
+                              for _ in range(3))
+    def loss_and_grad():
+        with torch.no_grad():  # targets are recomputed every step, as in training (new batch each step)
+            content_feats, style_feats = encode(content), encode(style)
+        out = output.clone().requires_grad_(True)
+        out_feats = encode(out)
+        content_term = ((out_feats["relu3_3"] - content_feats["relu3_3"]) ** 2).mean(dim=(1, 2, 3))
+        classic = balanced = 0.0
+        for name in TAPS:
+            a, b = gram(style_feats[name]), gram(out_feats[name])
+            classic = classic + ((a - b) ** 2).mean(dim=(1, 2))
+            balanced = balanced + ((a - b) ** 2).sum(dim=(1, 2)) / ((a ** 2).sum(dim=(1, 2)) + (b ** 2).sum(dim=(1, 2)))
+        total = (content_term + 1e-3 * balanced + 1e-12 * classic).mean()
+        (grad,) = torch.autograd.grad(total, out)
+        return grad
+
+    def run_forward():
+        with torch.inference_mode():
+            encode(output)
+
+    return run_forward, loss_and_grad
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved jax/torch rounds")
+    parser.add_argument("--runs", type=int, default=3, help="timed calls per round")
+    args = parser.parse_args(argv)
+
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform}, XLA_FLAGS={os.environ.get('XLA_FLAGS')!r}")
+    params = VGG("vgg16", taps=TAPS).init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    benches = {"jax": make_jax(params, args.batch, args.size)}
+    try:
+        benches["torch"] = make_torch(params, args.batch, args.size)
+    except ImportError:
+        print("torch is not installed: printing jax-ast figures only (pip install 'jax-ast[torch]')")
+
+    times: dict[tuple[str, str], list[float]] = {}
+    for name, (forward, loss) in benches.items():  # warm-up: compile (jax) / first-call overheads (torch)
+        start = time.perf_counter()
+        forward(), loss()
+        print(f"{name}: warm-up (compile) {time.perf_counter() - start:.1f} s")
+    for round_index in range(args.rounds):
+        for name, (forward, loss) in benches.items():
+            times.setdefault((name, "forward"), []).extend(_timed(forward, args.runs))
+            times.setdefault((name, "loss+grad"), []).extend(_timed(loss, args.runs))
+        print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr)
+
+    print(f"\nbatch {args.batch} x {args.size}x{args.size}, {args.rounds} rounds x {args.runs} runs")
+    print(f"{'what':<12}{'impl':<8}{'median s':>10}{'min s':>9}{'img/s':>9}")
+    for what in ("forward", "loss+grad"):
+        for name in benches:
+            t = times[(name, what)]
+            print(f"{what:<12}{name:<8}{np.median(t):>10.3f}{min(t):>9.3f}{args.batch / np.median(t):>9.2f}")
+        if "torch" in benches:
+            ratio = np.median(times[("jax", what)]) / np.median(times[("torch", what)])
+            best = min(times[("jax", what)]) / min(times[("torch", what)])
+            print(f"{what:<12}jax/torch time ratio: median {ratio:.2f}, best-of {best:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,391 @@
+"""Stylise every content x style pair with one network.
+
+``python -m eval.stylize --arch adain --checkpoint DIR --content C --style S --out O``
+
+Outputs are ``<out>/<content-stem>__<style-stem>.png``. A bad image is converted or skipped with a warning
+naming the file and the reason; one bad file never ends the run. A summary (written, skipped with reasons,
+images/s) is printed at the end; the exit status is 0 when at least one image was written.
+
+``--checkpoint`` is one of: a directory holding the original release files under their canonical names
+(listed below), a native params file written by ``jax_ast.pretrained.save_params``, or the literal
+``random`` (seeded random weights; the output is meaningless, for smoke tests only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import jax
+import numpy as np
+
+from eval.batching import Stylizer, group_by_shape
+from jax_ast import color, imageio
+from jax_ast.models import ARCHS, build
+from jax_ast.pretrained import native
+
+# Shorter-side resize per network's own inference default (architectures.md 2.5, 3.5, 4.5, 5.6); SANet's
+# original runs at native size, which can exhaust memory (quadratic attention), so 512 is used like AdaIN.
+DEFAULT_SIZES = {"adain": 512, "sanet": 512, "linear": 512, "magenta": 256}
+CONTENT_CHUNK = 16  # contents held in memory at once (their pairs with every style are run together)
+
+
+@dataclasses.dataclass
+class Summary:
+    """What a run did: files written, (file, reason) skips and the stylisation wall time."""
+
+    written: list[Path] = dataclasses.field(default_factory=list)
+    skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    seconds: float = 0.0
+
+    def report(self) -> str:
+        rate = len(self.written) / self.seconds if self.seconds > 0 else 0.0
+        lines = [f"written: {len(self.written)} images in {self.seconds:.1f} s ({rate:.2f} img/s, "
+                 "including compilation)", f"skipped: {len(self.skipped)}"]
+        lines += [f"  {name}: {reason}" for name, reason in self.skipped]
+        return "\n".join(lines)
+
+
+class Progress:
+    """tqdm progress bar when available, otherwise a line per ~10 %; `write` keeps messages readable."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        self.total, self.done, self._next_print, self.enabled = total, 0, 0, enabled
+        self._bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+                self._bar = tqdm(total=total, unit="img", file=sys.stderr)
+            except ImportError:
+                pass
+
+    def update(self, count: int) -> None:
+        self.done += count
+        if self._bar is not None:
+            self._bar.update(count)
+        elif self.enabled and self.done >= self._next_print:
+            print(f"[{self.done}/{self.total}]", file=sys.stderr)
+            self._next_print = self.done + max(1, self.total // 10)
+
+    def write(self, message: str) -> None:
+        if self._bar is not None:
+            self._bar.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Per-run settings of `stylize_all`."""
+
+    out_dir: Path
+    alpha: float = 1.0
+    preserve_color: str = "none"
+    size: int | None = 512
+    style_size: int | None = 512
+    extension: str = ".png"
+    progress: bool = True
+
+
+def unique_stems(paths: Sequence[Path]) -> list[str]:
+    """File stems for output names; stems shared by several files get their parent folders and suffix added."""
+    stems = [p.stem for p in paths]
+    counts = {stem: stems.count(stem) for stem in stems}
+    names = []
+    for path, stem in zip(paths, stems):
+        if counts[stem] > 1:
+            stem = "_".join([*path.parent.parts[-2:], path.stem, path.suffix.lstrip(".")])
+        names.append(stem)
+    return names
+
+
+def _load_all(paths: Sequence[Path], size: int | None, summary: Summary, progress: Progress,
+              role: str) -> dict[int, np.ndarray]:
+    """Loads images by index; bad files are recorded in the summary and reported, never raised."""
+    images = {}
+    for index, path in enumerate(paths):
+        try:
+            images[index] = imageio.load_image(path, size=size)
+        except imageio.ImageError as error:
+            summary.skipped.append((str(path), f"{role} skipped: {error.reason}"))
+            progress.write(f"warning: skipping {role} {path}: {error.reason}")
+    return images
+
+
+def _encode(stylizer: Any, styles: dict[Any, np.ndarray], names: dict[Any, str], summary: Summary,
+            progress: Progress) -> dict[Any, Any]:
+    """Encodes styles, batching equal sizes; a group that fails is reported and left out."""
+    keys = list(styles)
+    codes = {}
+    for indices in group_by_shape([styles[k] for k in keys]).values():
+        group = [keys[i] for i in indices]
+        try:
+            batch = stylizer.encode_styles(np.stack([styles[k] for k in group]))
+        except Exception as error:  # e.g. a style too small for the network; reported, the run continues
+            for key in group:
+                summary.skipped.append((names[key], f"style encoding failed: {type(error).__name__}: {error}"))
+            progress.write(f"warning: encoding failed for {', '.join(names[k] for k in group)}: {error}")
+            continue
+        for row, key in enumerate(group):
+            codes[key] = jax.tree.map(lambda leaf, row=row: leaf[row], batch)
+    return codes
+
+
+def stylize_all(stylizer: Any, content_paths: Sequence[Path], style_paths: Sequence[Path],
+                options: Options) -> Summary:
+    """Runs every content x style pair through `stylizer` (an `eval.batching.Stylizer`), writing images."""
+    summary = Summary()
+    progress = Progress(len(content_paths) * len(style_paths), enabled=options.progress)
+    start = time.perf_counter()
+    content_names, style_names = unique_stems(content_paths), unique_stems(style_paths)
+    styles = _load_all(style_paths, options.style_size, summary, progress, "style")
+    progress.update((len(style_paths) - len(styles)) * len(content_paths))
+    shared_codes = {}
+    if options.preserve_color != "coral":  # coral recolours each style per content: encode per pair instead
+        shared_codes = _encode(stylizer, styles, {i: str(style_paths[i]) for i in styles}, summary, progress)
+        progress.update((len(styles) - len(shared_codes)) * len(content_paths))
+    for chunk_start in range(0, len(content_paths), CONTENT_CHUNK):
+        chunk = range(chunk_start, min(chunk_start + CONTENT_CHUNK, len(content_paths)))
+        contents = _load_all([content_paths[i] for i in chunk], options.size, summary, progress, "content")
+        contents = {chunk[i]: image for i, image in contents.items()}
+        progress.update((len(chunk) - len(contents)) * len(styles))
+        if options.preserve_color == "coral":
+            recoloured = {(c, s): color.coral(styles[s], contents[c]) for c in contents for s in styles}
+            names = {(c, s): f"{style_paths[s]} (coral to {content_paths[c]})" for c, s in recoloured}
+            codes = _encode(stylizer, recoloured, names, summary, progress)
+            progress.update(len(recoloured) - len(codes))
+        else:
+            codes = {(c, s): shared_codes[s] for c in contents for s in shared_codes}
+        _stylize_chunk(stylizer, contents, codes, (content_names, style_names), options, summary, progress)
+    summary.seconds = time.perf_counter() - start
+    progress.close()
+    return summary
+
+
+def _stylize_chunk(stylizer: Any, contents: dict[int, np.ndarray], codes: dict[tuple[int, int], Any],
+                   names: tuple[list[str], list[str]], options: Options, summary: Summary,
+                   progress: Progress) -> None:
+    """Stylises the (content index, style index) keys of `codes`, post-processes and saves each result."""
+    pair_keys = list(codes)
+    content_keys = sorted(contents)
+    content_list = [contents[c] for c in content_keys]
+    position_of = {c: i for i, c in enumerate(content_keys)}
+    pairs = [(position_of[c], i) for i, (c, _) in enumerate(pair_keys)]
+    code_list = [codes[key] for key in pair_keys]
+    for positions, result in stylizer.stylize_pairs(content_list, code_list, pairs, alpha=options.alpha):
+        for row, position in enumerate(positions):
+            content_index, style_index = pair_keys[position]
+            label = f"{names[0][content_index]}__{names[1][style_index]}"
+            if isinstance(result, Exception):
+                summary.skipped.append((label, f"stylisation failed: {type(result).__name__}: {result}"))
+                progress.write(f"warning: stylisation failed for {label}: {result}")
+            else:
+                _save(result[row], contents[content_index], label, options, summary, progress)
+            progress.update(1)
+
+
+def _save(stylized: np.ndarray, content: np.ndarray, label: str, options: Options, summary: Summary,
+          progress: Progress) -> None:
+    if options.preserve_color == "luminance":
+        stylized = color.preserve_luminance(stylized, content)
+    try:
+        summary.written.append(imageio.save_image(options.out_dir / f"{label}{options.extension}", stylized))
+    except OSError as error:
+        summary.skipped.append((label, f"could not write: {error}"))
+        progress.write(f"warning: could not write {label}: {error}")
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+
+RELEASE_FILES = {
+    "adain": "vgg_normalised.pth + decoder.pth",
+    "sanet": "vgg_normalised.pth + decoder_iter_*.pth + transformer_iter_*.pth",
+    "linear": "vgg_r41.pth + dec_r41.pth + r41.pth (the r31 files with --variant r31)",
+    "magenta": "model.ckpt.index + model.ckpt.data-* (a TF checkpoint; or pass the .npz of its variables)",
+}
+_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+PROBE_SIZE = 64  # init probe: a multiple of 16 (SANet) and large enough for Magenta's Inception
+
+
+class CheckpointError(ValueError):
+    """A --checkpoint that cannot be loaded; the message says what was expected."""
+
+
+def load_model(arch: str, checkpoint: str, *, variant: str | None = None, seed: int = 0) -> tuple[Any, Any]:
+    """(model, variables) for `arch` from release files, a native params file, or 'random'."""
+    config = {} if variant is None else {"variant": variant}
+    try:
+        if checkpoint == "random":
+            return _random_model(arch, config, seed)
+        path = Path(checkpoint)
+        if path.is_file() and native.is_native(path):
+            return _load_native(arch, path, config)
+        return _load_release(arch, path, config)
+    except (ValueError, TypeError, OSError, KeyError, ImportError) as error:
+        if isinstance(error, CheckpointError):
+            raise
+        raise CheckpointError(f"cannot load --arch {arch} --checkpoint {checkpoint}: {type(error).__name__}: "
+                              f"{error}") from error
+
+
+def random_model(arch: str, *, seed: int = 0, **config: Any) -> tuple[Any, Any]:
+    """(model, seeded random variables) for `arch`, without the warning banner (benchmarks, tests)."""
+    return _random_init(arch, tuple(sorted(config.items())), seed)
+
+
+def _random_model(arch: str, config: dict, seed: int) -> tuple[Any, Any]:
+    model, variables = random_model(arch, seed=seed, **config)
+    banner = "!" * 78
+    print(f"{banner}\nWARNING: --checkpoint random: {arch} has RANDOM weights (seed {seed}).\n"
+          f"The output images are MEANINGLESS; use this only for smoke tests.\n{banner}", file=sys.stderr)
+    return model, variables
+
+
+@functools.lru_cache(maxsize=4)
+def _random_init(arch: str, config: tuple, seed: int) -> tuple[Any, Any]:
+    """Seeded random variables, cached per process.
+
+    The init program runs once, so XLA's optimisations cost more than they save: compiling without them
+    takes ~3x less time on CPU (same threefry random numbers).
+    """
+    model = build(arch, **dict(config))
+    probe = np.zeros((1, PROBE_SIZE, PROBE_SIZE, 3), np.float32)
+    key = jax.random.key(seed)
+    init = jax.jit(model.init).lower(key, probe, probe).compile(compiler_options=_FAST_COMPILE)
+    return model, init(key, probe, probe)
+
+
+def _find(directory: Path, patterns: Sequence[str], what: str) -> Path:
+    """The first pattern with a match; among several matches, the highest trailing iteration number."""
+    for pattern in patterns:
+        matches = list(directory.glob(pattern))
+        if matches:
+            return max(matches, key=lambda p: (int("".join(filter(str.isdigit, p.stem)) or 0), p.name))
+    present = ", ".join(sorted(p.name for p in directory.iterdir())) or "nothing"
+    raise CheckpointError(f"{directory}: no {what} file (looked for {' or '.join(patterns)}); found: {present}")
+
+
+def _load_release(arch: str, path: Path, config: dict) -> tuple[Any, Any]:
+    """Original release files, through the per-network importers of `jax_ast.pretrained`."""
+    if arch == "magenta":
+        from jax_ast.pretrained.magenta import load_magenta
+        model = build(arch, **config)
+        return model, load_magenta(path, model=model)
+    if not path.is_dir():
+        raise CheckpointError(f"--arch {arch} needs a directory with {RELEASE_FILES[arch]} or a native params "
+                              f"file, got {path}")
+    vgg = ("vgg_normalised.pth", "vgg_normalized.pth")
+    if arch == "adain":
+        from jax_ast.pretrained.adain import load_adain
+        return load_adain(_find(path, vgg, "VGG"), _find(path, ("decoder.pth", "decoder_iter_*.pth", "iter_*.pth"),
+                                                          "decoder"), **config)
+    if arch == "sanet":
+        from jax_ast.pretrained.sanet import load_sanet
+        return load_sanet(_find(path, vgg, "VGG"), _find(path, ("decoder_iter_*.pth", "decoder.pth"), "decoder"),
+                          _find(path, ("transformer_iter_*.pth", "transformer.pth"), "transform"), **config)
+    from jax_ast.pretrained.linear import load_linear
+    layer = config.get("variant", "r41")
+    params = load_linear(layer, _find(path, (f"vgg_{layer}.pth",), "VGG"), _find(path, (f"dec_{layer}.pth",),
+                         "decoder"), _find(path, (f"{layer}.pth",), "transform"))
+    return build(arch, **config), {"params": params}
+
+
+def _load_native(arch: str, path: Path, config: dict) -> tuple[Any, Any]:
+    """A file written by `jax_ast.pretrained.save_params` (variables or params); its meta must name `arch`."""
+    variables, meta = native.load_params(path)
+    if meta.get("arch") != arch:
+        raise CheckpointError(f"{path} holds params for arch {meta.get('arch')!r}, not {arch!r}")
+    if "variant" in meta and "variant" not in config:
+        config = {**config, "variant": meta["variant"]}
+    variables = variables if "params" in variables else {"params": variables}
+    return build(arch, **config), variables
+
+
+def build_parser() -> argparse.ArgumentParser:
+    release = "\n".join(f"  {arch:8s} {files}" for arch, files in RELEASE_FILES.items())
+    parser = argparse.ArgumentParser(prog="python -m eval.stylize", description=__doc__,
+                                     epilog=f"release files per --arch:\n{release}",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", required=True, help=f"network, one of: {', '.join(ARCHS)}")
+    parser.add_argument("--checkpoint", required=True,
+                        help="release-file directory, native params file, or 'random' (smoke tests only)")
+    parser.add_argument("--content", required=True, type=Path, help="content image file or directory")
+    parser.add_argument("--style", required=True, type=Path, help="style image file or directory")
+    parser.add_argument("--out", required=True, type=Path, help="output directory (created)")
+    parser.add_argument("--alpha", type=float, default=1.0,
+                        help="content-style trade-off in [0, 1] (default 1: full style)")
+    parser.add_argument("--preserve-color", choices=color.PRESERVE_COLOR_METHODS, default="none",
+                        help="coral: recolour the style to the content first; luminance: keep the content's chroma "
+                             "(default: none)")
+    parser.add_argument("--size", type=int, default=None,
+                        help=f"content shorter side, 0 = native (default per arch: {DEFAULT_SIZES})")
+    parser.add_argument("--style-size", type=int, default=None, help="style shorter side, 0 = native (default: --size)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="images per step over all devices (default: one per device); the last step of "
+                             "each image size is padded to a full batch")
+    parser.add_argument("--variant", default=None, help="architecture variant, e.g. r31/r41 for linear")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --checkpoint random (default 0)")
+    parser.add_argument("--format", choices=("png", "jpg"), default="png", help="output file format (default png)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    """Argument checks that end in `parser.error` (exit 2) with one clear message; returns the image lists."""
+    if args.arch not in ARCHS:
+        parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(ARCHS)}")
+    if args.checkpoint != "random" and not Path(args.checkpoint).exists() and not _is_tf_prefix(args.checkpoint):
+        parser.error(f"--checkpoint {args.checkpoint} does not exist; give a directory with "
+                     f"{RELEASE_FILES[args.arch]}, a native params file, or 'random'")
+    if not 0.0 <= args.alpha <= 1.0:
+        parser.error(f"--alpha must be in [0, 1], got {args.alpha}")
+    for flag in ("size", "style_size", "batch_size"):
+        value = getattr(args, flag)
+        if value is not None and value < (1 if flag == "batch_size" else 0):
+            parser.error(f"--{flag.replace('_', '-')} must be a positive number, got {value}")
+    lists = []
+    for role in ("content", "style"):
+        try:
+            lists.append(imageio.list_images(getattr(args, role)))
+        except (FileNotFoundError, imageio.ImageError) as error:
+            parser.error(f"--{role}: {error}")
+    return lists[0], lists[1]
+
+
+def _is_tf_prefix(checkpoint: str) -> bool:
+    """A TF checkpoint prefix such as ``.../model.ckpt`` names files that exist only with suffixes."""
+    return Path(checkpoint + ".index").exists()
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(None if argv is None else list(argv))
+    content_paths, style_paths = _validate(parser, args)
+    try:
+        model, variables = load_model(args.arch, args.checkpoint, variant=args.variant, seed=args.seed)
+    except CheckpointError as error:
+        parser.error(str(error))
+    size = DEFAULT_SIZES[args.arch] if args.size is None else args.size
+    style_size = size if args.style_size is None else args.style_size
+    stylizer = Stylizer(model, variables, batch_size=args.batch_size)
+    print(f"{args.arch}: {len(content_paths)} contents x {len(style_paths)} styles on {stylizer.n_devices} "
+          f"{jax.default_backend()} device(s), step {stylizer.step_size}, size {size or 'native'}, "
+          f"style size {style_size or 'native'}", file=sys.stderr)
+    options = Options(out_dir=args.out, alpha=args.alpha, preserve_color=args.preserve_color, size=size or None,
+                      style_size=style_size or None, extension=f".{args.format}", progress=not args.no_progress)
+    summary = stylize_all(stylizer, content_paths, style_paths, options)
+    print(summary.report())
+    return 0 if summary.written else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

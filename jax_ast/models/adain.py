@@ -1,0 +1,208 @@
+"""AdaIN arbitrary style transfer (Huang & Belongie 2017), PyTorch-port conventions.
+
+Pipeline (architectures.md section 2): c4 = relu4_1(content), s4 = relu4_1(style) of
+`vgg19_normalised`, t = AdaIN(c4, s4) with unbiased variance + 1e-5 inside both square roots,
+t <- alpha * t + (1 - alpha) * c4, stylized = D(t) with the `decoder.pth` topology (`DECODER_R41`).
+
+Sizes: the ceil-mode encoder and the x8 decoder turn H into 8 * ceil(H / 8). The content is therefore
+reflect-padded on the bottom/right to a multiple of 8 before encoding and the decoded image is cropped
+back, so the output always has the content's size (at multiples of 8 this is exactly the original).
+The style is never padded: only its channel statistics are used.
+
+A style code is the relu4_1 channel (mean, std) of the style. AdaIN is affine in those statistics, so
+style interpolation (sum_i w_i AdaIN(c, s_i), weights normalised) is AdaIN with the weighted mean of
+the codes: `mix_style_codes`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jax_ast.models.decoders import DECODER_R41, Decoder
+from jax_ast.models.vgg import VGG
+from jax_ast.ops import channel_mean_std
+
+ENCODER_VARIANT = "vgg19_normalised"
+FEATURE_STRIDE = 8  # relu4_1 is at 1/8 resolution
+STAT_DDOF = 1  # torch Tensor.var (unbiased), as in the PyTorch port's calc_mean_std
+STAT_EPS = 1e-5  # inside the square root of both sigmas
+
+StyleCode = dict[str, jax.Array]  # {"mean": f32[B,1,1,C], "std": f32[B,1,1,C]}
+
+
+def check_images(images: jax.Array, name: str) -> None:
+    """Raise one clear error unless `images` is [B, H, W, 3]."""
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"{name} must be RGB images of shape [B, H, W, 3], got shape {images.shape}")
+
+
+def pad_to_multiple(images: jax.Array, multiple: int) -> jax.Array:
+    """Reflect-pad H and W on the bottom/right to the next multiple of `multiple`: [B,H,W,C] -> [B,H',W',C]."""
+    pad_h = -images.shape[1] % multiple
+    pad_w = -images.shape[2] % multiple
+    if not (pad_h or pad_w):
+        return images
+    return jnp.pad(images, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
+
+
+def blend(stylized_feats: jax.Array, content_feats: jax.Array, alpha: Any) -> jax.Array:
+    """alpha * stylized_feats + (1 - alpha) * content_feats; alpha is a scalar or one value per sample [B]."""
+    alpha = jnp.asarray(alpha, jnp.float32)
+    if alpha.ndim == 1:
+        alpha = alpha[:, None, None, None]
+    elif alpha.ndim != 0:
+        raise ValueError(f"alpha must be a scalar or of shape [B], got shape {alpha.shape}")
+    return alpha * stylized_feats + (1.0 - alpha) * content_feats
+
+
+def adain_with_code(content_feats: jax.Array, code: StyleCode) -> jax.Array:
+    """AdaIN(c, s) given the style's code: sigma_s * (c - mu_c) / sigma_c + mu_s, float32 [B,h,w,C]."""
+    content_mean, content_std = channel_mean_std(content_feats, ddof=STAT_DDOF, eps=STAT_EPS)
+    normalized = (content_feats.astype(jnp.float32) - content_mean) / content_std
+    return normalized * code["std"] + code["mean"]
+
+
+def mix_style_codes(codes: Sequence[StyleCode], weights: Any) -> StyleCode:
+    """Weighted average of style codes with weights normalised to sum to 1 (weights: [N], non-negative)."""
+    weights = jnp.asarray(weights, jnp.float32)
+    if weights.shape != (len(codes),):
+        raise ValueError(f"need one weight per style: {len(codes)} styles, weights of shape {weights.shape}")
+    weights = weights / jnp.sum(weights)
+    return {key: sum(w * code[key] for w, code in zip(weights, codes)) for key in ("mean", "std")}
+
+
+def _as_list(stack: Any, name: str) -> list[jax.Array]:
+    """A list of arrays, or an array stacked on axis 0, as a non-empty list."""
+    items = list(stack)
+    if not items:
+        raise ValueError(f"{name} must hold at least one entry")
+    return items
+
+
+def masked_adain(content_feats: jax.Array, codes: Sequence[StyleCode], masks: Sequence[jax.Array]) -> jax.Array:
+    """Spatial control: region k gets AdaIN(c restricted to mask k, style k).
+
+    Each region's content statistics are mask-weighted (binary masks give the plain mean and unbiased
+    variance of the positions inside the region, as the Torch original's `--mask`). Overlapping masks
+    are renormalised to sum to 1; positions covered by no mask keep their content features.
+
+    Args:
+      content_feats: [B, h, w, C].
+      codes: K style codes.
+      masks: K arrays float [B or 1, h, w] in [0, 1] at feature resolution.
+
+    Returns:
+      float32 [B, h, w, C].
+    """
+    feats = content_feats.astype(jnp.float32)
+    weights = [jnp.asarray(m, jnp.float32)[..., None] for m in masks]
+    coverage = sum(weights)
+    scale = 1.0 / jnp.maximum(coverage, 1.0)
+    out = (1.0 - coverage * scale) * feats
+    for weight, code in zip(weights, codes):
+        weight = jnp.broadcast_to(weight, feats.shape[:3] + (1,))
+        count = jnp.sum(weight, axis=(1, 2), keepdims=True)
+        mean = jnp.sum(weight * feats, axis=(1, 2), keepdims=True) / jnp.maximum(count, 1.0)
+        sq_dev = jnp.sum(weight * jnp.square(feats - mean), axis=(1, 2), keepdims=True)
+        std = jnp.sqrt(sq_dev / jnp.maximum(count - STAT_DDOF, 1.0) + STAT_EPS)
+        out = out + weight * scale * ((feats - mean) / std * code["std"] + code["mean"])
+    return out
+
+
+class AdaIN(nn.Module):
+    """AdaIN network: frozen `vgg19_normalised` up to relu4_1 + trainable mirror decoder.
+
+    Attributes:
+      dtype: computation dtype of encoder and decoder (parameters stay float32).
+
+    Parameters: `encoder` (VGG layout: preprocess, conv1_1 ... conv4_1) and `decoder` (conv4_1 ... conv1_1).
+    """
+
+    dtype: Any = jnp.float32
+    TRAINABLE: ClassVar[tuple[str, ...]] = ("decoder",)
+
+    def setup(self):
+        self.encoder = VGG(ENCODER_VARIANT, taps=("relu4_1",), dtype=self.dtype)
+        self.decoder = Decoder(DECODER_R41, dtype=self.dtype)
+
+    def encode_content(self, content: jax.Array) -> jax.Array:
+        """content [B,H,W,3] in [0,1] -> relu4_1 of the padded content [B, ceil(H/8), ceil(W/8), 512]."""
+        check_images(content, "content")
+        return self.encoder(pad_to_multiple(content, FEATURE_STRIDE))["relu4_1"]
+
+    def encode_style(self, style: jax.Array) -> StyleCode:
+        """style [B,Hs,Ws,3] in [0,1] -> {"mean", "std"}: relu4_1 channel statistics, each f32 [B,1,1,512]."""
+        check_images(style, "style")
+        mean, std = channel_mean_std(self.encoder(style)["relu4_1"], ddof=STAT_DDOF, eps=STAT_EPS)
+        return {"mean": mean, "std": std}
+
+    def decode(self, feats: jax.Array, height: int, width: int) -> jax.Array:
+        """relu4_1-like features -> float32 image cropped to [B, height, width, 3]."""
+        return self.decoder(feats)[:, :height, :width, :]
+
+    def __call__(self, content: jax.Array, style: jax.Array, alpha: Any = 1.0, train: bool = False):
+        """Stylize `content` [B,H,W,3] with `style` [B or 1,Hs,Ws,3], both RGB in [0,1].
+
+        Returns:
+          (stylized float32 [B,H,W,3] unclamped, aux) with aux["target"] = the blended AdaIN features t
+          (the native content loss compares relu4_1(stylized) with t) and aux["content_feats"] = c4.
+        """
+        del train  # no train-time behaviour (no dropout / batch norm)
+        content_feats = self.encode_content(content)
+        target = blend(adain_with_code(content_feats, self.encode_style(style)), content_feats, alpha)
+        stylized = self.decode(target, content.shape[1], content.shape[2])
+        return stylized, {"target": target, "content_feats": content_feats}
+
+    def stylize_with_code(self, content: jax.Array, code: StyleCode, alpha: Any = 1.0) -> jax.Array:
+        """Stylize with a precomputed `encode_style` code; equals `__call__`'s image."""
+        content_feats = self.encode_content(content)
+        target = blend(adain_with_code(content_feats, code), content_feats, alpha)
+        return self.decode(target, content.shape[1], content.shape[2])
+
+    def stylize_interpolated(self, content: jax.Array, styles: Sequence[jax.Array] | jax.Array, weights: Any,
+                             alpha: Any = 1.0) -> jax.Array:
+        """Style interpolation: t = sum_i w_i AdaIN(c4, s4_i) with weights normalised to sum to 1.
+
+        Args:
+          content: [B,H,W,3]. styles: N arrays [B or 1,Hs_i,Ws_i,3] (sizes may differ) or [N,B,Hs,Ws,3].
+          weights: [N] non-negative, not all zero.
+        """
+        styles = _as_list(styles, "styles")
+        if jnp.shape(weights) != (len(styles),):
+            raise ValueError(f"need one weight per style: {len(styles)} styles, weights of shape {jnp.shape(weights)}")
+        codes = [self.encode_style(s) for s in styles]
+        return self.stylize_with_code(content, mix_style_codes(codes, weights), alpha)
+
+    def stylize_masked(self, content: jax.Array, styles: Sequence[jax.Array] | jax.Array,
+                       masks: Sequence[jax.Array] | jax.Array, alpha: Any = 1.0) -> jax.Array:
+        """Spatial control: style k is applied where mask k is on (see `masked_adain`).
+
+        Args:
+          content: [B,H,W,3]. styles: K arrays [B or 1,Hs,Ws,3] or [K,B,Hs,Ws,3].
+          masks: K arrays [B or 1,H,W] in [0,1] over the content (or [K,B,H,W]); e.g. (m, 1 - m) for the
+            Torch original's foreground/background pair. They are reflect-padded like the content and
+            resized (nearest) to the relu4_1 grid.
+        """
+        styles, masks = _as_list(styles, "styles"), _as_list(masks, "masks")
+        if len(styles) != len(masks):
+            raise ValueError(f"need one mask per style, got {len(styles)} styles and {len(masks)} masks")
+        content_feats = self.encode_content(content)
+        height, width = content.shape[1:3]
+        feat_masks = []
+        for mask in masks:
+            if mask.ndim != 3 or mask.shape[1:] != (height, width):
+                raise ValueError(f"masks must be [B, {height}, {width}] like the content, got shape {mask.shape}")
+            padded = pad_to_multiple(jnp.asarray(mask, jnp.float32)[..., None], FEATURE_STRIDE)[..., 0]
+            feat_masks.append(jax.image.resize(padded, (mask.shape[0],) + content_feats.shape[1:3], "nearest"))
+        codes = [self.encode_style(s) for s in styles]
+        target = blend(masked_adain(content_feats, codes, feat_masks), content_feats, alpha)
+        return self.decode(target, height, width)
+
+
+def build_adain(dtype: Any = jnp.float32) -> AdaIN:
+    """Registry factory: `build("adain", dtype="bfloat16")`."""
+    return AdaIN(dtype=jnp.dtype(dtype))

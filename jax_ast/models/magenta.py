@@ -1,0 +1,240 @@
+"""Magenta arbitrary image stylization (Ghiasi et al., BMVC 2017), architectures.md section 5.
+
+style image -> Inception-v3 (to Mixed_6e) -> spatial mean (768) -> 1x1 conv "bottleneck" -> code b (100)
+code b -> 13 pairs of 1x1 convs -> (beta, gamma) for the 13 conditional style norm (CSN) sites
+content -> transformer (contract with BatchNorm, 5 residual blocks and expand with CSN) -> sigmoid
+
+Parameters (top level = the three trained parts, `TRAINABLE`):
+
+* ``style_predictor``: ``InceptionV3`` (see `jax_ast.models.inception`) and ``Conv`` (the bottleneck,
+  the checkpoint's top-level ``Conv/{weights,biases}``);
+* ``style_params``: one entry per CSN site (`STYLE_NORM_SITES`), each with ``Conv`` (beta) and
+  ``Conv_1`` (gamma), 1x1 kernels [1, 1, 100, C] with bias;
+* ``transformer``: ``contract_conv{1,2,3}`` (``kernel`` + ``BatchNorm``), ``residual{r}_conv{j}`` and
+  ``expand_conv{e}`` (``kernel`` only; slim drops conv biases when a normaliser is set).
+
+The ``batch_stats`` collection holds the moving averages of the Inception and contract BatchNorms.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jax_ast.models.inception import MIN_INPUT_SIZE, InceptionV3, conv_hwio
+from jax_ast.models.layers import reflect_pad, upsample_nearest
+from jax_ast.ops import channel_mean_std
+
+CSN_EPSILON = 1e-5  # `conditional_style_norm`: tf.nn.moments (biased) + 1e-5
+CONTRACT_BN_EPSILON = 1e-3  # slim batch_norm defaults
+CONTRACT_BN_MOMENTUM = 0.999
+TRANSFORMER_STDDEV = 0.01  # N(0, 0.01) initialiser of `nza_model.transform`
+SLIM_CONV_INIT = nn.initializers.xavier_uniform()  # slim.conv2d default (bottleneck, style params); zero bias
+MIN_CONTENT_SIZE = 5  # smallest side for which every reflect padding is narrower than its input
+
+# (flax site name, TF scope below "transformer/", channels); order = `style_normalization_activations`.
+STYLE_NORM_SITES: tuple[tuple[str, str, int], ...] = tuple(
+    (f"residual{r}_conv{j}", f"residual/residual{r}/conv{j}", 128) for r in range(1, 6) for j in (1, 2)
+) + (("expand_conv1", "expand/conv1/conv", 64), ("expand_conv2", "expand/conv2/conv", 32),
+     ("expand_conv3", "expand/conv3/conv", 3))
+
+# (flax name, TF scope below "transformer/", features, kernel, stride)
+CONTRACT_CONVS: tuple[tuple[str, str, int, int, int], ...] = (
+    ("contract_conv1", "contract/conv1", 32, 9, 1),
+    ("contract_conv2", "contract/conv2", 64, 3, 2),
+    ("contract_conv3", "contract/conv3", 128, 3, 2),
+)
+NUM_RESIDUAL_BLOCKS = 5
+EXPAND_CONVS: tuple[tuple[str, int, int], ...] = (  # (flax name, upsampling factor, kernel)
+    ("expand_conv1", 2, 3), ("expand_conv2", 2, 3), ("expand_conv3", 1, 9))
+
+SITE_DEPTHS: dict[str, int] = {site: depth for site, _, depth in STYLE_NORM_SITES}
+
+NormParams = dict[str, tuple[jax.Array, jax.Array]]
+
+
+def conditional_style_norm(feats: jax.Array, beta: jax.Array, gamma: jax.Array) -> jax.Array:
+    """CSN: gamma * (x - mean) / sqrt(var + 1e-5) + beta, moments over H, W (biased); gamma used as is.
+
+    Args:
+      feats: [B, H, W, C].
+      beta, gamma: [B, C] or [1, C] (broadcast over the batch).
+    """
+    mean, std = channel_mean_std(feats, ddof=0, eps=CSN_EPSILON)
+    normalized = (feats.astype(jnp.float32) - mean) / std
+    return (normalized * gamma[:, None, None, :] + beta[:, None, None, :]).astype(feats.dtype)
+
+
+class ReflectConv(nn.Module):
+    """Reflect-pad k//2, VALID conv without bias (param `kernel`, HWIO), optional center-only BatchNorm."""
+
+    features: int
+    kernel_size: int
+    stride: int = 1
+    batch_norm: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        k = self.kernel_size
+        kernel = self.param("kernel", nn.initializers.normal(TRANSFORMER_STDDEV), (k, k, x.shape[-1], self.features))
+        y = conv_hwio(reflect_pad(x, k // 2), kernel, self.stride, [(0, 0), (0, 0)], self.dtype)
+        if self.batch_norm:
+            y = nn.BatchNorm(use_running_average=not train, use_scale=False, epsilon=CONTRACT_BN_EPSILON,
+                             momentum=CONTRACT_BN_MOMENTUM, use_fast_variance=False,
+                             dtype=self.dtype, name="BatchNorm")(y)
+        return y
+
+
+class Transformer(nn.Module):
+    """`nza_model.transform`: content [B, H, W, 3] -> [B, 4*ceil(H/4), 4*ceil(W/4), 3] in (0, 1).
+
+    The stride-2 contract convs reflect-pad 1 then VALID-convolve, giving ceil(H/2) each; the expand
+    stage doubles twice, hence the 4*ceil(H/4) output (the caller crops).
+    """
+
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, content: jax.Array, norm_params: NormParams, train: bool = False) -> jax.Array:
+        h = content.astype(self.dtype)
+        for name, _, features, kernel, stride in CONTRACT_CONVS:
+            h = nn.relu(ReflectConv(features, kernel, stride, True, self.dtype, name=name)(h, train))
+        channels = h.shape[-1]
+        for r in range(1, NUM_RESIDUAL_BLOCKS + 1):
+            residual = h
+            h = ReflectConv(channels, 3, dtype=self.dtype, name=f"residual{r}_conv1")(h)
+            h = nn.relu(conditional_style_norm(h, *norm_params[f"residual{r}_conv1"]))
+            h = ReflectConv(channels, 3, dtype=self.dtype, name=f"residual{r}_conv2")(h)
+            h = residual + conditional_style_norm(h, *norm_params[f"residual{r}_conv2"])  # no ReLU after the add
+        for name, factor, kernel in EXPAND_CONVS:
+            h = ReflectConv(SITE_DEPTHS[name], kernel, dtype=self.dtype, name=name)(upsample_nearest(h, factor))
+            h = conditional_style_norm(h, *norm_params[name])
+            h = nn.sigmoid(h) if name == "expand_conv3" else nn.relu(h)
+        return h.astype(jnp.float32)
+
+
+class StylePredictor(nn.Module):
+    """Inception-v3 to Mixed_6e -> spatial mean (768) -> 1x1 conv with bias (`Conv`) -> code [B, bottleneck]."""
+
+    bottleneck: int = 100
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, style: jax.Array, train: bool = False) -> jax.Array:
+        feats = InceptionV3(dtype=self.dtype, name="InceptionV3")(style, train)
+        pooled = jnp.mean(feats.astype(jnp.float32), axis=(1, 2), keepdims=True)
+        code = nn.Conv(self.bottleneck, (1, 1), kernel_init=SLIM_CONV_INIT, name="Conv")(pooled)
+        return code[:, 0, 0, :]
+
+
+class StyleNormParams(nn.Module):
+    """One CSN site's (beta, gamma), each [B, depth]."""
+
+    depth: int
+
+    @nn.compact
+    def __call__(self, code: jax.Array) -> tuple[jax.Array, jax.Array]:
+        beta = nn.Conv(self.depth, (1, 1), kernel_init=SLIM_CONV_INIT, name="Conv")(code)
+        gamma = nn.Conv(self.depth, (1, 1), kernel_init=SLIM_CONV_INIT, name="Conv_1")(code)
+        return beta[:, 0, 0, :], gamma[:, 0, 0, :]
+
+
+class StyleParams(nn.Module):
+    """Code [B, bottleneck] -> {site: (beta, gamma)}, each [B, C], by the site's `Conv` (beta) and `Conv_1` (gamma)."""
+
+    @nn.compact
+    def __call__(self, code: jax.Array) -> NormParams:
+        code = code[:, None, None, :].astype(jnp.float32)
+        return {site: StyleNormParams(depth, name=site)(code) for site, _, depth in STYLE_NORM_SITES}
+
+
+def _check_images(name: str, images: jax.Array, min_size: int) -> None:
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"Magenta expects {name} of shape [B, H, W, 3], got {images.shape}")
+    if min(images.shape[1:3]) < min_size:
+        raise ValueError(f"Magenta needs {name} images of at least {min_size}x{min_size} pixels, "
+                         f"got {images.shape[1]}x{images.shape[2]}")
+
+
+class Magenta(nn.Module):
+    """Arbitrary stylization network of Ghiasi et al. 2017 (the interface of `jax_ast.models`).
+
+    Attributes:
+      bottleneck: size of the style code (100 in the released model).
+      dtype: computation dtype; parameters, statistics and the output stay float32.
+
+    Styles (and the content, when alpha < 1) go through Inception, so they need at least
+    `MIN_INPUT_SIZE` (43) pixels per side; the content needs `MIN_CONTENT_SIZE` (5). Inputs are RGB
+    in [0, 1], used as is (the original feeds [0, 1] also to Inception). With ``train=True`` both
+    BatchNorms use batch statistics: apply with ``mutable=["batch_stats"]``. Train with alpha = 1 (the
+    original never trains with interpolation; alpha < 1 would also run the content through Inception's
+    BatchNorms and update their moving averages a second time).
+    """
+
+    bottleneck: int = 100
+    dtype: Any = jnp.float32
+
+    TRAINABLE = ("style_predictor", "style_params", "transformer")
+
+    def setup(self) -> None:
+        self.style_predictor = StylePredictor(self.bottleneck, self.dtype)
+        self.style_params = StyleParams()
+        self.transformer = Transformer(self.dtype)
+
+    def encode_style(self, style: jax.Array, train: bool = False) -> jax.Array:
+        """style float[B, Hs, Ws, 3] in [0, 1] -> style code float32[B, bottleneck]."""
+        _check_images("style", style, MIN_INPUT_SIZE)
+        return self.style_predictor(style, train)
+
+    def stylize_with_code(self, content: jax.Array, code: jax.Array, alpha: Any = 1.0, train: bool = False,
+                          identity_code: Optional[jax.Array] = None) -> jax.Array:
+        """Stylize content [B, H, W, 3] with a style code [B or 1, bottleneck] -> float32[B, H, W, 3].
+
+        alpha < 1 interpolates in the code space towards the content's own code (the README's
+        "identity interpolation"): b = (1 - alpha) * b(content as style) + alpha * code. That code is
+        `identity_code` when given, else it is computed here, which runs Inception on the content
+        (so the content then needs >= 43 pixels per side).
+        """
+        _check_images("content", content, MIN_CONTENT_SIZE)
+        return self._render(content, self._mix_identity(content, code, alpha, train, identity_code), train)
+
+    def __call__(self, content: jax.Array, style: jax.Array, alpha: Any = 1.0,
+                 train: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """(content [B, H, W, 3], style [B or 1, Hs, Ws, 3]) -> (stylized float32[B, H, W, 3], aux).
+
+        aux["style_embedding"] is the code actually applied, after the alpha interpolation, [B or 1, 100].
+        """
+        _check_images("content", content, MIN_CONTENT_SIZE)
+        code = self._mix_identity(content, self.encode_style(style, train), alpha, train, None)
+        return self._render(content, code, train), {"style_embedding": code}
+
+    def stylize_interpolated(self, content: jax.Array, styles: Sequence[jax.Array], weights: Sequence[Any],
+                             train: bool = False) -> jax.Array:
+        """Stylize with the code sum_i weights[i] * b(styles[i]) (weights are used as given, not normalised)."""
+        if len(styles) == 0 or len(styles) != len(weights):
+            raise ValueError(f"stylize_interpolated needs as many weights as styles (at least one), "
+                             f"got {len(styles)} styles and {len(weights)} weights")
+        code = sum(w * self.encode_style(s, train) for s, w in zip(styles, weights))
+        return self.stylize_with_code(content, code, 1.0, train)
+
+    def _render(self, content: jax.Array, code: jax.Array, train: bool) -> jax.Array:
+        """Transformer output cropped from [B, 4*ceil(H/4), 4*ceil(W/4), 3] back to the content's size."""
+        stylized = self.transformer(content, self.style_params(code), train)
+        return stylized[:, : content.shape[1], : content.shape[2], :]
+
+    def _mix_identity(self, content: jax.Array, code: jax.Array, alpha: Any, train: bool,
+                      identity_code: Optional[jax.Array]) -> jax.Array:
+        if isinstance(alpha, (int, float)) and alpha == 1.0:
+            return code
+        if identity_code is None:
+            identity_code = self.encode_style(content, train)
+        return (1.0 - alpha) * identity_code + alpha * code
+
+
+def build_magenta(**config: Any) -> Magenta:
+    """Registry factory: ``build("magenta", bottleneck=100, dtype=jnp.float32)``."""
+    return Magenta(**config)

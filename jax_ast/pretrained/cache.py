@@ -1,0 +1,196 @@
+"""Download-once cache for the original weights files, with sha256 checks and actionable errors.
+
+Files live in ``$JAX_AST_CACHE`` (default ``~/.cache/jax_ast``) under their registry name. A download
+goes to a temporary file in the cache dir, is hashed while streaming, verified, and only then renamed
+to its final name, so a failed or interrupted download never leaves a file that looks complete.
+
+Checksums: torchvision publishes the first 8 hex digits of each file's sha256 in its file name (and
+checks just that prefix); nobody publishes hashes for the AdaIN/SANet/LinearTransfer/Magenta files, so
+those entries hold ``sha256=None`` and the computed hash is printed on first download so that users can
+pin it (``fetch(name, sha256=...)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from jax_ast.pretrained.convert import WeightsError
+
+logger = logging.getLogger(__name__)
+_CHUNK = 1 << 20
+
+
+class DownloadError(WeightsError):
+    """A weights file is not in the cache and could not be downloaded or verified."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteFile:
+    """One known weights file.
+
+    Attributes:
+      url: direct download URL, or None when the file is only distributed via a web page (see `manual`).
+      sha256: full published sha256, if any.
+      sha256_prefix: published sha256 prefix (torchvision's file-name hash), if any.
+      manual: where to get the file by hand (always shown in errors).
+      note: what the file is.
+    """
+
+    url: str | None
+    sha256: str | None = None
+    sha256_prefix: str | None = None
+    manual: str = ""
+    note: str = ""
+
+
+_TORCHVISION = "https://download.pytorch.org/models/"
+_ADAIN = "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0/"
+_LST_MANUAL = ("LinearStyleTransfer distributes its models only as models.zip on Google Drive "
+               "(https://drive.google.com/file/d/1H9T5rfXGlGCUh04DGkpkMFbVnmscJAbs/view, linked from "
+               "https://github.com/sunshineatnoon/LinearStyleTransfer README); unzip it and copy models/{name}")
+_SANET_MANUAL = ("the SANet port (https://github.com/GlebSBrykin/SANET) distributes its weights via Yandex.Disk "
+                 "links in its README and its GitHub release; download {name} from there")
+
+REGISTRY: dict[str, RemoteFile] = {
+    "vgg16-397923af.pth": RemoteFile(_TORCHVISION + "vgg16-397923af.pth", sha256_prefix="397923af",
+                                     note="torchvision VGG-16 (ImageNet)"),
+    "vgg19-dcbb9e9d.pth": RemoteFile(_TORCHVISION + "vgg19-dcbb9e9d.pth", sha256_prefix="dcbb9e9d",
+                                     note="torchvision VGG-19 (ImageNet)"),
+    "vgg_normalised.pth": RemoteFile(_ADAIN + "vgg_normalised.pth",
+                                     note="normalised Caffe VGG-19 used by AdaIN and SANet (53-module Sequential)"),
+    "decoder.pth": RemoteFile(_ADAIN + "decoder.pth", note="AdaIN decoder converted from the Torch original"),
+    **{name: RemoteFile(None, manual=_LST_MANUAL.format(name=name), note=f"LinearTransfer {name}")
+       for name in ("vgg_r31.pth", "vgg_r41.pth", "vgg_r51.pth", "dec_r31.pth", "dec_r41.pth", "r31.pth",
+                    "r41.pth")},
+    **{name: RemoteFile(None, manual=_SANET_MANUAL.format(name=name), note=f"SANet {name}")
+       for name in ("decoder_iter_500000.pth", "transformer_iter_500000.pth")},
+    "arbitrary_style_transfer.tar.gz": RemoteFile(
+        "https://storage.googleapis.com/download.magenta.tensorflow.org/models/arbitrary_style_transfer.tar.gz",
+        note="Magenta arbitrary stylization TF checkpoint (model.ckpt.*)"),
+    "vgg_16_2016_08_28.tar.gz": RemoteFile("http://download.tensorflow.org/models/vgg_16_2016_08_28.tar.gz",
+                                           note="TF-slim VGG-16 checkpoint (vgg_16.ckpt)"),
+}
+
+
+def cache_dir() -> Path:
+    """``$JAX_AST_CACHE`` or ``~/.cache/jax_ast`` (not created here)."""
+    return Path(os.environ.get("JAX_AST_CACHE") or Path.home() / ".cache" / "jax_ast").expanduser()
+
+
+def sha256_of(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _progress(total: int | None, name: str) -> Callable[[int], None]:
+    """Returns an `advance(n_bytes)` callback: tqdm bar if available, else a print every 10%."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        state = {"done": 0, "shown": -1}
+
+        def advance(n: int) -> None:
+            state["done"] += n
+            tenth = state["done"] * 10 // total if total else -1
+            if tenth > state["shown"]:
+                state["shown"] = tenth
+                print(f"downloading {name}: {state['done'] / 1e6:.1f} MB"
+                      + (f" of {total / 1e6:.1f} MB" if total else ""), file=sys.stderr)
+        return advance
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc=name, file=sys.stderr, leave=False)
+
+    def advance(n: int) -> None:
+        bar.update(n)
+        if total and bar.n >= total:
+            bar.close()
+    return advance
+
+
+def _stream(response: BinaryIO, out: BinaryIO, name: str, total: int | None) -> str:
+    digest = hashlib.sha256()
+    advance = _progress(total, name)
+    received = 0
+    for chunk in iter(lambda: response.read(_CHUNK), b""):
+        out.write(chunk)
+        digest.update(chunk)
+        received += len(chunk)
+        advance(len(chunk))
+    if total is not None and received != total:
+        raise OSError(f"connection closed after {received} of {total} bytes")
+    return digest.hexdigest()
+
+
+def _check_hash(actual: str, name: str, entry: RemoteFile, sha256: str | None) -> None:
+    expected = (sha256 or entry.sha256 or "").lower()
+    if expected and actual != expected:
+        raise ValueError(f"sha256 mismatch: got {actual}, expected {expected}")
+    if not expected and entry.sha256_prefix and not actual.startswith(entry.sha256_prefix):
+        raise ValueError(f"sha256 mismatch: got {actual}, expected it to start with {entry.sha256_prefix}")
+    if not expected and not entry.sha256_prefix:
+        print(f"jax_ast: downloaded {name} with sha256 {actual} (no published hash; pin it with "
+              f"fetch({name!r}, sha256={actual!r}))", file=sys.stderr)
+
+
+def _failure(name: str, entry: RemoteFile, target: Path, reason: str) -> DownloadError:
+    where = f"from {entry.url}" if entry.url else "(no direct download URL is known)"
+    manual = f" Manual download: {entry.manual}." if entry.manual else ""
+    return DownloadError(f"could not get weights file {name} {where}: {reason}.{manual} "
+                         f"Put a manually downloaded copy at {target} (or set JAX_AST_CACHE to its folder).")
+
+
+def fetch(name: str, *, sha256: str | None = None, url: str | None = None, verify: bool = False) -> Path:
+    """Path to a weights file in the cache, downloading and verifying it first if missing.
+
+    Args:
+      name: a `REGISTRY` name (e.g. "vgg19-dcbb9e9d.pth"), or any file name together with `url`.
+      sha256: expected full sha256 (overrides the registry's).
+      url: download URL (overrides the registry's; required for names not in the registry).
+      verify: also check the hash of a file already in the cache.
+
+    Raises:
+      ValueError: unknown name without `url` (lists the known names).
+      DownloadError: offline, HTTP error, no known URL or checksum mismatch; names the file, the URL and
+        where to put a manually downloaded copy. No partial file is ever left behind.
+    """
+    if name not in REGISTRY and url is None:
+        raise ValueError(f"unknown weights file {name!r}; known files: {', '.join(sorted(REGISTRY))}")
+    entry = REGISTRY.get(name, RemoteFile(None))
+    if url is not None:
+        entry = dataclasses.replace(entry, url=url)
+    target = cache_dir() / name
+    if target.is_file():
+        if verify:
+            try:
+                _check_hash(sha256_of(target), name, entry, sha256)
+            except ValueError as err:
+                raise _failure(name, entry, target, f"the cached copy fails verification ({err}); delete it") from None
+        return target
+    if entry.url is None:
+        raise _failure(name, entry, target, "it is not in the cache")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.", suffix=".part")
+    try:
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(entry.url, timeout=60) as response:
+            length = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+            actual = _stream(response, out, name, int(length) if length else None)
+        _check_hash(actual, name, entry, sha256)
+        os.replace(tmp_name, target)
+    except (OSError, ValueError) as err:  # URLError/HTTPError are OSErrors
+        Path(tmp_name).unlink(missing_ok=True)
+        raise _failure(name, entry, target, f"{type(err).__name__}: {err}") from None
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    logger.info("saved %s to %s", name, target)
+    return target

@@ -1,0 +1,173 @@
+"""End-to-end training: every arch x loss, pmap equivalence, overfitting, resume after SIGKILL, CLI errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jax
+import jax.numpy as jnp
+
+from jax_ast import models
+from jax_ast.configs import default_config
+from train import parallel
+from train.checkpointing import Checkpointer
+from train.loop import train
+from train.state import create_train_state, make_optimizer
+from train.step import make_step_spec, train_step
+from train.weights import initial_variables, loss_network_params
+
+REPO = Path(__file__).resolve().parents[1]
+RANDOM = dict(vgg_weights="random", loss_vgg_weights="random", native_loss_weights="random")
+TINY = dict(RANDOM, batch_size=8, crop_size=32, log_every=1, checkpoint_every=3, sample_every=1000,
+            auto_style_batches=1, decoder_iterations=2)
+SIZES = {"magenta": 64, "sanet": 32}
+
+
+def tiny_config(arch, loss, **overrides):
+    values = dict(TINY, crop_size=SIZES.get(arch, 32))
+    values.update(overrides)
+    return default_config(arch, loss, **values)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", models.ARCHS)
+@pytest.mark.parametrize("loss", ["native", "classic", "balanced"])
+def test_three_steps_every_arch_and_loss(tmp_path, arch, loss):
+    # "auto" (calibrated beta) costs one more compilation: exercise it once, elsewhere give beta.
+    auto = arch == "adain" and loss == "balanced"
+    cfg = tiny_config(arch, loss, iterations=3, **({} if auto or loss == "native" else {"style_weight": "2"}))
+    metrics = train(cfg, tmp_path)
+    assert np.isfinite(metrics["loss"]), metrics
+    assert Checkpointer(tmp_path / "checkpoints").latest_step() == 3
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == 3 and np.isfinite(lines[-1]["train/loss"])
+    if auto:
+        assert lines[0]["style_weight"] > 0  # the calibrated beta is recorded
+
+
+def _one_step(cfg, devices, batch):
+    model = models.build(cfg.arch, **({"variant": cfg.variant} if cfg.arch == "linear" else {}))
+    params, batch_stats = initial_variables(model, cfg)
+    trainable, frozen = models.split_trainable(model, params)
+    optimizer = make_optimizer(cfg)
+    state = create_train_state(trainable, batch_stats, optimizer, cfg.seed)
+    constants = {"frozen": frozen, **loss_network_params(cfg), "style_weight": jnp.float32(3.0)}
+    spec = make_step_spec(model, cfg)
+    step = jax.pmap(lambda s, b, c: train_step(s, b, c, spec=spec, optimizer=optimizer),
+                    axis_name=parallel.AXIS, devices=devices)
+    n = len(devices)
+    stack = lambda tree: jax.tree.map(lambda x: np.stack([np.asarray(x)] * n), tree)  # noqa: E731
+    shards = jax.tree.map(lambda x: x.reshape(n, x.shape[0] // n, *x.shape[1:]), batch)
+    new_state, metrics = step(stack(state), shards, stack(constants))
+    jax.block_until_ready(metrics)
+    return parallel.unreplicate(new_state.params), {k: float(v[0]) for k, v in metrics.items()}
+
+
+@pytest.mark.parametrize("loss", ["balanced"])
+def test_eight_devices_equal_one_device(loss):
+    cfg = tiny_config("adain", loss)
+    rng = np.random.default_rng(0)
+    batch = {k: rng.integers(0, 256, size=(8, 32, 32, 3), dtype=np.uint8) for k in ("content", "style")}
+    params_8, metrics_8 = _one_step(cfg, jax.local_devices()[:8], batch)
+    params_1, metrics_1 = _one_step(cfg, jax.local_devices()[:1], batch)
+    np.testing.assert_allclose(metrics_8["loss"], metrics_1["loss"], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(params_8), jax.tree.leaves(params_1)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["adain", "linear"])
+def test_overfitting_one_pair_lowers_the_loss(tmp_path, arch, monkeypatch):
+    cfg = tiny_config(arch, "balanced", iterations=60, crop_size=64, learning_rate=1e-3, lr_decay=0.0,
+                      batch_size=8, checkpoint_every=60)
+    from train import data_setup
+
+    def one_pair_stream(config):
+        pair = data_setup.make_stream(config).batch_at(0)
+        return _FixedStream({k: np.repeat(v[:1], config.batch_size, axis=0) for k, v in pair.items()})
+
+    monkeypatch.setattr("train.loop.make_stream", one_pair_stream)
+    train(cfg, tmp_path)
+    losses = [json.loads(line)["train/loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
+              if "train/loss" in line]
+    assert len(losses) == 60
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3]), (losses[:3], losses[-5:])
+
+
+class _FixedStream:
+    """The same batch forever, with the stream's state interface."""
+
+    def __init__(self, batch):
+        self.batch, self.step, self.skipped = batch, 0, 0
+
+    def __next__(self):
+        self.step += 1
+        return self.batch
+
+    def state(self):
+        return {"step": self.step}
+
+    def restore(self, state):
+        self.step = state["step"]
+
+
+def _cli(workdir, *extra, **kwargs):
+    cmd = [sys.executable, "-m", "train.run", "--arch", "adain", "--loss", "balanced", "--workdir", str(workdir),
+           "--vgg-weights", "random", "--loss-vgg-weights", "random", "--batch-size", "8", "--crop-size", "32",
+           "--log-every", "1", "--auto-style-batches", "1", *extra]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **kwargs)
+
+
+def _final_params(workdir):
+    checkpointer = Checkpointer(Path(workdir) / "checkpoints")
+    step = checkpointer.latest_step()
+    restored = checkpointer._manager.restore(step)  # raw tree, enough to compare leaves
+    checkpointer.close()
+    return step, jax.tree.leaves(restored["state"]["params"])
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_continues_the_same_trajectory(tmp_path):
+    run_a = _cli(tmp_path / "a", "--iterations", "6", "--checkpoint-every", "1")
+    run_b = _cli(tmp_path / "b", "--iterations", "6", "--checkpoint-every", "1")
+    out_a, _ = run_a.communicate(timeout=600)
+    assert run_a.returncode == 0, out_a
+    deadline = time.time() + 600
+    while time.time() < deadline and not (tmp_path / "b/checkpoints/3").exists():
+        assert run_b.poll() is None, run_b.stdout.read()
+        time.sleep(0.2)
+    run_b.send_signal(signal.SIGKILL)
+    run_b.wait()
+    rerun = _cli(tmp_path / "b", "--iterations", "6", "--checkpoint-every", "1")
+    out_b, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, out_b
+    assert "resumed from step" in out_b
+    step_a, params_a = _final_params(tmp_path / "a")
+    step_b, params_b = _final_params(tmp_path / "b")
+    assert step_a == step_b == 6
+    for a, b in zip(params_a, params_b):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--arch", "vgg"], "invalid choice: 'vgg'"),
+    (["--loss", "gram"], "invalid choice: 'gram'"),
+    (["--content-dir", "/does/not/exist", "--vgg-weights", "random", "--loss-vgg-weights", "random"],
+     "/does/not/exist"),
+    (["--workdir", "/proc/forbidden", "--vgg-weights", "random"], "not writable"),
+])
+def test_cli_errors_exit_2_with_one_clear_message(args, message):
+    result = subprocess.run([sys.executable, "-m", "train.run", *args], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,19 @@
+"""Builds the host-side data stream of a training run from its config (the bridge to `jax_ast.data`)."""
+
+from __future__ import annotations
+
+import jax
+
+from jax_ast.configs import TrainConfig
+from jax_ast.data import StyleTransferStream, default_augment, open_source
+from train.parallel import local_batch_size
+
+
+def make_stream(cfg: TrainConfig) -> StyleTransferStream:
+    """This host's shard of the content x style stream: folders, tfds datasets or the bundled samples."""
+    content = open_source("content", folder=cfg.content_dir, tfds_name=cfg.content_tfds, data_dir=cfg.data_dir)
+    style = open_source("style", folder=cfg.style_dir, tfds_name=cfg.style_tfds, data_dir=cfg.data_dir)
+    content_spec, style_spec = default_augment(cfg.arch, cfg.crop_size)
+    return StyleTransferStream(content, style, batch_size=local_batch_size(cfg.batch_size), content_spec=content_spec,
+                               style_spec=style_spec, seed=cfg.seed, process_index=jax.process_index(),
+                               process_count=jax.process_count())

@@ -1,0 +1,176 @@
+"""The per-device train step: a pure function of (state, batch, constants).
+
+`objective` wires a network's outputs to `jax_ast.losses`: the method's native loss, or its native
+non-style terms plus beta * the classic/balanced style loss on the paper's VGG-16 loss network
+(paper.md section 2: classic and balanced replace only the style term). `train_step` differentiates
+it w.r.t. the trainable parameters and averages gradients and metrics over `parallel.AXIS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+import jax_ast.losses as L
+from jax_ast.configs import TrainConfig
+from jax_ast.models.vgg import VGG
+from train.parallel import AXIS
+from train.state import TrainState
+
+LST_LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+    """Static (hashable) configuration of the step: the model, its loss networks and the config."""
+
+    model: Any
+    cfg: TrainConfig
+    native_net: VGG  # loss network of the native objective
+    paper_net: VGG | None  # VGG-16 of the classic/balanced style term, None for native
+
+
+def make_step_spec(model: Any, cfg: TrainConfig) -> StepSpec:
+    native_variant = {"adain": "vgg19_normalised", "sanet": "vgg19_normalised", "linear": "vgg19_lst",
+                      "magenta": "vgg16_slim"}[cfg.arch]
+    paper_net = VGG("vgg16", taps=L.PAPER_STYLE_LAYERS) if cfg.loss != "native" and cfg.stage == "transfer" else None
+    return StepSpec(model=model, cfg=cfg, native_net=VGG(native_variant), paper_net=paper_net)
+
+
+def _feats(net: VGG, params: Any, images: jax.Array, layers, *, constant: bool = False) -> dict[str, jax.Array]:
+    feats = net.clone(taps=tuple(layers)).apply({"params": params}, images)
+    return lax.stop_gradient(feats) if constant else feats
+
+
+class _with_rngs:
+    """Model proxy whose `apply` also passes per-device RNG streams."""
+
+    def __init__(self, model: Any, rng: jax.Array):
+        self._model, self._rng = model, rng
+
+    def apply(self, *args, **kwargs):
+        dropout, noise = jax.random.split(self._rng)
+        return self._model.apply(*args, rngs={"dropout": dropout, "noise": noise}, **kwargs)
+
+
+def _native(spec: StepSpec, variables: dict, content, style, constants, style_weight):
+    """(per-sample total [B], unweighted terms, stylized image, new batch_stats) of the native objective."""
+    cfg, model = spec.cfg, spec.model
+    frozen_encoder = constants["frozen"].get("encoder")
+    if cfg.arch == "adain":
+        stylized, aux = model.apply(variables, content, style, train=True)
+        layers = L.ADAIN_STYLE_LAYERS
+        total, terms = L.adain_native_loss(
+            output_feats=_feats(spec.native_net, frozen_encoder, stylized, layers),
+            style_feats=_feats(spec.native_net, frozen_encoder, style, layers, constant=True),
+            target=aux["target"], content_weight=cfg.content_weight, style_weight=style_weight)
+        return total, terms, stylized, {}
+    if cfg.arch == "sanet":
+        stylized, aux = model.apply(variables, content, style, train=True, with_identity=True)
+        layers = L.SANET_STYLE_LAYERS
+        feats = lambda x, constant=False: _feats(spec.native_net, frozen_encoder, x, layers, constant=constant)  # noqa: E731
+        total, terms = L.sanet_native_loss(
+            output_feats=feats(stylized), content_feats=feats(content, True), style_feats=feats(style, True),
+            content=content, style=style, identity_content=aux["identity_content"],
+            identity_style=aux["identity_style"], identity_content_feats=feats(aux["identity_content"]),
+            identity_style_feats=feats(aux["identity_style"]), content_weight=cfg.content_weight,
+            style_weight=style_weight, identity_pixel_weight=cfg.identity_pixel_weight,
+            identity_feature_weight=cfg.identity_feature_weight)
+        return total, terms, stylized, {}
+    if cfg.arch == "linear":
+        loss_params = constants["native_loss_net"]
+        if cfg.stage == "decoder":  # auto-encoder: alpha=0 decodes the content's own features
+            stylized, _ = model.apply(variables, content, content, alpha=0.0)
+            pixel = jnp.mean(jnp.square(stylized - content), axis=(1, 2, 3))
+            feature, _ = L.content_loss(_feats(spec.native_net, loss_params, content, LST_LOSS_LAYERS, constant=True),
+                                        _feats(spec.native_net, loss_params, stylized, LST_LOSS_LAYERS),
+                                        layers=LST_LOSS_LAYERS)
+            return pixel + cfg.content_weight * feature, {"pixel": pixel, "feature": feature}, stylized, {}
+        stylized, _ = model.apply(variables, content, style, train=True)
+        total, terms = L.linear_native_loss(
+            output_feats=_feats(spec.native_net, loss_params, stylized, LST_LOSS_LAYERS),
+            content_feats=_feats(spec.native_net, loss_params, content, LST_LOSS_LAYERS, constant=True),
+            style_feats=_feats(spec.native_net, loss_params, style, LST_LOSS_LAYERS, constant=True),
+            content_weight=cfg.content_weight, style_weight=style_weight)
+        return total, terms, stylized, {}
+    # magenta: BatchNorms run on batch statistics in training (mutable batch_stats).
+    (stylized, _), updates = model.apply(variables, content, style, train=True, mutable=["batch_stats"])
+    loss_params = constants["native_loss_net"]
+    layers = L.PAPER_STYLE_LAYERS
+    total, terms = L.magenta_native_loss(
+        output_feats=_feats(spec.native_net, loss_params, stylized, layers),
+        content_feats=_feats(spec.native_net, loss_params, content, layers, constant=True),
+        style_feats=_feats(spec.native_net, loss_params, style, layers, constant=True),
+        output=stylized, content_weight=cfg.content_weight, style_weight=style_weight, tv_weight=cfg.tv_weight)
+    return total, terms, stylized, updates["batch_stats"]
+
+
+def device_rng(state_rng: jax.Array, step: jax.Array) -> jax.Array:
+    """This device's key for `step` (call inside the pmapped step)."""
+    key = jax.random.wrap_key_data(state_rng)
+    return jax.random.fold_in(jax.random.fold_in(key, step), lax.axis_index(AXIS))
+
+
+def objective(trainable: Any, batch_stats: Any, batch: dict, constants: dict, *, spec: StepSpec,
+              rng: jax.Array | None = None):
+    """Per-sample loss of one local batch.
+
+    Args:
+      trainable: the trainable params. batch_stats: BatchNorm statistics ({} if none).
+      batch: {"content", "style"}: uint8[B, H, W, 3].
+      constants: {"frozen": frozen params, "native_loss_net": params or None, "paper_loss_net": params
+        or None, "style_weight": float32 scalar (the calibrated beta for classic/balanced)}.
+
+    Returns:
+      (total [B], (metrics {name: [B]}, stylized [B, H, W, 3], new batch_stats)).
+    """
+    content = batch["content"].astype(jnp.float32) / 255.0
+    style = batch["style"].astype(jnp.float32) / 255.0
+    variables = {"params": {**constants["frozen"], **trainable}}
+    if batch_stats:
+        variables["batch_stats"] = batch_stats
+    replaced = spec.paper_net is not None
+    native_style_weight = 0.0 if replaced else constants["style_weight"]
+    model = spec.model if rng is None else _with_rngs(spec.model, rng)
+    total, terms, stylized, new_stats = _native(dataclasses.replace(spec, model=model), variables, content, style,
+                                                constants, native_style_weight)
+    metrics = {f"native/{k}" if replaced and k.startswith(("style", "mean_std", "lst_style", "classic"))
+               else k: v for k, v in terms.items()}
+    if replaced:
+        paper_params = constants["paper_loss_net"]
+        style_feats = _feats(spec.paper_net, paper_params, style, L.PAPER_STYLE_LAYERS, constant=True)
+        output_feats = _feats(spec.paper_net, paper_params, stylized, L.PAPER_STYLE_LAYERS)
+        loss_fn = L.balanced_style_loss if spec.cfg.loss == "balanced" else L.classic_style_loss
+        kwargs = {"detach_denominator": spec.cfg.detach_denominator} if spec.cfg.loss == "balanced" else {}
+        style_term, parts = loss_fn(style_feats, output_feats, **kwargs)
+        total = total + constants["style_weight"] * style_term
+        metrics.update({"style": style_term, **parts})
+    metrics["loss"] = total
+    return total, (metrics, stylized, new_stats)
+
+
+def train_step(state: TrainState, batch: dict, constants: dict, *, spec: StepSpec, optimizer):
+    """One optimizer step on this device's shard; gradients and metrics are averaged over `AXIS`.
+
+    RNG policy (`device_rng`): fold_in(state.rng, step), then fold_in(., device index), so every device
+    and step gets its own stream; it is passed to the model as the "dropout" and "noise" RNG streams
+    (the four reference networks are deterministic, so they ignore it).
+    """
+    rng = device_rng(state.rng, state.step)
+
+    def mean_loss(trainable):
+        total, aux = objective(trainable, state.batch_stats, batch, constants, spec=spec, rng=rng)
+        return jnp.mean(total), aux
+
+    (_, (metrics, _, new_stats)), grads = jax.value_and_grad(mean_loss, has_aux=True)(state.params)
+    grads = lax.pmean(grads, AXIS)
+    new_stats = lax.pmean(new_stats, AXIS)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = jax.tree.map(lambda p, u: p + u, state.params, updates)
+    metrics = lax.pmean({k: jnp.mean(v) for k, v in metrics.items()}, AXIS)
+    metrics["grad_norm"] = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state, batch_stats=new_stats), metrics

@@ -1,0 +1,130 @@
+"""Initial parameters of a training run: random init, then the pretrained parts the originals start from.
+
+* The VGG encoder (frozen) always comes from `jax_ast.pretrained.load_vgg` (`--vgg-weights`: a path,
+  the cached default, or `random` for smoke runs, which warns loudly).
+* `--pretrained` starts from released weights: a directory holding the original files by their
+  canonical names, or a native params file (`jax_ast.pretrained.save_params`, e.g. the export of a
+  `--stage decoder` run). LinearTransfer needs a decoder this way; `train.loop` pre-trains one first
+  when none is given.
+* Magenta's style predictor starts from ImageNet Inception-v3 when `--inception-weights` is given.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+import jax_ast.pretrained.adain as adain_weights
+import jax_ast.pretrained.linear as linear_weights
+import jax_ast.pretrained.sanet as sanet_weights
+from jax_ast.configs import TrainConfig
+from jax_ast.pretrained import read_state_dict, torch_to_flax
+from jax_ast.pretrained.native import is_native, load_params
+from jax_ast.pretrained.vgg import load_vgg
+
+log = logging.getLogger(__name__)
+ENCODER_VARIANT = {"adain": "vgg19_normalised", "sanet": "vgg19_normalised", "linear": "vgg19_lst"}
+NATIVE_LOSS_VARIANT = {"linear": "vgg19_lst", "magenta": "vgg16_slim"}
+INIT_SIZE = {"magenta": 128}  # Magenta's Inception stem needs a larger probe image; others use 64
+# Code that runs once (init, calibration) is compiled without XLA's expensive passes: 3x faster to build.
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+
+
+def _vgg_params(variant: str, weights: str | None) -> dict:
+    _, params = load_vgg(variant, weights)
+    return dict(params.get("params", params))
+
+
+def initial_variables(model: Any, cfg: TrainConfig) -> tuple[dict, dict]:
+    """(params, batch_stats) of `model` for the start of training (before any checkpoint restore)."""
+    size = INIT_SIZE.get(cfg.arch, 64)
+    probe = jnp.zeros((1, size, size, 3), jnp.float32)
+    key = jax.random.PRNGKey(cfg.seed)
+    variables = jax.jit(model.init).lower(key, probe, probe).compile(compiler_options=FAST_COMPILE)(key, probe, probe)
+    params = jax.tree.map(jnp.asarray, dict(variables["params"]))
+    batch_stats = dict(variables.get("batch_stats", {}))
+    if cfg.arch in ENCODER_VARIANT:
+        vgg = _vgg_params(ENCODER_VARIANT[cfg.arch], cfg.vgg_weights)
+        missing = sorted(set(params["encoder"]) - set(vgg))
+        if missing:
+            raise ValueError(f"VGG weights {cfg.vgg_weights or '(default)'} lack layers {missing}")
+        params["encoder"] = {name: vgg[name] for name in params["encoder"]}
+    if cfg.pretrained:
+        params, batch_stats = _load_pretrained(cfg, params, batch_stats)
+    if cfg.arch == "magenta" and cfg.inception_weights:
+        from jax_ast.pretrained.magenta import load_inception_v3, with_inception  # noqa: PLC0415
+
+        merged = with_inception({"params": params, "batch_stats": batch_stats}, load_inception_v3(cfg.inception_weights))
+        params, batch_stats = merged["params"], merged["batch_stats"]
+    elif cfg.arch == "magenta":
+        log.warning("Magenta style predictor starts from random init (no --inception-weights); the original "
+                    "starts from ImageNet Inception-v3")
+    return params, batch_stats
+
+
+def loss_network_params(cfg: TrainConfig) -> dict[str, Any]:
+    """{"native_loss_net": params or None, "paper_loss_net": params or None} for `train.step`."""
+    native = None
+    if cfg.arch in NATIVE_LOSS_VARIANT:
+        native = _vgg_params(NATIVE_LOSS_VARIANT[cfg.arch], cfg.native_loss_weights)
+    paper = _vgg_params("vgg16", cfg.loss_vgg_weights) if cfg.loss != "native" and cfg.stage == "transfer" else None
+    return {"native_loss_net": native, "paper_loss_net": paper}
+
+
+def _load_pretrained(cfg: TrainConfig, params: dict, batch_stats: dict) -> tuple[dict, dict]:
+    path = Path(cfg.pretrained)
+    if not path.exists():
+        raise FileNotFoundError(f"--pretrained {path} does not exist")
+    if path.is_file() and is_native(path):
+        loaded, meta = load_params(path)
+        if meta.get("arch") not in (None, cfg.arch):
+            raise ValueError(f"{path} holds {meta.get('arch')!r} weights, not {cfg.arch!r}")
+        loaded_stats = loaded.pop("batch_stats", None)
+        loaded = loaded.get("params", loaded)
+        parts = {k: v for k, v in loaded.items() if k in params}
+        log.info("pretrained parts %s from %s", sorted(parts), path)
+        params = {**params, **jax.tree.map(jnp.asarray, parts)}
+        return params, (loaded_stats if loaded_stats is not None else batch_stats)
+    if cfg.arch == "magenta":
+        from jax_ast.pretrained.magenta import load_magenta  # noqa: PLC0415
+
+        variables = load_magenta(path)
+        return dict(variables["params"]), dict(variables.get("batch_stats", batch_stats))
+    if not path.is_dir():
+        raise ValueError(f"--pretrained must be a directory of original files or a native .npz, got {path}")
+    return {**params, **_load_original_parts(cfg, path, params)}, batch_stats
+
+
+def _one_file(directory: Path, pattern: str, *, required: bool = True) -> str | None:
+    matches = sorted(glob.glob(os.path.join(directory, pattern)))
+    if not matches and required:
+        raise FileNotFoundError(f"--pretrained {directory} has no file matching {pattern!r}")
+    return matches[-1] if matches else None
+
+
+def _convert(file: str, table, expected) -> Any:
+    return jax.tree.map(jnp.asarray, torch_to_flax(read_state_dict(file), table, expected, source=file))
+
+
+def _load_original_parts(cfg: TrainConfig, directory: Path, params: dict) -> dict:
+    """The trainable/pretrained parts from the original release files in `directory`."""
+    if cfg.arch == "linear":
+        parts = {"decoder": _convert(_one_file(directory, f"dec_{cfg.variant}.pth"),
+                                     linear_weights.decoder_table(cfg.variant), params["decoder"])}
+        transform = _one_file(directory, f"{cfg.variant}.pth", required=False)
+        if transform and cfg.stage == "transfer":
+            parts["transform"] = _convert(transform, linear_weights.transform_table(), params["transform"])
+        return parts
+    if cfg.arch == "adain":
+        return {"decoder": _convert(_one_file(directory, "decoder*.pth"), adain_weights.decoder_table(),
+                                    params["decoder"])}
+    return {"decoder": _convert(_one_file(directory, "decoder_iter_*.pth"), adain_weights.decoder_table(),
+                                params["decoder"]),
+            "transform": _convert(_one_file(directory, "transformer_iter_*.pth"), sanet_weights.transform_table(),
+                                  params["transform"])}

@@ -67,25 +67,35 @@ def _one_step(cfg, devices, batch):
     shards = jax.tree.map(lambda x: x.reshape(n, x.shape[0] // n, *x.shape[1:]), batch)
     new_state, metrics = step(stack(state), shards, stack(constants))
     jax.block_until_ready(metrics)
-    return parallel.unreplicate(new_state.params), {k: float(v[0]) for k, v in metrics.items()}
+    return parallel.unreplicate(new_state), {k: float(v[0]) for k, v in metrics.items()}
 
 
-@pytest.mark.parametrize("loss", ["balanced"])
-def test_eight_devices_equal_one_device(loss):
-    cfg = tiny_config("adain", loss)
+@pytest.mark.parametrize("arch", ["adain", "linear"])
+def test_eight_devices_equal_one_device(arch):
+    # A small learning rate: Adam's first update is ~lr * sign(g), so gradient entries that are zero up
+    # to summation order may flip sign; the gradients themselves are compared through Adam's first
+    # moment (mu = 0.1 * g after one step).
+    cfg = tiny_config(arch, "balanced", learning_rate=1e-7, pretrained=None, stage="transfer")
     rng = np.random.default_rng(0)
     batch = {k: rng.integers(0, 256, size=(8, 32, 32, 3), dtype=np.uint8) for k in ("content", "style")}
-    params_8, metrics_8 = _one_step(cfg, jax.local_devices()[:8], batch)
-    params_1, metrics_1 = _one_step(cfg, jax.local_devices()[:1], batch)
-    np.testing.assert_allclose(metrics_8["loss"], metrics_1["loss"], rtol=1e-5)
-    for a, b in zip(jax.tree.leaves(params_8), jax.tree.leaves(params_1)):
+    state_8, metrics_8 = _one_step(cfg, jax.local_devices()[:8], batch)
+    state_1, metrics_1 = _one_step(cfg, jax.local_devices()[:1], batch)
+    for key in ("loss", "content", "style"):
+        np.testing.assert_allclose(metrics_8[key], metrics_1[key], rtol=1e-5)
+    # A norm over ~5M float32 gradient entries summed in another order: 1e-4.
+    np.testing.assert_allclose(metrics_8["grad_norm"], metrics_1["grad_norm"], rtol=1e-4)
+    for a, b in zip(jax.tree.leaves(state_8.params), jax.tree.leaves(state_1.params)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    mu_8, mu_1 = state_8.opt_state[0].mu, state_1.opt_state[0].mu
+    scale = max(float(np.max(np.abs(x))) for x in jax.tree.leaves(mu_1))
+    for a, b in zip(jax.tree.leaves(mu_8), jax.tree.leaves(mu_1)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * scale)  # float32 reduction order
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", ["adain", "linear"])
-def test_overfitting_one_pair_lowers_the_loss(tmp_path, arch, monkeypatch):
-    cfg = tiny_config(arch, "balanced", iterations=60, crop_size=64, learning_rate=1e-3, lr_decay=0.0,
+@pytest.mark.parametrize("arch, loss", [("adain", "balanced"), ("linear", "native")])
+def test_overfitting_one_pair_lowers_the_loss(tmp_path, arch, loss, monkeypatch):
+    cfg = tiny_config(arch, loss, iterations=60, crop_size=64, learning_rate=1e-3, lr_decay=0.0,
                       batch_size=8, checkpoint_every=60)
     from train import data_setup
 
@@ -120,6 +130,7 @@ class _FixedStream:
 
 def _cli(workdir, *extra, **kwargs):
     cmd = [sys.executable, "-m", "train.run", "--arch", "adain", "--loss", "balanced", "--workdir", str(workdir),
+           "--keep-checkpoints", "10",
            "--vgg-weights", "random", "--loss-vgg-weights", "random", "--batch-size", "8", "--crop-size", "32",
            "--log-every", "1", "--auto-style-batches", "1", *extra]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -144,9 +155,11 @@ def test_resume_after_sigkill_continues_the_same_trajectory(tmp_path):
     deadline = time.time() + 600
     while time.time() < deadline and not (tmp_path / "b/checkpoints/3").exists():
         assert run_b.poll() is None, run_b.stdout.read()
-        time.sleep(0.2)
+        time.sleep(0.02)
     run_b.send_signal(signal.SIGKILL)
     run_b.wait()
+    killed_at = Checkpointer(tmp_path / "b/checkpoints").latest_step()
+    assert 3 <= killed_at < 6, f"run B was not killed mid-run (latest checkpoint {killed_at})"
     rerun = _cli(tmp_path / "b", "--iterations", "6", "--checkpoint-every", "1")
     out_b, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out_b

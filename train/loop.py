@@ -8,6 +8,7 @@ state, step, RNG, data position and the calibrated style weight) and continues t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -21,6 +22,7 @@ import numpy as np
 
 from jax_ast import models
 from jax_ast.configs import TrainConfig
+from jax_ast.pretrained.native import save_params
 from train import parallel
 from train.checkpointing import Checkpointer
 from train.data_setup import make_stream
@@ -30,6 +32,7 @@ from train.step import make_step_spec, objective, train_step
 from train.weights import FAST_COMPILE, initial_variables, loss_network_params
 
 log = logging.getLogger(__name__)
+EXPORT_NAME = "params.npz"  # final params (all parts) in the native format, for eval and later stages
 # Fields that define what is being trained: a workdir cannot be resumed with different values.
 IDENTITY_FIELDS = ("arch", "loss", "variant", "stage", "batch_size", "crop_size")
 
@@ -104,7 +107,25 @@ class _StopRequested:
 
 
 def train(cfg: TrainConfig, workdir: str | Path) -> dict[str, float]:
-    """Train `cfg.arch` with `cfg.loss` in `workdir`; returns the last logged metrics."""
+    """Train `cfg.arch` with `cfg.loss` in `workdir`; returns the last logged metrics.
+
+    LinearTransfer trains only its transform on a frozen, pretrained auto-encoder. Without
+    `--pretrained`, the decoder is first pre-trained as an image auto-encoder on the content stream
+    (`--stage decoder`, `--decoder-iterations` steps, in `<workdir>/decoder_stage`), as the original
+    repository's predecessor (WCT) did, and the transfer stage starts from its export.
+    """
+    if cfg.arch == "linear" and cfg.stage == "transfer" and not cfg.pretrained:
+        decoder_dir = Path(workdir) / "decoder_stage"
+        log.warning("no --pretrained decoder for LinearTransfer: pre-training one as an auto-encoder first "
+                    "(%d steps, --decoder-iterations) in %s", cfg.decoder_iterations, decoder_dir)
+        decoder_cfg = dataclasses.replace(cfg, stage="decoder", loss="native", style_weight="0",
+                                          iterations=cfg.decoder_iterations)
+        _train_stage(decoder_cfg, decoder_dir)
+        cfg = dataclasses.replace(cfg, pretrained=str(decoder_dir / EXPORT_NAME))
+    return _train_stage(cfg, workdir)
+
+
+def _train_stage(cfg: TrainConfig, workdir: str | Path) -> dict[str, float]:
     workdir = prepare_workdir(cfg, workdir)
     is_main = jax.process_index() == 0
     model = models.build(cfg.arch, **({"variant": cfg.variant} if cfg.arch == "linear" else {}))
@@ -171,7 +192,20 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict[str, float]:
         progress.close()
         writer.close()
         checkpointer.close()
+    if is_main:
+        final = parallel.unreplicate(replicated_state)
+        variables = {"params": {**frozen, **final.params}}
+        if final.batch_stats:
+            variables["batch_stats"] = final.batch_stats
+        meta = {"arch": cfg.arch, "stage": cfg.stage, "loss": cfg.loss, "step": step_of(replicated_state)}
+        if cfg.arch == "linear":
+            meta["variant"] = cfg.variant
+        save_params(workdir / EXPORT_NAME, variables, meta=meta)
     return metrics
+
+
+def step_of(replicated_state) -> int:
+    return int(jax.device_get(replicated_state.step)[0])
 
 
 @functools.partial(jax.jit, static_argnames="spec")

@@ -66,17 +66,22 @@ def check_preprocess(params: Mapping[str, Any], source: str, *, weight_tol: floa
     return False
 
 
-def random_params(expected: Mapping[str, Any], seed: int) -> dict[str, dict[str, np.ndarray]]:
+def random_params(expected: Mapping[str, Any], seed: int, *,
+                  caffe_scaled_input: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """Seeded He-normal kernels (keeps ReLU activations on scale) and zero biases for every conv in
     `expected`; the learned 1x1 ``preprocess`` gets the known Caffe transform. numpy, so no compile."""
     rng = np.random.default_rng(seed)
     params = {}
+    # Inputs in 0-255 units (learned 1x1 / Caffe preprocessing) would give activations ~100 in every
+    # layer and un-normalised Grams near float32's range; scaling conv1_1 by 1/128 keeps them O(1),
+    # like the real normalised VGG (mean activation 1 per filter).
+    input_scale = 128.0 if "preprocess" in expected or caffe_scaled_input else 1.0
     for name, leaves in expected.items():
         if name == "preprocess":
             params[name] = preprocess_params()
             continue
         height, width, in_channels, out_channels = leaves["kernel"].shape
-        scale = np.sqrt(2.0 / (height * width * in_channels))
+        scale = np.sqrt(2.0 / (height * width * in_channels)) / (input_scale if name == "conv1_1" else 1.0)
         params[name] = {"kernel": (rng.standard_normal(leaves["kernel"].shape) * scale).astype(np.float32),
                         "bias": np.zeros(leaves["bias"].shape, np.float32)}
     return params
@@ -191,7 +196,8 @@ def load_vgg(variant: str, weights: Any = None, *, taps: Sequence[str] | None = 
     if isinstance(weights, str) and weights == "random":
         logger.warning(_RANDOM_WARNING, variant)
         warnings.warn(_RANDOM_WARNING % variant, stacklevel=2)
-        return module, jax.tree.map(jnp.asarray, random_params(expected, seed))
+        caffe_input = VGG_SPECS[variant].preprocess == "caffe_rgb"
+        return module, jax.tree.map(jnp.asarray, random_params(expected, seed, caffe_scaled_input=caffe_input))
     if weights is None:
         weights = cache.fetch(_default_file(variant, deepest))
     needed = [t.replace("relu", "conv") for t in tap_names(variant)[: tap_names(variant).index(deepest) + 1]]

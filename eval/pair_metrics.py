@@ -1,0 +1,185 @@
+"""Per-pair evaluation metrics on device: loss-network losses, SSIM, PSNR and colour-statistics distances.
+
+Every metric is a pure jnp function of a batch and returns one float32 value per pair ([B]). `PairScorer`
+runs all of them in one `jax.pmap` over the local devices (the last, partial batch is padded with edge
+copies and the padding dropped by its mask, as `eval.batching` does for the models).
+
+Definitions (images are float RGB in [0, 1], NHWC):
+
+* PSNR(content, output) = 10 log10(1 / MSE) over all pixels and channels, with MSE floored at 1e-10, so
+  identical images give the cap `PSNR_CAP_DB` = 100 dB instead of infinity.
+* SSIM(content, output): Wang et al. 2004 per RGB channel, averaged over channels and over the "valid" window
+  positions: Gaussian window 11 x 11, sigma 1.5, K1 = 0.01, K2 = 0.03, data range 1, population
+  (weighted) statistics. Identical images give exactly 1. Images must be at least 11 px on a side.
+* Colour-statistics distance to the style: sqrt(sum_c (mean_P,c - mean_S,c)^2 + (std_P,c - std_S,c)^2) over the
+  three channels of CIE Lab (D65, sRGB input; L in [0, 100]) -> ``color_lab``, and of RGB in [0, 1] ->
+  ``color_rgb``. std is the population std over all pixels. A proxy for "only the dominant colour transferred".
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+import jax_ast.losses as L
+from eval.batching import merge_from_devices, pad_to_multiple, split_for_devices
+
+PSNR_CAP_DB = 100.0
+SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
+D65_WHITE = (0.95047, 1.0, 1.08883)
+SRGB_TO_XYZ = ((0.4124564, 0.3575761, 0.1804375),
+               (0.2126729, 0.7151522, 0.0721750),
+               (0.0193339, 0.1191920, 0.9503041))
+IMAGE_METRICS = ("ssim", "psnr", "color_lab", "color_rgb")
+
+
+def psnr(reference: jax.Array, image: jax.Array) -> jax.Array:
+    """[B, H, W, 3] x 2 in [0, 1] -> float32 [B] PSNR in dB, capped at `PSNR_CAP_DB` (identical images)."""
+    diff = reference.astype(jnp.float32) - image.astype(jnp.float32)
+    mse = jnp.mean(jnp.square(diff), axis=(1, 2, 3))
+    return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 10.0 ** (-PSNR_CAP_DB / 10.0)))
+
+
+def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> np.ndarray:
+    """Normalised 1-D Gaussian taps, float32 [size]."""
+    offsets = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    taps = np.exp(-0.5 * np.square(offsets / sigma))
+    return (taps / taps.sum()).astype(np.float32)
+
+
+def _filter_valid(images: jax.Array, taps: jax.Array) -> jax.Array:
+    """Separable 'valid' filtering of [B, H, W, C] along H and W with the same 1-D taps."""
+    size = taps.shape[0]
+    height, width = images.shape[1] - size + 1, images.shape[2] - size + 1
+    rows = sum(taps[i] * images[:, i:i + height] for i in range(size))
+    return sum(taps[i] * rows[:, :, i:i + width] for i in range(size))
+
+
+def ssim(reference: jax.Array, image: jax.Array) -> jax.Array:
+    """[B, H, W, 3] x 2 in [0, 1] (H, W >= 11) -> float32 [B] mean SSIM (see the module docstring)."""
+    if min(reference.shape[1:3]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW} px a side, got {reference.shape}")
+    x, y = reference.astype(jnp.float32), image.astype(jnp.float32)
+    taps = jnp.asarray(gaussian_window())
+    mean_x, mean_y = _filter_valid(x, taps), _filter_valid(y, taps)
+    var_x = _filter_valid(x * x, taps) - mean_x * mean_x
+    var_y = _filter_valid(y * y, taps) - mean_y * mean_y
+    cov = _filter_valid(x * y, taps) - mean_x * mean_y
+    c1, c2 = SSIM_K1 ** 2, SSIM_K2 ** 2
+    numerator = (2.0 * mean_x * mean_y + c1) * (2.0 * cov + c2)
+    denominator = (mean_x * mean_x + mean_y * mean_y + c1) * (var_x + var_y + c2)
+    return jnp.mean(numerator / denominator, axis=(1, 2, 3))
+
+
+def rgb_to_lab(images: jax.Array) -> jax.Array:
+    """sRGB [..., 3] in [0, 1] -> CIE Lab (D65 white), float32 [..., 3]; L in [0, 100]."""
+    rgb = jnp.clip(images.astype(jnp.float32), 0.0, 1.0)
+    linear = jnp.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ jnp.asarray(SRGB_TO_XYZ, jnp.float32).T / jnp.asarray(D65_WHITE, jnp.float32)
+    delta = 6.0 / 29.0
+    f = jnp.where(xyz > delta ** 3, jnp.cbrt(jnp.maximum(xyz, delta ** 3)), xyz / (3.0 * delta ** 2) + 4.0 / 29.0)
+    return jnp.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]), 200.0 * (f[..., 1] - f[..., 2])],
+                     axis=-1)
+
+
+def color_stats_distance(image: jax.Array, target: jax.Array) -> jax.Array:
+    """[B, H, W, 3] x 2 -> [B] Euclidean distance of the stacked per-channel (mean, population std)."""
+    def stats(x):
+        x = x.astype(jnp.float32)
+        return jnp.concatenate([jnp.mean(x, axis=(1, 2)), jnp.std(x, axis=(1, 2))], axis=-1)
+    return jnp.sqrt(jnp.sum(jnp.square(stats(image) - stats(target)), axis=-1))
+
+
+def image_metrics(content: jax.Array, style: jax.Array, output: jax.Array) -> dict[str, jax.Array]:
+    """{"ssim", "psnr"} of output vs content and {"color_lab", "color_rgb"} of output vs style, each [B]."""
+    return {"ssim": ssim(content, output), "psnr": psnr(content, output),
+            "color_lab": color_stats_distance(rgb_to_lab(output), rgb_to_lab(style)),
+            "color_rgb": color_stats_distance(output, style)}
+
+
+def loss_metrics(loss_net, loss_net_params, content: jax.Array, style: jax.Array, output: jax.Array, *,
+                 style_layers: Sequence[str], content_layers: Sequence[str],
+                 normalised_gram: str) -> dict[str, jax.Array]:
+    """Every loss of `jax_ast.losses` for (C, S, P) triples of equal size, one loss-network call.
+
+    Returns {"<term>/<layer>": [B]} and "<term>/total" for term in content, classic (un-normalised Gram, the
+    paper's), classic_<normalised_gram> (Gram / HW or / CHW), bound (supremum of the un-normalised classic
+    loss), balanced and mean_std (the AdaIN statistics loss on the style layers).
+    """
+    layers = tuple(dict.fromkeys((*style_layers, *content_layers)))
+    feats = loss_net.clone(taps=layers).apply(loss_net_params, jnp.concatenate([content, style, output]))
+    size = content.shape[0]
+    content_feats, style_feats, output_feats = ({k: v[i * size:(i + 1) * size] for k, v in feats.items()}
+                                                for i in range(3))
+    terms = {
+        "content": L.content_loss(content_feats, output_feats, layers=content_layers),
+        "classic": L.classic_style_loss(style_feats, output_feats, layers=style_layers, gram_norm="none"),
+        f"classic_{normalised_gram}": L.classic_style_loss(style_feats, output_feats, layers=style_layers,
+                                                           gram_norm=normalised_gram),
+        "bound": L.style_loss_bound(style_feats, output_feats, layers=style_layers, gram_norm="none"),
+        "balanced": L.balanced_style_loss(style_feats, output_feats, layers=style_layers),
+        "mean_std": L.mean_std_style_loss(style_feats, output_feats, layers=style_layers),
+    }
+    metrics = {}
+    for name, (total, parts) in terms.items():
+        metrics.update({f"{name}/{key.split('/', 1)[1]}": value for key, value in parts.items()})
+        metrics[f"{name}/total"] = total
+    return metrics
+
+
+def metric_names(style_layers: Sequence[str], content_layers: Sequence[str], normalised_gram: str) -> list[str]:
+    """The metric columns in output order (matches the keys of `PairScorer.score`)."""
+    names = [f"content/{layer}" for layer in content_layers] + ["content/total"]
+    for term in ("classic", f"classic_{normalised_gram}", "bound", "balanced", "mean_std"):
+        names += [f"{term}/{layer}" for layer in style_layers] + [f"{term}/total"]
+    return names + list(IMAGE_METRICS)
+
+
+class PairScorer:
+    """All per-pair metrics of (content, style, output) batches, pmapped over the local devices.
+
+    Args:
+      loss_net: a `jax_ast.models.vgg.VGG` module; loss_net_params: its params (not wrapped in {"params"}).
+      style_layers, content_layers: tap names; normalised_gram: "hw" or "chw" for the second classic loss.
+
+    Attributes:
+      names: the metric names, in column order. trace_count: compilations so far (one per image size).
+    """
+
+    def __init__(self, loss_net, loss_net_params, *, style_layers: Sequence[str], content_layers: Sequence[str],
+                 normalised_gram: str = "hw"):
+        if normalised_gram not in ("hw", "chw"):
+            raise ValueError(f"unknown normalised_gram {normalised_gram!r}; valid: 'hw', 'chw'")
+        self.names = metric_names(style_layers, content_layers, normalised_gram)
+        self.n_devices = jax.local_device_count()
+        self.trace_count = 0
+        mesh = Mesh(np.array(jax.local_devices()), ("replica",))
+        self._variables = jax.device_put({"params": loss_net_params}, NamedSharding(mesh, PartitionSpec()))
+
+        def score(variables, content, style, output):
+            self.trace_count += 1  # runs once per trace
+            metrics = loss_metrics(loss_net, variables, content, style, output, style_layers=tuple(style_layers),
+                                   content_layers=tuple(content_layers), normalised_gram=normalised_gram)
+            return {**metrics, **image_metrics(content, style, output)}
+
+        self._score = jax.pmap(score, in_axes=(None, 0, 0, 0))
+
+    def score(self, contents: np.ndarray, styles: np.ndarray, outputs: np.ndarray, *,
+              step_size: int | None = None) -> dict[str, np.ndarray]:
+        """float [B, S, S, 3] x 3 in [0, 1] -> {name: float32 [B]} on the host.
+
+        The batch is padded to `step_size` (default: B rounded up to the device count; pass the same value for
+        every call so the last, partial batch reuses the compiled program) and the padding dropped by its mask.
+        """
+        step = step_size or -(-len(contents) // self.n_devices) * self.n_devices
+        if step % self.n_devices or step < len(contents):
+            raise ValueError(f"step_size {step} must be a multiple of {self.n_devices} devices and >= {len(contents)}")
+        padded, mask = pad_to_multiple((contents, styles, outputs), step)
+        result = self._score(self._variables, *split_for_devices(padded, self.n_devices))
+        result = jax.block_until_ready(result)  # sync every step (stack.md trap 2)
+        return {name: value[mask] for name, value in merge_from_devices(result).items()}
+

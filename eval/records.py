@@ -1,0 +1,216 @@
+"""Result files of `eval.run`: append-only CSVs that survive interruption, strict JSON, atomic writes.
+
+A `CsvLog` is a CSV file with a fixed header whose first column is the integer pair number. Rows are
+written whole and flushed after every batch, so an interrupted run leaves at most one partially written
+last line; reopening the file drops that line (it is recomputed) and reports which pairs are already
+there, so a rerun appends only the missing ones and no pair is ever written twice. An exclusive lock
+(`fcntl.flock`) stops two runs from appending to the same file at once.
+"""
+
+from __future__ import annotations
+
+import array
+import csv
+import fcntl
+import io
+import json
+import math
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+
+class RecordsError(RuntimeError):
+    """A result file that cannot be resumed (other columns, malformed rows, locked by another run)."""
+
+
+def format_value(value: Any) -> str:
+    """A CSV cell: floats with 9 significant digits (exact float32 round trip), 'nan'/'inf' as such."""
+    if isinstance(value, (float, np.floating)):
+        return format(float(value), ".9g")
+    return str(value)
+
+
+class CsvLog:
+    """An append-only CSV of rows keyed by pair number (first column), resumable after any interruption.
+
+    Args:
+      path: the file (created with `columns` as header if missing).
+      columns: the header; an existing file must have exactly this header.
+
+    Attributes:
+      done: set of pair numbers already in the file (the partial last line, if any, is removed first).
+      truncated: bytes removed from an interrupted last line.
+    """
+
+    def __init__(self, path: str | os.PathLike, columns: Sequence[str]):
+        self.path, self.columns = Path(path), list(columns)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a+b")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            raise RecordsError(f"{self.path} is being written by another run; wait for it or use another --out")
+        try:
+            self.truncated = self._drop_partial_line()
+            self.done = self._read_done()
+        except BaseException:
+            self._file.close()  # also releases the lock
+            raise
+        self._text = io.TextIOWrapper(self._file, encoding="utf-8", newline="", write_through=True)
+        self._writer = csv.writer(self._text, lineterminator="\n")
+        if self._file.tell() == 0:
+            self._writer.writerow(self.columns)
+            self._text.flush()
+
+    def _drop_partial_line(self) -> int:
+        size = self._file.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        self._file.seek(max(0, size - 65536))
+        tail = self._file.read()
+        if tail.endswith(b"\n"):
+            return 0
+        cut = tail.rfind(b"\n")
+        if cut < 0 and size > len(tail):
+            raise RecordsError(f"{self.path}: last line longer than 64 KiB; the file is not a results CSV")
+        keep = size - len(tail) + cut + 1
+        self._file.truncate(keep)
+        self._file.seek(0, os.SEEK_END)
+        return size - keep
+
+    def _read_done(self) -> set[int]:
+        self._file.seek(0)
+        text = io.TextIOWrapper(self._file, encoding="utf-8", newline="")
+        reader = csv.reader(text)
+        done: set[int] = set()
+        try:
+            header = next(reader, None)
+            if header is not None and header != self.columns:
+                raise RecordsError(f"{self.path} has other columns than this run writes (different layers or "
+                                   f"metrics?); use another --out. Missing: {sorted(set(self.columns) - set(header))}, "
+                                   f"extra: {sorted(set(header) - set(self.columns))}")
+            for line, row in enumerate(reader, start=2):
+                if len(row) != len(self.columns) or not row[0].isdigit():
+                    raise RecordsError(f"{self.path} line {line}: malformed row ({len(row)} fields, "
+                                       f"expected {len(self.columns)})")
+                pair = int(row[0])
+                if pair in done:
+                    raise RecordsError(f"{self.path} line {line}: pair {pair} appears twice")
+                done.add(pair)
+        finally:
+            text.detach()  # keep self._file open
+        self._file.seek(0, os.SEEK_END)
+        return done
+
+    def append(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Writes whole rows (first value: a pair number not yet in the file) and flushes them to the OS."""
+        for row in rows:
+            if len(row) != len(self.columns):
+                raise ValueError(f"row of {len(row)} values for {len(self.columns)} columns")
+            pair = int(row[0])
+            if pair in self.done:
+                raise RecordsError(f"{self.path}: pair {pair} is already recorded")
+            self._writer.writerow([format_value(value) for value in row])
+            self.done.add(pair)
+        self._text.flush()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._text.flush()
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._text.close()
+
+    def __enter__(self) -> "CsvLog":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+def read_header(path: str | os.PathLike) -> list[str]:
+    """The header row of a results CSV."""
+    with open(path, newline="", encoding="utf-8") as stream:
+        return next(csv.reader(stream))
+
+
+def read_columns(path: str | os.PathLike, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Selected numeric columns of a results CSV as float64 arrays, streamed row by row.
+
+    Memory is 8 bytes per row and selected column (typed `array.array` buffers); nothing else is kept. An
+    interrupted last line (which the next run truncates) is ignored.
+    """
+    with open(path, newline="", encoding="utf-8") as stream:
+        reader = csv.reader(stream)
+        header = next(reader)
+        missing = [n for n in names if n not in header]
+        if missing:
+            raise RecordsError(f"{path} has no columns {missing}; it has {header}")
+        positions = [header.index(n) for n in names]
+        values = [array.array("d") for _ in names]
+        for row in reader:
+            if len(row) != len(header):
+                continue
+            for column, position in zip(values, positions):
+                column.append(float(row[position]))
+    return {n: np.frombuffer(v, np.float64) if len(v) else np.zeros(0) for n, v in zip(names, values)}
+
+
+def count_rows(path: str | os.PathLike) -> int:
+    """Complete data rows (header excluded) of a CSV written by `CsvLog`."""
+    if not Path(path).exists():
+        return 0
+    newlines = 0
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            newlines += block.count(b"\n")
+    return max(0, newlines - 1)
+
+
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _finite_or_none(value.tolist())
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Strict JSON (NaN and inf become null; numpy scalars and arrays become numbers and lists), atomically."""
+    return write_text(path, json.dumps(_finite_or_none(data), indent=2, allow_nan=False) + "\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Writes `text` to a temporary file in the same folder and renames it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as stream:
+        return json.load(stream)
+
+
+def json_roundtrip(value: Any) -> Any:
+    """`value` as it reads back from `write_json` (tuples become lists, NaN becomes None, ...)."""
+    return json.loads(json.dumps(_finite_or_none(value), allow_nan=False))

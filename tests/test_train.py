@@ -131,7 +131,7 @@ class _FixedStream:
 def _cli(workdir, *extra, **kwargs):
     cmd = [sys.executable, "-m", "train.run", "--arch", "adain", "--loss", "balanced", "--workdir", str(workdir),
            "--keep-checkpoints", "10",
-           "--vgg-weights", "random", "--loss-vgg-weights", "random", "--batch-size", "8", "--crop-size", "32",
+           "--vgg-weights", "random", "--loss-vgg-weights", "random", "--batch-size", "8",
            "--log-every", "1", "--auto-style-batches", "1", *extra]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -148,10 +148,9 @@ def _final_params(workdir):
 
 @pytest.mark.slow
 def test_resume_after_sigkill_continues_the_same_trajectory(tmp_path):
-    run_a = _cli(tmp_path / "a", "--iterations", "6", "--checkpoint-every", "1")
-    run_b = _cli(tmp_path / "b", "--iterations", "6", "--checkpoint-every", "1")
-    out_a, _ = run_a.communicate(timeout=600)
-    assert run_a.returncode == 0, out_a
+    # 96 px steps take ~0.5-1 s here, so polling every 20 ms catches run B between steps 3 and 6.
+    args = ("--iterations", "6", "--checkpoint-every", "1", "--crop-size", "96")
+    run_b = _cli(tmp_path / "b", *args)
     deadline = time.time() + 600
     while time.time() < deadline and not (tmp_path / "b/checkpoints/3").exists():
         assert run_b.poll() is None, run_b.stdout.read()
@@ -160,10 +159,13 @@ def test_resume_after_sigkill_continues_the_same_trajectory(tmp_path):
     run_b.wait()
     killed_at = Checkpointer(tmp_path / "b/checkpoints").latest_step()
     assert 3 <= killed_at < 6, f"run B was not killed mid-run (latest checkpoint {killed_at})"
-    rerun = _cli(tmp_path / "b", "--iterations", "6", "--checkpoint-every", "1")
+    rerun = _cli(tmp_path / "b", *args)
     out_b, _ = rerun.communicate(timeout=600)
     assert rerun.returncode == 0, out_b
-    assert "resumed from step" in out_b
+    assert f"resumed from step {killed_at}" in out_b
+    run_a = _cli(tmp_path / "a", *args)
+    out_a, _ = run_a.communicate(timeout=600)
+    assert run_a.returncode == 0, out_a
     step_a, params_a = _final_params(tmp_path / "a")
     step_b, params_b = _final_params(tmp_path / "b")
     assert step_a == step_b == 6

@@ -8,6 +8,7 @@ Multi-host runs use JAX's own runtime (`jax.distributed.initialize`), never a ho
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Callable
 
 import jax
@@ -18,13 +19,19 @@ log = logging.getLogger(__name__)
 
 
 def initialize_distributed(enabled: bool) -> None:
-    """Join a multi-host job via `jax.distributed.initialize()` (coordinator, process id and count come
-    from the cluster environment: SLURM, Cloud TPU, or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
-    JAX_PROCESS_ID). Must run before any other JAX call. A no-op unless `enabled`."""
+    """Join a multi-host job via `jax.distributed.initialize()`; must run before any other JAX call.
+
+    On SLURM, Open MPI, Kubernetes JobSets and Cloud TPU, JAX detects the coordinator, the process count
+    and this process's id by itself. Elsewhere set JAX_COORDINATOR_ADDRESS (read by JAX) plus
+    JAX_NUM_PROCESSES and JAX_PROCESS_ID (passed on here). A no-op unless `enabled`.
+    """
     if not enabled:
         return
+    overrides = {name: int(os.environ[var]) for name, var in (("num_processes", "JAX_NUM_PROCESSES"),
+                                                               ("process_id", "JAX_PROCESS_ID"))
+                 if os.environ.get(var)}
     try:
-        jax.distributed.initialize()
+        jax.distributed.initialize(**overrides)
     except Exception as error:  # noqa: BLE001 - re-raised with a hint
         raise RuntimeError(
             "jax.distributed.initialize() failed. For a manual two-host run set JAX_COORDINATOR_ADDRESS=host0:1234, "

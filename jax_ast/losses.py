@@ -176,17 +176,24 @@ def total_variation_loss(images: jax.Array) -> jax.Array:
 # native style term when training with the classic or balanced loss instead (paper.md section 2).
 
 
-def adain_native_loss(*, output_feats: Feats, style_feats: Feats, target: jax.Array, content_weight: float = 1.0,
-                      style_weight: float = 10.0) -> tuple[jax.Array, Breakdown]:
+def _optional_style(style_feats: Feats | None, compute) -> tuple[jax.Array | float, Breakdown]:
+    """The native style term, or nothing when `style_feats` is None (classic/balanced replace it)."""
+    return (0.0, {}) if style_feats is None else compute()
+
+
+def adain_native_loss(*, output_feats: Feats, style_feats: Feats | None, target: jax.Array,
+                      content_weight: float = 1.0, style_weight: float = 10.0) -> tuple[jax.Array, Breakdown]:
     """AdaIN (PyTorch port): content MSE of relu4_1(P) to the AdaIN target t, + mean/std style loss.
 
     Args:
-      output_feats, style_feats: vgg19_normalised features with relu1_1..relu4_1.
+      output_feats, style_feats: vgg19_normalised features with relu1_1..relu4_1; style_feats=None
+        drops the style term (when the classic or balanced loss replaces it).
       target: [B, h, w, 512] the (alpha-blended) AdaIN output t that was decoded; held constant.
     """
     content = _mse_per_sample(_features(output_feats, "relu4_1", "output"), jax.lax.stop_gradient(target))
-    style, style_parts = mean_std_style_loss(style_feats, output_feats, layers=ADAIN_STYLE_LAYERS)
-    breakdown = {"content": content, "style": style, **style_parts}
+    style, style_parts = _optional_style(
+        style_feats, lambda: mean_std_style_loss(style_feats, output_feats, layers=ADAIN_STYLE_LAYERS))
+    breakdown = {"content": content, **({"style": style} if style_parts else {}), **style_parts}
     return content_weight * content + style_weight * style, breakdown
 
 
@@ -199,7 +206,8 @@ def sanet_native_loss(*, output_feats: Feats, content_feats: Feats, style_feats:
     and the two identity losses on I_cc = D(T(c, c)) and I_ss = D(T(s, s)).
 
     Args:
-      *_feats: vgg19_normalised features with relu1_1..relu5_1.
+      *_feats: vgg19_normalised features with relu1_1..relu5_1 (style_feats are also needed by the
+        identity loss, so style_weight=0 is how classic/balanced drop the native style term here).
       content, style: the input images [B, H, W, 3]; identity_*: the identity reconstructions.
     """
     content_term = sum(
@@ -218,44 +226,53 @@ def sanet_native_loss(*, output_feats: Feats, content_feats: Feats, style_feats:
     return total, breakdown
 
 
-def linear_native_loss(*, output_feats: Feats, content_feats: Feats, style_feats: Feats,
+def linear_native_loss(*, output_feats: Feats, content_feats: Feats, style_feats: Feats | None,
                        content_weight: float = 1.0, style_weight: float = 0.02) -> tuple[jax.Array, Breakdown]:
     """LinearTransfer: MSE at relu4_1 + per layer [sum_c (mu_P - mu_S)^2 + sum_cc' (G_P - G_S)^2], G = FF^T/(CHW).
 
     Features come from the LST loss network (encoder5, `vgg19_lst`) at relu1_1..relu4_1. The original
     sums over the batch and divides by B, i.e. the batch mean of these per-sample sums.
+    style_feats=None drops the style term (when the classic or balanced loss replaces it).
     """
     content = _mse_per_sample(_features(output_feats, "relu4_1", "output"),
                               _features(content_feats, "relu4_1", "content"))
-    per_layer = {}
-    for layer in ADAIN_STYLE_LAYERS:
-        output_layer = _features(output_feats, layer, "output")
-        style_layer = _features(style_feats, layer, "style")
-        output_layer, style_layer = (x.astype(accumulation_dtype(x)) for x in (output_layer, style_layer))
-        mean_diff = jnp.mean(output_layer, axis=(1, 2)) - jnp.mean(style_layer, axis=(1, 2))
-        gram_diff = gram(output_layer, "chw") - gram(style_layer, "chw")
-        per_layer[layer] = jnp.sum(jnp.square(mean_diff), axis=1) + squared_frobenius(gram_diff)
-    style, style_parts = _weighted_sum("lst_style", per_layer, {layer: 1.0 for layer in per_layer})
-    return content_weight * content + style_weight * style, {"content": content, "style": style, **style_parts}
+
+    def style_term():
+        per_layer = {}
+        for layer in ADAIN_STYLE_LAYERS:
+            output_layer = _features(output_feats, layer, "output")
+            style_layer = _features(style_feats, layer, "style")
+            output_layer, style_layer = (x.astype(accumulation_dtype(x)) for x in (output_layer, style_layer))
+            mean_diff = jnp.mean(output_layer, axis=(1, 2)) - jnp.mean(style_layer, axis=(1, 2))
+            gram_diff = gram(output_layer, "chw") - gram(style_layer, "chw")
+            per_layer[layer] = jnp.sum(jnp.square(mean_diff), axis=1) + squared_frobenius(gram_diff)
+        return _weighted_sum("lst_style", per_layer, {layer: 1.0 for layer in per_layer})
+
+    style, style_parts = _optional_style(style_feats, style_term)
+    breakdown = {"content": content, **({"style": style} if style_parts else {}), **style_parts}
+    return content_weight * content + style_weight * style, breakdown
 
 
 MAGENTA_STYLE_WEIGHTS = {"relu1_2": 0.5e-3, "relu2_2": 0.5e-3, "relu3_3": 0.5e-3, "relu4_3": 0.5e-3}
 
 
-def magenta_native_loss(*, output_feats: Feats, content_feats: Feats, style_feats: Feats, output: jax.Array,
+def magenta_native_loss(*, output_feats: Feats, content_feats: Feats, style_feats: Feats | None, output: jax.Array,
                         content_weight: float = 1.0, style_weight: float = 1.0,
                         tv_weight: float = 1e4) -> tuple[jax.Array, Breakdown]:
     """Magenta (Ghiasi et al.): content MSE at vgg_16/conv3, Gram/(HW) MSE at conv1..conv4 with weights
     0.5e-3 each (scaled by `style_weight`), and total variation (weight 1e4) on the output image.
 
-    Features come from the TF-slim VGG-16 (`vgg16_slim`, average pooling).
+    Features come from the TF-slim VGG-16 (`vgg16_slim`, average pooling). style_feats=None drops the
+    style term (when the classic or balanced loss replaces it).
     """
     content, _ = content_loss(content_feats, output_feats, layers=("relu3_3",))
-    style, style_parts = classic_style_loss(style_feats, output_feats, layers=tuple(MAGENTA_STYLE_WEIGHTS),
-                                            weights=MAGENTA_STYLE_WEIGHTS, gram_norm="hw")
+    style, style_parts = _optional_style(style_feats, lambda: classic_style_loss(
+        style_feats, output_feats, layers=tuple(MAGENTA_STYLE_WEIGHTS), weights=MAGENTA_STYLE_WEIGHTS,
+        gram_norm="hw"))
     tv = total_variation_loss(output)
     total = content_weight * content + style_weight * style + tv_weight * tv
-    return total, {"content": content, "style": style, "total_variation": tv, **style_parts}
+    breakdown = {"content": content, **({"style": style} if style_parts else {}), "total_variation": tv}
+    return total, {**breakdown, **style_parts}
 
 
 # ---------------------------------------------------------------------------------------------------

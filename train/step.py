@@ -58,15 +58,20 @@ class _with_rngs:
 
 
 def _native(spec: StepSpec, variables: dict, content, style, constants, style_weight):
-    """(per-sample total [B], unweighted terms, stylized image, new batch_stats) of the native objective."""
+    """(per-sample total [B], unweighted terms, stylized image, new batch_stats) of the native objective.
+
+    When classic/balanced replace the style term (`spec.paper_net` set), the native style features are
+    not computed at all (SANet still needs them for its identity losses).
+    """
     cfg, model = spec.cfg, spec.model
+    native_style = spec.paper_net is None
     frozen_encoder = constants["frozen"].get("encoder")
     if cfg.arch == "adain":
         stylized, aux = model.apply(variables, content, style, train=True)
         layers = L.ADAIN_STYLE_LAYERS
         total, terms = L.adain_native_loss(
             output_feats=_feats(spec.native_net, frozen_encoder, stylized, layers),
-            style_feats=_feats(spec.native_net, frozen_encoder, style, layers, constant=True),
+            style_feats=_feats(spec.native_net, frozen_encoder, style, layers, constant=True) if native_style else None,
             target=aux["target"], content_weight=cfg.content_weight, style_weight=style_weight)
         return total, terms, stylized, {}
     if cfg.arch == "sanet":
@@ -94,7 +99,8 @@ def _native(spec: StepSpec, variables: dict, content, style, constants, style_we
         total, terms = L.linear_native_loss(
             output_feats=_feats(spec.native_net, loss_params, stylized, LST_LOSS_LAYERS),
             content_feats=_feats(spec.native_net, loss_params, content, LST_LOSS_LAYERS, constant=True),
-            style_feats=_feats(spec.native_net, loss_params, style, LST_LOSS_LAYERS, constant=True),
+            style_feats=(_feats(spec.native_net, loss_params, style, LST_LOSS_LAYERS, constant=True)
+                         if native_style else None),
             content_weight=cfg.content_weight, style_weight=style_weight)
         return total, terms, stylized, {}
     # magenta: BatchNorms run on batch statistics in training (mutable batch_stats).
@@ -104,7 +110,7 @@ def _native(spec: StepSpec, variables: dict, content, style, constants, style_we
     total, terms = L.magenta_native_loss(
         output_feats=_feats(spec.native_net, loss_params, stylized, layers),
         content_feats=_feats(spec.native_net, loss_params, content, layers, constant=True),
-        style_feats=_feats(spec.native_net, loss_params, style, layers, constant=True),
+        style_feats=_feats(spec.native_net, loss_params, style, layers, constant=True) if native_style else None,
         output=stylized, content_weight=cfg.content_weight, style_weight=style_weight, tv_weight=cfg.tv_weight)
     return total, terms, stylized, updates["batch_stats"]
 

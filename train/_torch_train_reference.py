@@ -1,0 +1,257 @@
+"""PyTorch training steps equivalent to `train.step` (native, classic and balanced objectives), for `train.bench`.
+
+The networks are `eval._torch_reference`'s (same layouts, Flax-like parameter names), loaded with the same
+initial weights as the jax-ast state; the loss networks are built here from `jax_ast.models.vgg.VGG_SPECS`.
+Each objective follows the original PyTorch training code: target-side features (content, style) are
+computed once, without a graph (frozen weights, inputs without gradient); the output side is
+differentiated. With loss="classic"/"balanced" the native style term has weight 0 and is skipped; the
+paper's VGG-16 style term replaces it (as `train.step.objective`). Tensors are NCHW, images RGB in [0, 1].
+Needs ``torch``; nothing in `jax_ast` imports this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import jax_ast.losses as L
+from eval._torch_reference import NETWORKS, Conv, load_flax_variables
+from jax_ast.configs import TrainConfig
+from jax_ast.models.vgg import CAFFE_MEAN_RGB, CHANNELS_PER_BLOCK, IMAGENET_MEAN, IMAGENET_STD, VGG_SPECS, tap_names
+
+Feats = dict[str, torch.Tensor]
+LST_LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # as train.step.LST_LOSS_LAYERS
+NATIVE_LOSS_VARIANT = {"linear": "vgg19_lst", "magenta": "vgg16_slim"}
+
+
+class VGGFeatures(nn.Module):
+    """A `jax_ast.models.vgg.VGG` variant in torch, up to the deepest of `taps`; returns {tap: NCHW}."""
+
+    def __init__(self, variant: str, taps: tuple[str, ...]):
+        super().__init__()
+        self.spec, self.taps = VGG_SPECS[variant], tuple(taps)
+        all_taps = tap_names(variant)
+        self.names = [t.replace("relu", "conv") for t in all_taps[: max(all_taps.index(t) for t in taps) + 1]]
+        padding = "reflect" if self.spec.padding == "reflect" else "zero"
+        if self.spec.preprocess == "learned_1x1":
+            self.preprocess = Conv(3, 3, 1, padding="valid")
+        in_ch = 3
+        for name in self.names:
+            out_ch = CHANNELS_PER_BLOCK[int(name[4]) - 1]
+            self.add_module(name, Conv(in_ch, out_ch, 3, padding=padding))
+            in_ch = out_ch
+
+    def _preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        if self.spec.preprocess == "imagenet":
+            mean, std = (torch.tensor(v, dtype=images.dtype).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+            return (images - mean) / std
+        if self.spec.preprocess == "caffe_rgb":
+            return images * 255.0 - torch.tensor(CAFFE_MEAN_RGB, dtype=images.dtype).view(1, 3, 1, 1)
+        return self.preprocess(images)
+
+    def forward(self, images: torch.Tensor) -> Feats:
+        x, feats = self._preprocess(images), {}
+        for name in self.names:
+            if name.endswith("_1") and name != "conv1_1":
+                if self.spec.pooling == "avg":
+                    x = F.avg_pool2d(x, 2, 2)
+                else:
+                    x = F.max_pool2d(x, 2, 2, ceil_mode=self.spec.pooling == "max_ceil")
+            x = F.relu(getattr(self, name)(x))
+            if "relu" + name[4:] in self.taps:
+                feats["relu" + name[4:]] = x
+        return feats
+
+
+def loss_network(variant: str, taps: tuple[str, ...], params: dict) -> VGGFeatures:
+    """A frozen `VGGFeatures` loaded with the Flax `params` ({"conv1_1": {"kernel", "bias"}, ...})."""
+    net = VGGFeatures(variant, taps)
+    wanted = {name for name, _ in net.named_children()}
+    net = load_flax_variables(net, {"params": {k: v for k, v in params.items() if k in wanted}})
+    return net.requires_grad_(False)
+
+
+# --- loss terms, [B] per sample, as in jax_ast.losses -------------------------------------------------
+
+def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return (a - b).square().flatten(1).mean(1)
+
+
+def _mean_std(feats: torch.Tensor, unbiased: bool = True, eps: float = 1e-5) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = feats.flatten(2)
+    return flat.mean(-1), (flat.var(-1, unbiased=unbiased) + eps).sqrt()
+
+
+def _mvn(feats: torch.Tensor) -> torch.Tensor:
+    mean, std = _mean_std(feats)
+    return (feats - mean[..., None, None]) / std[..., None, None]
+
+
+def gram(feats: torch.Tensor, normalize: str = "none") -> torch.Tensor:
+    """[B, C, H, W] -> [B, C, C], divided by 1, H*W or C*H*W like `jax_ast.ops.gram`."""
+    batch, channels, height, width = feats.shape
+    flat = feats.reshape(batch, channels, height * width)
+    out = torch.bmm(flat, flat.transpose(1, 2))
+    return out / {"none": 1, "hw": height * width, "chw": channels * height * width}[normalize]
+
+
+def mean_std_style_loss(style_feats: Feats, output_feats: Feats, layers) -> torch.Tensor:
+    total = 0.0
+    for layer in layers:
+        style_mean, style_std = _mean_std(style_feats[layer])
+        output_mean, output_std = _mean_std(output_feats[layer])
+        total = total + _mse(output_mean, style_mean) + _mse(output_std, style_std)
+    return total
+
+
+def paper_style_loss(style_feats: Feats, output_feats: Feats, kind: str, detach_denominator: bool) -> torch.Tensor:
+    """The classic (MSE of raw Grams) or balanced style loss on the paper's VGG-16 layers."""
+    total = 0.0
+    for layer in L.PAPER_STYLE_LAYERS:
+        style_gram, output_gram = gram(style_feats[layer]), gram(output_feats[layer])
+        if kind == "classic":
+            total = total + (style_gram - output_gram).square().mean((1, 2))
+            continue
+        scale = torch.maximum(style_gram.abs().amax((1, 2)), output_gram.abs().amax((1, 2))).detach()
+        scale = scale.clamp_min(torch.finfo(scale.dtype).tiny)[:, None, None]
+        style_gram, output_gram = style_gram / scale, output_gram / scale
+        denominator = style_gram.square().sum((1, 2)) + output_gram.square().sum((1, 2))
+        denominator = denominator.detach() if detach_denominator else denominator
+        total = total + (style_gram - output_gram).square().sum((1, 2)) / (denominator + 1e-12)
+    return total
+
+
+# --- native objectives: (model, loss nets, content, style, weights) -> (total [B], stylized) -----------
+
+def _adain(model, nets, content, style, w) -> tuple[torch.Tensor, torch.Tensor]:
+    style_feats = model.encoder(style)
+    content_feats = model.encoder(content)["relu4_1"]
+    style_mean, style_std = _mean_std(style_feats["relu4_1"])
+    content_mean, content_std = _mean_std(content_feats)
+    target = ((content_feats - content_mean[..., None, None]) / content_std[..., None, None]
+              * style_std[..., None, None] + style_mean[..., None, None])
+    stylized = model.decoder(target)
+    output_feats = model.encoder(stylized)
+    total = w["content"] * _mse(output_feats["relu4_1"], target)
+    if w["style"]:
+        total = total + w["style"] * mean_std_style_loss(style_feats, output_feats, L.ADAIN_STYLE_LAYERS)
+    return total, stylized
+
+
+def _sanet(model, nets, content, style, w) -> tuple[torch.Tensor, torch.Tensor]:
+    content_feats, style_feats = model.encoder(content), model.encoder(style)
+    stylized = model.decoder(model.transform(content_feats, style_feats))
+    identity_content = model.decoder(model.transform(content_feats, content_feats))
+    identity_style = model.decoder(model.transform(style_feats, style_feats))
+    output_feats = model.encoder(stylized)
+    identity_content_feats, identity_style_feats = model.encoder(identity_content), model.encoder(identity_style)
+    content_term = sum(_mse(_mvn(output_feats[k]), _mvn(content_feats[k])) for k in ("relu4_1", "relu5_1"))
+    identity_pixel = _mse(identity_content, content) + _mse(identity_style, style)
+    identity_feature = sum(_mse(identity_content_feats[k], content_feats[k])
+                           + _mse(identity_style_feats[k], style_feats[k]) for k in L.SANET_STYLE_LAYERS)
+    total = (w["content"] * content_term + w["identity_pixel"] * identity_pixel
+             + w["identity_feature"] * identity_feature)
+    if w["style"]:
+        total = total + w["style"] * mean_std_style_loss(style_feats, output_feats, L.SANET_STYLE_LAYERS)
+    return total, stylized
+
+
+def _linear(model, nets, content, style, w) -> tuple[torch.Tensor, torch.Tensor]:
+    stylized = model.decoder(model.transform(model.encoder(content)["relu4_1"], model.encoder(style)["relu4_1"]))
+    loss_net = nets["native"]
+    content_feats, style_feats, output_feats = loss_net(content), loss_net(style), loss_net(stylized)
+    total = w["content"] * _mse(output_feats["relu4_1"], content_feats["relu4_1"])
+    if w["style"]:
+        style_term = 0.0
+        for layer in LST_LOSS_LAYERS:
+            output_layer, style_layer = output_feats[layer], style_feats[layer]
+            mean_diff = output_layer.mean((2, 3)) - style_layer.mean((2, 3))
+            gram_diff = gram(output_layer, "chw") - gram(style_layer, "chw")
+            style_term = style_term + mean_diff.square().sum(1) + gram_diff.square().sum((1, 2))
+        total = total + w["style"] * style_term
+    return total, stylized
+
+
+def _magenta(model, nets, content, style, w) -> tuple[torch.Tensor, torch.Tensor]:
+    stylized = model(content, style)  # train mode: BatchNorms on batch statistics
+    loss_net = nets["native"]
+    content_feats, style_feats, output_feats = loss_net(content), loss_net(style), loss_net(stylized)
+    vertical = (stylized[:, :, 1:] - stylized[:, :, :-1]).square().flatten(1).mean(1)
+    horizontal = (stylized[:, :, :, 1:] - stylized[:, :, :, :-1]).square().flatten(1).mean(1)
+    total = (w["content"] * _mse(output_feats["relu3_3"], content_feats["relu3_3"])
+             + w["tv"] * 0.5 * (vertical + horizontal))
+    if w["style"]:
+        style_term = sum(weight * (gram(style_feats[k], "hw") - gram(output_feats[k], "hw")).square().mean((1, 2))
+                         for k, weight in L.MAGENTA_STYLE_WEIGHTS.items())
+        total = total + w["style"] * style_term
+    return total, stylized
+
+
+NATIVE_OBJECTIVES: dict[str, Callable] = {"adain": _adain, "sanet": _sanet, "linear": _linear, "magenta": _magenta}
+
+
+class TorchTrainStep:
+    """One Adam step of `arch` in PyTorch, equivalent to `train.step.train_step` on one device.
+
+    Args:
+      cfg: the jax-ast `TrainConfig` (arch, loss, weights, learning rate and decay).
+      variables: the initial Flax variables {"params": all parts, "batch_stats": ...} of the jax-ast model.
+      trainable: the top-level parameter names the method trains (the model's `TRAINABLE`).
+      loss_nets: {"native_loss_net": params or None, "paper_loss_net": params or None} (`loss_network_params`).
+      style_weight: the constant style weight (beta for classic/balanced).
+      channels_last: run the convolutions in torch's channels_last layout (faster on CPU).
+    """
+
+    def __init__(self, cfg: TrainConfig, variables: dict, trainable: tuple[str, ...], loss_nets: dict[str, Any],
+                 style_weight: float, channels_last: bool = True):
+        self.cfg, self.replaced = cfg, cfg.loss != "native"
+        self.layout = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = load_flax_variables(NETWORKS[cfg.arch](), variables).to(memory_format=self.layout)
+        if cfg.arch == "magenta":
+            self.model.train()
+        for name, param in self.model.named_parameters():  # Magenta's BatchNorms are centre-only: no scale
+            param.requires_grad_(name.split(".")[0] in trainable and not name.endswith("BatchNorm.weight"))
+        self.nets = {}
+        if cfg.arch in NATIVE_LOSS_VARIANT:
+            taps = LST_LOSS_LAYERS if cfg.arch == "linear" else L.PAPER_STYLE_LAYERS
+            self.nets["native"] = loss_network(NATIVE_LOSS_VARIANT[cfg.arch], taps, loss_nets["native_loss_net"])
+        if self.replaced:
+            self.nets["paper"] = loss_network("vgg16", L.PAPER_STYLE_LAYERS, loss_nets["paper_loss_net"])
+        for net in self.nets.values():
+            net.to(memory_format=self.layout)
+        self.weights = {"content": cfg.content_weight, "style": 0.0 if self.replaced else style_weight,
+                        "tv": cfg.tv_weight, "identity_pixel": cfg.identity_pixel_weight,
+                        "identity_feature": cfg.identity_feature_weight}
+        self.style_weight = style_weight
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda k: 1.0 / (1.0 + cfg.lr_decay * k))
+
+    def _images(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 [B, H, W, 3] -> float32 [B, 3, H, W] in [0, 1]."""
+        tensor = torch.from_numpy(images).permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        return tensor.contiguous(memory_format=self.layout)
+
+    def objective(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """Per-sample total loss [B] at the current parameters."""
+        total, stylized = NATIVE_OBJECTIVES[self.cfg.arch](self.model, self.nets, content, style, self.weights)
+        if self.replaced:
+            paper = self.nets["paper"]
+            with torch.no_grad():
+                style_feats = paper(style)
+            total = total + self.style_weight * paper_style_loss(style_feats, paper(stylized), self.cfg.loss,
+                                                                 self.cfg.detach_denominator)
+        return total
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> float:
+        """One optimizer step on {"content", "style"}: uint8 [B, H, W, 3]; returns the batch-mean loss."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.objective(self._images(batch["content"]), self._images(batch["style"])).mean()
+        loss.backward()
+        self.optimizer.step()
+        self.scheduler.step()
+        return float(loss.detach())

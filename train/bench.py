@@ -1,0 +1,381 @@
+"""Benchmark of the training step on CPU: jax-ast vs PyTorch, and jax-ast's pmap scaling over CPU devices.
+
+    python -m train.bench [--archs adain sanet linear magenta] [--loss native|classic|balanced] [--batch 8]
+        [--size 256] [--rounds 2] [--runs 3] [--devices 1 2 4 8] [--quick] [--no-torch]
+        [--torch-threads N] [--no-channels-last] [--json PATH]
+
+For each network it times (a) the real pmapped `train.step.train_step`, built as `train.loop` builds it
+(random VGG weights, constant style weight), on 1 device next to an equivalent PyTorch step
+(`train._torch_train_reference`: same layout, same loss terms, Adam on the same trainable part, frozen
+encoder) and (b) the jax-ast step on 1, 2, 4 and 8 CPU devices at the same global batch. A device count
+is fixed when XLA starts, so every count runs in its own worker process; the workers stay alive for the
+whole network and the rounds are interleaved over all of them (and torch), so machine drift hits every
+column alike. Every step is synced (its metrics fetched), as in `train.loop`. Compilation and the first
+step are timed separately ("warm-up") and excluded from the step times. Read the ratios and the min next
+to the median: this VM's speed moves by up to 2x within minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+ARCHS = ("adain", "sanet", "linear", "magenta")
+LOSSES = ("native", "classic", "balanced")
+YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+DEVICE_FLAG = "--xla_force_host_platform_device_count"
+# With 8 devices on 2 cores, one device can reach the gradient all-reduce long before the last one at 256 px;
+# XLA's default 40 s rendezvous termination would abort such a step (every step is synced, so a real
+# deadlock cannot happen). A timeout set by the caller wins.
+TERMINATE_FLAG, TERMINATE_S = "--xla_cpu_collective_call_terminate_timeout_seconds", 600
+FULL = {"size": 256, "rounds": 2, "runs": 3, "archs": list(ARCHS)}
+QUICK = {"size": 32, "rounds": 1, "runs": 2, "archs": ["adain", "linear"]}
+MAGENTA_MIN_SIZE = 64  # Magenta's style goes through Inception (>= 43 px)
+SIZE_MULTIPLE, MIN_SIZE = 16, 32  # SANet's relu5_1 grid; >= 2x2 positions at relu5_1 for unbiased statistics
+# torch's OpenMP threads spin-wait by default; on a busy 2-core VM that made a torch step 15-20x slower
+# (3.3 s instead of 0.19 s at 32 px); sleeping waiters avoid it. An OMP_WAIT_POLICY set by the caller wins.
+OMP_WAIT_POLICY = "PASSIVE"
+REPLY = "@@train.bench@@ "  # marks the worker's protocol lines on stdout
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def xla_flags(devices: int, environment: str) -> tuple[str, str]:
+    """(XLA_FLAGS for a worker with `devices` CPU devices, note): YNN fusions off unless the caller chose."""
+    flags = [f for f in environment.split() if not f.startswith(DEVICE_FLAG)]
+    if any(f.startswith(YNN_FLAG) for f in flags):
+        note = f"XLA_FLAGS already sets {YNN_FLAG}; left as is"
+    else:
+        flags.append(f"{YNN_FLAG}=")
+        note = f"added {YNN_FLAG}= (YNNPACK fusions off, shared/docs/stack.md section 3) to XLA_FLAGS"
+    if not any(f.startswith(TERMINATE_FLAG) for f in flags):
+        flags.append(f"{TERMINATE_FLAG}={TERMINATE_S}")
+    return " ".join([*flags, f"{DEVICE_FLAG}={devices}"]), note
+
+
+def random_batches(batch: int, size: int, count: int = 2, seed: int = 0) -> list[dict[str, np.ndarray]]:
+    """`count` batches {"content", "style"}: uint8 [batch, size, size, 3], as the data stream yields."""
+    rng = np.random.default_rng(seed)
+    return [{k: rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8) for k in ("content", "style")}
+            for _ in range(count)]
+
+
+# --- worker process: one device count, one network ----------------------------------------------------
+
+def _bench_config(arch: str, loss: str, batch: int, size: int):
+    from jax_ast.configs import default_config
+
+    style_weight = default_config(arch).style_weight  # the native default, also used as a constant beta
+    return default_config(arch, loss, batch_size=batch, crop_size=size, style_weight=style_weight,
+                          vgg_weights="random", loss_vgg_weights="random", native_loss_weights="random")
+
+
+def build_jax_step(cfg):
+    """The replicated train step as `train.loop` builds it: (step(batch) -> loss, initial parts for torch)."""
+    import jax
+    import jax.numpy as jnp
+
+    from jax_ast import models
+    from train import parallel
+    from train.state import create_train_state, make_optimizer
+    from train.step import make_step_spec, train_step
+    from train.weights import initial_variables, loss_network_params
+
+    model = models.build(cfg.arch, **({"variant": cfg.variant} if cfg.arch == "linear" else {}))
+    params, batch_stats = initial_variables(model, cfg)
+    trainable, frozen = models.split_trainable(model, params)
+    optimizer = make_optimizer(cfg)
+    state = create_train_state(trainable, batch_stats, optimizer, cfg.seed)
+    loss_nets = loss_network_params(cfg)
+    constants = {"frozen": frozen, **loss_nets, "style_weight": jnp.float32(float(cfg.style_weight))}
+    spec = make_step_spec(model, cfg)
+    step_fn = parallel.pmap_step(lambda s, b, c: train_step(s, b, c, spec=spec, optimizer=optimizer))
+    replicated = {"state": parallel.replicate(state), "constants": parallel.replicate(constants)}
+
+    def step(batch) -> float:
+        replicated["state"], metrics = step_fn(replicated["state"], parallel.shard(batch), replicated["constants"])
+        metrics = jax.device_get(metrics)  # syncs every step, as train.loop (collective deadlock trap)
+        return float(metrics["loss"][0])
+
+    to_numpy = lambda tree: jax.tree.map(np.asarray, tree)  # noqa: E731
+    initial = {"variables": to_numpy({"params": params, "batch_stats": batch_stats}),
+               "trainable": tuple(model.TRAINABLE), "loss_nets": to_numpy(loss_nets)}
+    return step, initial
+
+
+def _build_torch_step(cfg, initial: dict, threads: int, channels_last: bool):
+    import torch
+
+    from train._torch_train_reference import TorchTrainStep
+
+    torch.set_num_threads(threads)
+    return TorchTrainStep(cfg, initial["variables"], initial["trainable"], initial["loss_nets"],
+                          float(cfg.style_weight), channels_last=channels_last)
+
+
+def _timed(fn, batch) -> tuple[float, float]:
+    start = time.perf_counter()
+    loss = fn(batch)
+    return time.perf_counter() - start, loss
+
+
+def _build(job: dict) -> tuple[dict, dict]:
+    """Builds the steps of a worker (jax-ast, and torch if asked); returns (bench, reply)."""
+    import jax
+
+    cfg = _bench_config(job["arch"], job["loss"], job["batch"], job["size"])
+    start = time.perf_counter()
+    jax_step, initial = build_jax_step(cfg)
+    reply = {"devices": jax.device_count(), "jax_version": jax.__version__, "style_weight": float(cfg.style_weight),
+             "jax_build_s": time.perf_counter() - start}
+    steps = {"jax": jax_step}
+    if job["torch"]:
+        import torch
+
+        steps["torch"] = _build_torch_step(cfg, initial, job["torch_threads"], job["channels_last"])
+        reply.update(torch_version=torch.__version__, torch_threads=torch.get_num_threads())
+    return {"steps": steps, "batches": random_batches(job["batch"], job["size"]), "position": 0}, reply
+
+
+def _run(bench: dict, framework: str, runs: int) -> tuple[list[float], list[float]]:
+    """(seconds, loss) of `runs` steps, cycling through the batches."""
+    times, losses = [], []
+    for _ in range(runs):
+        seconds, loss = _timed(bench["steps"][framework], bench["batches"][bench["position"] % len(bench["batches"])])
+        times.append(seconds)
+        losses.append(loss)
+        bench["position"] += 1
+    return times, losses
+
+
+def worker_main() -> int:
+    """Serves JSON commands on stdin, one JSON reply line each: {"cmd": "build", "job": ...}, {"cmd":
+    "warmup"} (first step of each framework on batch 0: compile + run), {"cmd": "run", "framework", "runs"}
+    and {"cmd": "quit"}."""
+    def send(message: dict) -> None:
+        print(REPLY + json.dumps(message), flush=True)
+
+    bench = None
+    for line in sys.stdin:
+        command = json.loads(line)
+        try:
+            if command["cmd"] == "quit":
+                return 0
+            if command["cmd"] == "build":
+                bench, reply = _build(command["job"])
+                send(reply)
+            elif command["cmd"] == "warmup":
+                reply = {}
+                for framework in bench["steps"]:
+                    bench["position"] = 0  # every framework's first step: same state, same batch
+                    (reply[f"{framework}_warmup_s"],), (reply[f"{framework}_first_loss"],) = _run(bench, framework, 1)
+                send(reply)
+            else:
+                times, losses = _run(bench, command["framework"], command["runs"])
+                send({"times": times, "last_loss": losses[-1]})
+        except Exception:  # noqa: BLE001 - reported to the parent, which raises
+            send({"error": traceback.format_exc()})
+            return 1
+    return 0
+
+
+# --- parent: workers, interleaved rounds, tables ------------------------------------------------------
+
+class Worker:
+    """A worker process with `devices` CPU devices; stderr goes to a temporary file shown on failure."""
+
+    def __init__(self, devices: int, job: dict):
+        self.devices, self.job = devices, job
+        env = dict(os.environ, JAX_PLATFORMS="cpu")
+        env.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
+        env["XLA_FLAGS"] = xla_flags(devices, os.environ.get("XLA_FLAGS", ""))[0]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.process = subprocess.Popen([sys.executable, "-m", "train.bench", "--worker"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env,
+                                        cwd=REPO_ROOT)
+
+    def request(self, command: dict) -> dict:
+        self.send(command)
+        return self.receive()
+
+    def send(self, command: dict) -> None:
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+
+    def receive(self) -> dict:
+        for line in self.process.stdout:
+            if line.startswith(REPLY):
+                reply = json.loads(line[len(REPLY):])
+                if "error" in reply:
+                    raise RuntimeError(f"benchmark worker ({self.devices} devices) failed:\n{reply['error']}")
+                return reply
+        self.stderr.seek(0)
+        tail = self.stderr.read()[-3000:]
+        raise RuntimeError(f"benchmark worker ({self.devices} devices) exited with {self.process.wait()}:\n{tail}")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.process.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self.process.stdin.close()
+                self.process.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        self.stderr.close()
+
+
+def _stats(times: list[float], batch: int) -> dict:
+    median = statistics.median(times)
+    return {"median_s": median, "min_s": min(times), "steps_per_s": 1.0 / median, "img_per_s": batch / median,
+            "times_s": times}
+
+
+def bench_arch(arch: str, args: argparse.Namespace, use_torch: bool) -> dict:
+    """Times one network on every device count (and torch on 1 device); returns its result row."""
+    size = max(args.size, MAGENTA_MIN_SIZE) if arch == "magenta" else args.size
+    counts = sorted(set(args.devices) | {1})
+    job = {"arch": arch, "loss": args.loss, "batch": args.batch, "size": size, "torch": False,
+           "torch_threads": args.torch_threads, "channels_last": not args.no_channels_last}
+    workers = {n: Worker(n, dict(job, torch=use_torch and n == 1)) for n in counts}
+    try:
+        for worker in workers.values():  # parameter init overlaps; the step compiles run one at a time
+            worker.send({"cmd": "build", "job": worker.job})
+        setup = {n: w.receive() for n, w in workers.items()}
+        setup = {n: {**setup[n], **w.request({"cmd": "warmup"})} for n, w in workers.items()}
+        times = {n: [] for n in counts} | ({"torch": []} if use_torch else {})
+        for _ in range(args.rounds):  # interleaved: every device count, then torch, each round
+            for n in counts:
+                times[n] += workers[n].request({"cmd": "run", "framework": "jax", "runs": args.runs})["times"]
+            if use_torch:
+                times["torch"] += workers[1].request({"cmd": "run", "framework": "torch", "runs": args.runs})["times"]
+    finally:
+        for worker in workers.values():
+            worker.close()
+    one = setup[1]
+    row = {"arch": arch, "loss": args.loss, "size": size, "batch": args.batch, "style_weight": one["style_weight"],
+           "jax": {**_stats(times[1], args.batch), "warmup_s": one["jax_warmup_s"], "build_s": one["jax_build_s"],
+                   "first_loss": one["jax_first_loss"]},
+           "devices": {}}
+    for n in counts:
+        if n in args.devices:
+            row["devices"][str(n)] = {**_stats(times[n], args.batch), "warmup_s": setup[n]["jax_warmup_s"],
+                                      "first_loss": setup[n]["jax_first_loss"],
+                                      "over_1_device": statistics.median(times[1]) / statistics.median(times[n])}
+    if use_torch:
+        row["torch"] = {**_stats(times["torch"], args.batch), "warmup_s": one["torch_warmup_s"],
+                        "first_loss": one["torch_first_loss"]}
+        row["jax_over_torch_median"] = row["jax"]["median_s"] / row["torch"]["median_s"]
+        row["jax_over_torch_min"] = row["jax"]["min_s"] / row["torch"]["min_s"]
+        row["first_loss_rel_diff"] = abs(one["jax_first_loss"] - one["torch_first_loss"]) / max(
+            abs(one["torch_first_loss"]), 1e-30)
+    row["versions"] = {k: v for k, v in one.items() if k.endswith(("_version", "_threads"))}
+    return row
+
+
+def format_tables(rows: list[dict], devices: list[int]) -> str:
+    """The two result tables: 1 device jax-ast (vs torch), and jax-ast img/s per device count."""
+    with_torch = any("torch" in row for row in rows)
+    lines = ["1 device" + (", jax-ast vs PyTorch" if with_torch else ", jax-ast") + ": step time median [min] s; "
+             "warm-up = compile + first step (excluded)",
+             f"{'arch':8s} {'jax steps/s':>11s} {'img/s':>7s} {'median [min] s':>16s} {'warm-up':>8s}"]
+    if with_torch:
+        lines[-1] += (f" | {'torch steps/s':>13s} {'img/s':>7s} {'median [min] s':>16s} {'warm-up':>8s} | "
+                      f"{'JAX/torch med':>13s} {'min':>5s} | first-step loss rel diff")
+    for row in rows:
+        j = row["jax"]
+        text = (f"{row['arch']:8s} {j['steps_per_s']:11.3f} {j['img_per_s']:7.2f} "
+                f"{j['median_s']:7.3f} [{j['min_s']:6.3f}] {j['warmup_s']:7.1f}s")
+        if with_torch:
+            t = row["torch"]
+            text += (f" | {t['steps_per_s']:13.3f} {t['img_per_s']:7.2f} {t['median_s']:7.3f} [{t['min_s']:6.3f}] "
+                     f"{t['warmup_s']:7.1f}s | {row['jax_over_torch_median']:13.2f} {row['jax_over_torch_min']:5.2f} | "
+                     f"{row['first_loss_rel_diff']:.1e}")
+        lines.append(text)
+    lines += ["", "jax-ast data parallel (pmap over CPU devices), same global batch: img/s (x vs 1 device)",
+              f"{'arch':8s} " + " ".join(f"{f'{n} device' + 's' * (n > 1):>17s}" for n in devices)]
+    for row in rows:
+        cells = [row["devices"][str(n)] for n in devices]
+        lines.append(f"{row['arch']:8s} " + " ".join(f"{c['img_per_s']:9.2f} ({c['over_1_device']:4.2f}x)"
+                                                      for c in cells))
+    return "\n".join(lines)
+
+
+def _torch_importable() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def parse_args(argv) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m train.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--archs", nargs="+", choices=ARCHS, metavar="ARCH",
+                        help=f"networks (default: all of {', '.join(ARCHS)}; --quick: {' '.join(QUICK['archs'])})")
+    parser.add_argument("--loss", default="native", choices=LOSSES, help="training objective (default native)")
+    parser.add_argument("--batch", type=int, default=8, help="global batch, split over the devices (default 8)")
+    parser.add_argument("--size", type=int, help=f"crop side in px (default {FULL['size']}; --quick {QUICK['size']}; "
+                        f"Magenta at least {MAGENTA_MIN_SIZE})")
+    parser.add_argument("--rounds", type=int, help=f"interleaved rounds (default {FULL['rounds']}; --quick 1)")
+    parser.add_argument("--runs", type=int, help=f"timed steps per column per round (default {FULL['runs']}; "
+                        f"--quick {QUICK['runs']})")
+    parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8], help="CPU device counts for pmap")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: checks that it runs")
+    parser.add_argument("--no-torch", action="store_true", help="time jax-ast only")
+    parser.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
+    parser.add_argument("--no-channels-last", action="store_true", help="torch in its default NCHW layout")
+    parser.add_argument("--json", help="also write the settings and result rows to this JSON file")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    for key, value in (QUICK if args.quick else FULL).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.size < MIN_SIZE or args.size % SIZE_MULTIPLE:
+        parser.error(f"--size must be a multiple of {SIZE_MULTIPLE} and at least {MIN_SIZE}, got {args.size}")
+    if min(args.batch, args.rounds, args.runs, *args.devices) < 1:
+        parser.error("--batch, --rounds, --runs and --devices must be positive")
+    uneven = [n for n in args.devices if args.batch % n]
+    if uneven:
+        parser.error(f"--batch {args.batch} does not split evenly over {uneven} devices")
+    args.devices = sorted(set(args.devices))
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        return worker_main()
+    use_torch = not args.no_torch and _torch_importable()
+    note = xla_flags(1, os.environ.get("XLA_FLAGS", ""))[1]
+    note += f"; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', OMP_WAIT_POLICY)} in the workers"
+    print(f"train-step benchmark: loss={args.loss}, {args.size}x{args.size}, global batch {args.batch}, "
+          f"{args.rounds} round(s) x {args.runs} step(s) per column; random VGG weights, constant style weight\n"
+          f"{note}; os.cpu_count() = {os.cpu_count()}", flush=True)
+    if not use_torch:
+        print("torch " + ("disabled (--no-torch)" if args.no_torch else "is not importable") + ": jax-ast only")
+    rows = []
+    for arch in args.archs:
+        rows.append(bench_arch(arch, args, use_torch))
+        versions = ", ".join(f"{k} {v}" for k, v in rows[-1]["versions"].items())
+        print(f"{arch}: done ({versions})", file=sys.stderr, flush=True)
+    print(format_tables(rows, args.devices))
+    if args.json:
+        settings = {k: v for k, v in vars(args).items() if k not in ("json", "worker")}
+        with open(args.json, "w") as stream:
+            json.dump({"settings": settings, "torch": use_torch, "note": note, "rows": rows}, stream, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

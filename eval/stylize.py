@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from eval.batching import Stylizer, group_by_shape
-from jax_ast import color, imageio
+from jax_ast import color, imageio, pretrained
 from jax_ast.models import ARCHS, build
 from jax_ast.pretrained import native
 
@@ -274,29 +274,28 @@ def _find(directory: Path, patterns: Sequence[str], what: str) -> Path:
     raise CheckpointError(f"{directory}: no {what} file (looked for {' or '.join(patterns)}); found: {present}")
 
 
-def _load_release(arch: str, path: Path, config: dict) -> tuple[Any, Any]:
-    """Original release files, through the per-network importers of `jax_ast.pretrained`."""
+def _release_files(arch: str, path: Path, config: dict) -> list[Path]:
+    """The original release files of `arch` under `path`, in the order its importer takes them."""
     if arch == "magenta":
-        from jax_ast.pretrained.magenta import load_magenta
-        model = build(arch, **config)
-        return model, load_magenta(path, model=model)
+        return [path]  # a TF checkpoint prefix/directory or an .npz of its variables
     if not path.is_dir():
         raise CheckpointError(f"--arch {arch} needs a directory with {RELEASE_FILES[arch]} or a native params "
                               f"file, got {path}")
     vgg = ("vgg_normalised.pth", "vgg_normalized.pth")
     if arch == "adain":
-        from jax_ast.pretrained.adain import load_adain
-        return load_adain(_find(path, vgg, "VGG"), _find(path, ("decoder.pth", "decoder_iter_*.pth", "iter_*.pth"),
-                                                          "decoder"), **config)
+        return [_find(path, vgg, "VGG"), _find(path, ("decoder.pth", "decoder_iter_*.pth", "iter_*.pth"), "decoder")]
     if arch == "sanet":
-        from jax_ast.pretrained.sanet import load_sanet
-        return load_sanet(_find(path, vgg, "VGG"), _find(path, ("decoder_iter_*.pth", "decoder.pth"), "decoder"),
-                          _find(path, ("transformer_iter_*.pth", "transformer.pth"), "transform"), **config)
-    from jax_ast.pretrained.linear import load_linear
+        return [_find(path, vgg, "VGG"), _find(path, ("decoder_iter_*.pth", "decoder.pth"), "decoder"),
+                _find(path, ("transformer_iter_*.pth", "transformer.pth"), "transform")]
     layer = config.get("variant", "r41")
-    params = load_linear(layer, _find(path, (f"vgg_{layer}.pth",), "VGG"), _find(path, (f"dec_{layer}.pth",),
-                         "decoder"), _find(path, (f"{layer}.pth",), "transform"))
-    return build(arch, **config), {"params": params}
+    return [_find(path, (f"vgg_{layer}.pth",), "VGG"), _find(path, (f"dec_{layer}.pth",), "decoder"),
+            _find(path, (f"{layer}.pth",), "transform")]
+
+
+def _load_release(arch: str, path: Path, config: dict) -> tuple[Any, Any]:
+    """Original release files through `jax_ast.pretrained.load_<arch>(*files, **config) -> (model, variables)`."""
+    importer = getattr(pretrained, f"load_{arch}")
+    return importer(*_release_files(arch, path, config), **config)
 
 
 def _load_native(arch: str, path: Path, config: dict) -> tuple[Any, Any]:

@@ -217,8 +217,10 @@ def test_parity_with_torch_reference(torch_lst):
     style = rng.uniform(size=(*style_shape, 3)).astype(np.float32)
     expected = _torch_stylize(modules, content, style, multiple)
 
-    params = load_linear(variant, paths["encoder"], paths["decoder"], paths["transform"])
-    stylized, aux = jax.jit(build_linear(variant).apply)({"params": params}, content, style)
+    model, variables = load_linear(paths["encoder"], paths["decoder"], paths["transform"], variant=variant)
+    assert isinstance(model, LinearTransfer) and model.variant == variant and set(variables) == {"params"}
+    assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+    stylized, aux = jax.jit(model.apply)(variables, content, style)
     assert stylized.shape == content.shape and stylized.dtype == jnp.float32
     _assert_close_relative(stylized, expected["stylized"], name="stylized")
     for key in ("transform_matrix", "content_feats", "transformed_feats"):
@@ -234,7 +236,7 @@ def test_importer_reports_wrong_file(torch_lst):
     variant, _, paths = torch_lst
     other = {"r41": "r31", "r31": "r41"}[variant]
     with pytest.raises(convert.WeightsError, match=str(paths["transform"].name)):
-        load_linear(other, paths["encoder"], paths["decoder"], paths["transform"])
+        load_linear(paths["encoder"], paths["decoder"], paths["transform"], variant=other)
 
 
 def test_encoder5_loss_network_parity(tmp_path):

@@ -202,8 +202,9 @@ def released(tmp_path_factory, images):
               "beta1_power": np.float32(0.9)}
     path = tmp_path_factory.mktemp("magenta") / "model.npz"
     np.savez(path, **store.values, **extras)
+    model, variables = load_magenta(path)
     return {"store": store, "path": path, "code": code.numpy(), "stylized": to_nhwc(stylized),
-            "variables": load_magenta(path)}
+            "model": model, "variables": variables}
 
 
 def test_checkpoint_table_matches_section_10():
@@ -221,8 +222,11 @@ def test_checkpoint_table_matches_section_10():
 
 
 def test_parity_inference(released, images):
-    variables = released["variables"]
-    model = build("magenta")
+    model, variables = released["model"], released["variables"]
+    assert isinstance(model, Magenta) and model.bottleneck == 100
+    assert {"params": {"style_predictor", "style_params", "transformer"},
+            "batch_stats": {"style_predictor", "transformer"}} == {k: set(v) for k, v in variables.items()}
+    assert {leaf.dtype for leaf in jax.tree_util.tree_leaves(variables)} == {jnp.dtype(jnp.float32)}
     stylized, aux = model.apply(variables, jnp.asarray(images["content"]), jnp.asarray(images["style"]))
     rel_code = assert_close(aux["style_embedding"], released["code"], "style code")
     rel_out = assert_close(stylized, released["stylized"][:, :37, :45], "stylized")
@@ -383,7 +387,7 @@ def test_tf_checkpoint_reading(released, tmp_path, monkeypatch):
     fake_tf = types.SimpleNamespace(train=types.SimpleNamespace(
         load_checkpoint=lambda prefix: Reader() if prefix == str(tmp_path / "model.ckpt") else None))
     monkeypatch.setitem(sys.modules, "tensorflow", fake_tf)
-    loaded = load_magenta(tmp_path / "model.ckpt")
+    _, loaded = load_magenta(tmp_path / "model.ckpt")
     jax.tree_util.tree_map(np.testing.assert_array_equal, loaded, released["variables"])
     assert len(requested) == 359  # the loss network and optimizer slots are never read
     checkpoint_to_npz(tmp_path / "model.ckpt", tmp_path / "converted.npz")

@@ -525,3 +525,31 @@ def test_fetch_unknown_name_and_manual_only_files(tmp_path, monkeypatch):
         fetch("nope.pth")
     with pytest.raises(DownloadError, match=r"dec_r41\.pth \(no direct download URL is known\).*drive\.google\.com"):
         fetch("dec_r41.pth")
+
+
+# ------------------------------------------------------------------ lazy importer re-exports
+
+def test_importers_are_reexported_lazily():
+    """`import jax_ast.pretrained` imports no network model; `pretrained.load_<arch>` is the module's own."""
+    import subprocess
+    import sys
+
+    arch_modules = [f"jax_ast.{package}.{arch}" for package in ("models", "pretrained")
+                    for arch in ("adain", "sanet", "linear", "magenta")]
+    probe = (f"import sys, jax_ast.pretrained as p; print(sorted(m for m in {arch_modules!r} if m in sys.modules)); "
+             "p.load_sanet; print(sorted(m for m in ('jax_ast.models.sanet', 'jax_ast.models.linear') "
+             "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert result.stdout.split("\n")[:2] == ["[]", "['jax_ast.models.sanet']"]
+
+    import jax_ast.pretrained as pretrained
+    from jax_ast.pretrained import load_linear  # the `from` form goes through __getattr__ too
+
+    for arch in ("adain", "sanet", "linear", "magenta"):
+        module = __import__(f"jax_ast.pretrained.{arch}", fromlist=["_"])
+        assert getattr(pretrained, f"load_{arch}") is getattr(module, f"load_{arch}")
+        assert f"load_{arch}" in pretrained.__all__ and f"load_{arch}" in dir(pretrained)
+    assert load_linear is pretrained.linear.load_linear
+    with pytest.raises(AttributeError, match="has no attribute 'load_vgg19'"):
+        pretrained.load_vgg19

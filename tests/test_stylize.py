@@ -219,3 +219,54 @@ def test_release_directory_in_the_original_format(adain, tmp_path):
     (tmp_path / "decoder.pth").unlink()
     with pytest.raises(stylize.CheckpointError, match="no decoder file"):
         stylize.load_model("adain", str(tmp_path))
+
+
+def _release_tables(arch):
+    """{release file name: (table, collection prefix)} as the importers read them (paths relative to variables)."""
+    from jax_ast.pretrained import adain as adain_files, linear as linear_files, magenta as magenta_files
+    from jax_ast.pretrained import sanet as sanet_files
+
+    def under(subtree, table):
+        return {("params", subtree, *path): entry for path, entry in table.items()}
+
+    if arch == "sanet":
+        return {"vgg_normalised.pth": under("encoder", adain_files.encoder_table("conv5_1")[0]),
+                "decoder_iter_100.pth": under("decoder", adain_files.decoder_table()),
+                "transformer_iter_100.pth": under("transform", sanet_files.transform_table())}
+    if arch == "linear":
+        return {"vgg_r31.pth": under("encoder", linear_files.encoder_table("r31")),
+                "dec_r31.pth": under("decoder", linear_files.decoder_table("r31")),
+                "r31.pth": under("transform", linear_files.transform_table())}
+    return {"model.npz": magenta_files.magenta_table()}
+
+
+def _write_release(torch, directory, tables, values):
+    """Release files holding `values` (flat {variables path: array}) in the originals' layouts."""
+    layouts = {"conv": lambda v: v.transpose(3, 2, 0, 1), "linear": lambda v: v.T,
+               "vector": lambda v: v, "hwio": lambda v: v}
+    for file_name, table in tables.items():
+        state = {key: np.ascontiguousarray(layouts[kind](values[path])) for path, (key, kind) in table.items()}
+        if file_name.endswith(".npz"):
+            np.savez(directory / file_name, **state)
+        else:
+            torch.save({key: torch.from_numpy(value) for key, value in state.items()}, directory / file_name)
+
+
+@pytest.mark.parametrize("arch,config,checkpoint", [
+    ("sanet", {}, ""), ("linear", {"variant": "r31"}, ""), ("magenta", {}, "model.npz")])
+def test_every_release_importer_gives_model_and_variables(arch, config, checkpoint, tmp_path):
+    """All archs load through one path: load_<arch>(*files, **config) -> (model, float32 variables)."""
+    torch = pytest.importorskip("torch")
+    from jax_ast.models import build
+    reference = build(arch, **config)
+    probe = jax.ShapeDtypeStruct((1, stylize.PROBE_SIZE, stylize.PROBE_SIZE, 3), np.float32)
+    shapes = jax.eval_shape(reference.init, jax.random.key(0), probe, probe)
+    rng = np.random.default_rng(0)
+    values = {tuple(key.key for key in path): rng.standard_normal(leaf.shape).astype(np.float32)
+              for path, leaf in jax.tree_util.tree_leaves_with_path(shapes)}
+    _write_release(torch, tmp_path, _release_tables(arch), values)
+    model, variables = stylize.load_model(arch, str(tmp_path / checkpoint), **config)
+    assert model == reference
+    loaded = _flat(variables)
+    assert loaded.keys() == values.keys()
+    assert all(loaded[k].dtype == np.float32 and np.array_equal(loaded[k], values[k]) for k in values)

@@ -79,14 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     import jax  # noqa: PLC0415
 
     from jax_ast.data import DataError  # noqa: PLC0415
+    from jax_ast.pretrained import WeightsError  # noqa: PLC0415
     from train.loop import WorkdirError, train  # noqa: PLC0415
 
     logging.info("devices: %d local, %d global, %d processes (%s)", jax.local_device_count(), jax.device_count(),
                  jax.process_count(), jax.devices()[0].platform)
     try:
         metrics = train(cfg, args.workdir)
-    except (WorkdirError, DataError, FileNotFoundError, NotADirectoryError) as error:
-        parser.error(str(error))
+    except (WorkdirError, DataError, WeightsError, FileNotFoundError, NotADirectoryError) as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")  # a runtime problem: no usage dump
     logging.info("finished: %s", {k: round(v, 6) for k, v in metrics.items() if "/" not in k})
     return 0
 

@@ -30,14 +30,17 @@ from jax_ast.pretrained.vgg import load_vgg
 
 log = logging.getLogger(__name__)
 ENCODER_VARIANT = {"adain": "vgg19_normalised", "sanet": "vgg19_normalised", "linear": "vgg19_lst"}
-NATIVE_LOSS_VARIANT = {"linear": "vgg19_lst", "magenta": "vgg16_slim"}
+# The deepest tap decides which default file is fetched (e.g. LinearTransfer's vgg_r41.pth vs vgg_r51.pth).
+ENCODER_DEEPEST = {"adain": "relu4_1", "sanet": "relu5_1", ("linear", "r41"): "relu4_1", ("linear", "r31"): "relu3_1"}
+NATIVE_LOSS_VARIANT = {"linear": ("vgg19_lst", "relu5_1"), "magenta": ("vgg16_slim", "relu4_3")}
+PAPER_DEEPEST = "relu4_3"
 INIT_SIZE = {"magenta": 128}  # Magenta's Inception stem needs a larger probe image; others use 64
 # Code that runs once (init, calibration) is compiled without XLA's expensive passes: 3x faster to build.
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
-def _vgg_params(variant: str, weights: str | None) -> dict:
-    _, params = load_vgg(variant, weights)
+def _vgg_params(variant: str, weights: str | None, deepest: str) -> dict:
+    _, params = load_vgg(variant, weights, taps=(deepest,))
     return dict(params.get("params", params))
 
 
@@ -50,7 +53,8 @@ def initial_variables(model: Any, cfg: TrainConfig) -> tuple[dict, dict]:
     params = jax.tree.map(jnp.asarray, dict(variables["params"]))
     batch_stats = dict(variables.get("batch_stats", {}))
     if cfg.arch in ENCODER_VARIANT:
-        vgg = _vgg_params(ENCODER_VARIANT[cfg.arch], cfg.vgg_weights)
+        deepest = ENCODER_DEEPEST[(cfg.arch, cfg.variant) if cfg.arch == "linear" else cfg.arch]
+        vgg = _vgg_params(ENCODER_VARIANT[cfg.arch], cfg.vgg_weights, deepest)
         missing = sorted(set(params["encoder"]) - set(vgg))
         if missing:
             raise ValueError(f"VGG weights {cfg.vgg_weights or '(default)'} lack layers {missing}")
@@ -72,8 +76,11 @@ def loss_network_params(cfg: TrainConfig) -> dict[str, Any]:
     """{"native_loss_net": params or None, "paper_loss_net": params or None} for `train.step`."""
     native = None
     if cfg.arch in NATIVE_LOSS_VARIANT:
-        native = _vgg_params(NATIVE_LOSS_VARIANT[cfg.arch], cfg.native_loss_weights)
-    paper = _vgg_params("vgg16", cfg.loss_vgg_weights) if cfg.loss != "native" and cfg.stage == "transfer" else None
+        native = _vgg_params(*NATIVE_LOSS_VARIANT[cfg.arch][:1], cfg.native_loss_weights,
+                             NATIVE_LOSS_VARIANT[cfg.arch][1])
+    paper = None
+    if cfg.loss != "native" and cfg.stage == "transfer":
+        paper = _vgg_params("vgg16", cfg.loss_vgg_weights, PAPER_DEEPEST)
     return {"native_loss_net": native, "paper_loss_net": paper}
 
 
@@ -94,7 +101,7 @@ def _load_pretrained(cfg: TrainConfig, params: dict, batch_stats: dict) -> tuple
     if cfg.arch == "magenta":
         from jax_ast.pretrained.magenta import load_magenta  # noqa: PLC0415
 
-        variables = load_magenta(path)
+        _, variables = load_magenta(path)
         return dict(variables["params"]), dict(variables.get("batch_stats", batch_stats))
     if not path.is_dir():
         raise ValueError(f"--pretrained must be a directory of original files or a native .npz, got {path}")

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from jax_ast.models.decoders import DECODER_R41, Decoder
+from jax_ast.models.layers import blend_features, pad_to_multiple
 from jax_ast.models.vgg import VGG
 from jax_ast.ops import channel_mean_std
 
@@ -38,25 +39,6 @@ def check_images(images: jax.Array, name: str) -> None:
     """Raise one clear error unless `images` is [B, H, W, 3]."""
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"{name} must be RGB images of shape [B, H, W, 3], got shape {images.shape}")
-
-
-def pad_to_multiple(images: jax.Array, multiple: int) -> jax.Array:
-    """Reflect-pad H and W on the bottom/right to the next multiple of `multiple`: [B,H,W,C] -> [B,H',W',C]."""
-    pad_h = -images.shape[1] % multiple
-    pad_w = -images.shape[2] % multiple
-    if not (pad_h or pad_w):
-        return images
-    return jnp.pad(images, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
-
-
-def blend(stylized_feats: jax.Array, content_feats: jax.Array, alpha: Any) -> jax.Array:
-    """alpha * stylized_feats + (1 - alpha) * content_feats; alpha is a scalar or one value per sample [B]."""
-    alpha = jnp.asarray(alpha, jnp.float32)
-    if alpha.ndim == 1:
-        alpha = alpha[:, None, None, None]
-    elif alpha.ndim != 0:
-        raise ValueError(f"alpha must be a scalar or of shape [B], got shape {alpha.shape}")
-    return alpha * stylized_feats + (1.0 - alpha) * content_feats
 
 
 def adain_with_code(content_feats: jax.Array, code: StyleCode) -> jax.Array:
@@ -153,14 +135,14 @@ class AdaIN(nn.Module):
         """
         del train  # no train-time behaviour (no dropout / batch norm)
         content_feats = self.encode_content(content)
-        target = blend(adain_with_code(content_feats, self.encode_style(style)), content_feats, alpha)
+        target = blend_features(adain_with_code(content_feats, self.encode_style(style)), content_feats, alpha)
         stylized = self.decode(target, content.shape[1], content.shape[2])
         return stylized, {"target": target, "content_feats": content_feats}
 
     def stylize_with_code(self, content: jax.Array, code: StyleCode, alpha: Any = 1.0) -> jax.Array:
         """Stylize with a precomputed `encode_style` code; equals `__call__`'s image."""
         content_feats = self.encode_content(content)
-        target = blend(adain_with_code(content_feats, code), content_feats, alpha)
+        target = blend_features(adain_with_code(content_feats, code), content_feats, alpha)
         return self.decode(target, content.shape[1], content.shape[2])
 
     def stylize_interpolated(self, content: jax.Array, styles: Sequence[jax.Array] | jax.Array, weights: Any,
@@ -199,7 +181,7 @@ class AdaIN(nn.Module):
             padded = pad_to_multiple(jnp.asarray(mask, jnp.float32)[..., None], FEATURE_STRIDE)[..., 0]
             feat_masks.append(jax.image.resize(padded, (mask.shape[0],) + content_feats.shape[1:3], "nearest"))
         codes = [self.encode_style(s) for s in styles]
-        target = blend(masked_adain(content_feats, codes, feat_masks), content_feats, alpha)
+        target = blend_features(masked_adain(content_feats, codes, feat_masks), content_feats, alpha)
         return self.decode(target, height, width)
 
 

@@ -23,6 +23,39 @@ def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
     return jnp.repeat(jnp.repeat(x, factor, axis=1), factor, axis=2)
 
 
+def pad_to_multiple(images: jax.Array, multiple: int) -> jax.Array:
+    """Reflect-pad H and W on the bottom/right to the next multiple of `multiple`: [B,H,W,C] -> [B,H',W',C].
+
+    Reflection needs H, W > the padding added (always true for H, W >= `multiple`).
+    """
+    pad_h = -images.shape[1] % multiple
+    pad_w = -images.shape[2] % multiple
+    if not (pad_h or pad_w):
+        return images
+    return jnp.pad(images, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
+
+
+def blend_features(transformed: jax.Array, content_feats: jax.Array, alpha: Any) -> jax.Array:
+    """Feature-space style strength: alpha * transformed + (1 - alpha) * content_feats.
+
+    Args:
+      transformed, content_feats: [B, h, w, C] (content_feats may also broadcast, e.g. batch 1).
+      alpha: a scalar or one value per sample [B]; exactly `transformed` (as float32) at alpha = 1.
+
+    Returns:
+      [B, h, w, C], float32 for float32 or bfloat16 inputs.
+
+    Raises:
+      ValueError: alpha is neither a scalar nor of shape [B].
+    """
+    alpha = jnp.asarray(alpha, jnp.float32)
+    if alpha.ndim == 1:
+        alpha = alpha[:, None, None, None]
+    elif alpha.ndim != 0:
+        raise ValueError(f"alpha must be a scalar or of shape [B], got shape {alpha.shape}")
+    return alpha * transformed + (1.0 - alpha) * content_feats
+
+
 def max_pool_2x2(x: jax.Array, *, ceil_mode: bool = False) -> jax.Array:
     """2x2 stride-2 max pool; ``ceil_mode`` pads bottom/right with -inf like torch's ceil_mode=True."""
     if ceil_mode:

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_ast.models.decoders import DECODER_R31, DECODER_R41, Decoder, DecoderLayer
-from jax_ast.models.layers import padded_conv
+from jax_ast.models.layers import blend_features, pad_to_multiple, padded_conv
 from jax_ast.models.vgg import VGG
 from jax_ast.ops import gram
 
@@ -241,7 +241,7 @@ class LinearTransfer(nn.Module):
             code = self.encode_style(style)
             transformed, _ = self.transform.transfer(content_feats, code["style_matrix"], code["style_mean"])
             mixed = mixed + normalised[index] * transformed
-        decoded = _blend(mixed, content_feats, alpha)
+        decoded = blend_features(mixed, content_feats, alpha)
         return self.decoder(decoded)[:, :height, :width]
 
     def _encode_content(self, content: jax.Array) -> tuple[jax.Array, int, int]:
@@ -249,7 +249,7 @@ class LinearTransfer(nn.Module):
         spec = variant_spec(self.variant)
         _check_images(content, "content", spec.size_multiple)
         height, width = content.shape[1], content.shape[2]
-        padded = _pad_bottom_right(content, spec.size_multiple)
+        padded = pad_to_multiple(content, spec.size_multiple)
         return self.encoder(padded)[spec.tap].astype(jnp.float32), height, width
 
     def _stylize(self, content: jax.Array, code: dict[str, jax.Array],
@@ -258,29 +258,11 @@ class LinearTransfer(nn.Module):
         content_feats, height, width = self._encode_content(content)
         transformed, transform_matrix = self.transform.transfer(
             content_feats, code["style_matrix"], code["style_mean"])
-        decoded_feats = _blend(transformed, content_feats, alpha)
+        decoded_feats = blend_features(transformed, content_feats, alpha)
         stylized = self.decoder(decoded_feats)[:, :height, :width]
         aux = {"transform_matrix": transform_matrix, "content_feats": content_feats,
                "transformed_feats": decoded_feats}
         return stylized, aux
-
-
-def _blend(transformed: jax.Array, content_feats: jax.Array, alpha: Any) -> jax.Array:
-    """alpha * transformed + (1 - alpha) * content (alpha scalar or [B]); exactly `transformed` at alpha=1."""
-    alpha = jnp.asarray(alpha, jnp.float32)
-    if alpha.ndim == 1:
-        alpha = alpha[:, None, None, None]
-    elif alpha.ndim != 0:
-        raise ValueError(f"alpha must be a scalar or of shape [B], got shape {alpha.shape}")
-    return alpha * transformed + (1.0 - alpha) * content_feats
-
-
-def _pad_bottom_right(images: jax.Array, multiple: int) -> jax.Array:
-    """Reflect-pad H and W at the bottom/right up to a multiple (requires H, W >= multiple)."""
-    pad_h, pad_w = -images.shape[1] % multiple, -images.shape[2] % multiple
-    if not (pad_h or pad_w):
-        return images
-    return jnp.pad(images, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="reflect")
 
 
 def _check_images(images: jax.Array, role: str, multiple: int) -> None:

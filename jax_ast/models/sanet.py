@@ -23,9 +23,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jax_ast.models.adain import blend, check_images, pad_to_multiple
+from jax_ast.models.adain import check_images
 from jax_ast.models.decoders import DECODER_R41, Decoder
-from jax_ast.models.layers import reflect_pad, upsample_nearest
+from jax_ast.models.layers import blend_features, pad_to_multiple, reflect_pad, upsample_nearest
 from jax_ast.models.vgg import VGG
 from jax_ast.ops import mean_variance_norm
 
@@ -161,7 +161,7 @@ class SANet(nn.Module):
 
     def _stylize(self, content_feats, code, alpha, height, width):
         transformed = self.transform(content_feats, code)
-        blended = blend(transformed, content_feats["relu4_1"], alpha)
+        blended = blend_features(transformed, content_feats["relu4_1"], alpha)
         return self.decoder(blended)[:, :height, :width, :], transformed
 
     def __call__(self, content: jax.Array, style: jax.Array, alpha: Any = 1.0, train: bool = False,

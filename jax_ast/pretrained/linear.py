@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jax_ast.models.linear import LinearTransfer, loss_network, variant_spec
+from jax_ast.models.linear import LinearTransfer, build_linear, loss_network, variant_spec
 from jax_ast.models.vgg import conv_names
 from jax_ast.pretrained import convert
 from jax_ast.pretrained.torch_format import read_state_dict
@@ -77,31 +77,34 @@ def _load(path: PathLike, table: Table, expected: Any) -> Any:
     return convert.torch_to_flax(read_state_dict(path), table, expected, source=os.fspath(path))
 
 
-def load_linear(variant: str, vgg_weights: PathLike, decoder_weights: PathLike,
-                transform_weights: PathLike) -> dict[str, Any]:
+def load_linear(vgg_weights: PathLike, decoder_weights: PathLike, transform_weights: PathLike, *,
+                variant: str = "r41", dtype: Any = jnp.float32) -> tuple[LinearTransfer, dict[str, Any]]:
     """Load a released LinearTransfer model.
 
     Args:
-      variant: "r41" or "r31".
       vgg_weights: `vgg_r41.pth` / `vgg_r31.pth`.
       decoder_weights: `dec_r41.pth` / `dec_r31.pth`.
       transform_weights: `r41.pth` / `r31.pth`.
+      variant: "r41" (default) or "r31"; must match the files.
+      dtype: computation dtype of the returned model.
 
     Returns:
-      params {"encoder", "transform", "decoder"} for `build_linear(variant)` (use as {"params": ...}).
+      (model, variables): `build_linear(variant, dtype=dtype)` and
+      {"params": {"encoder", "transform", "decoder"}} (float32 jax arrays).
 
     Raises:
-      ValueError: unknown variant. convert.WeightsError: missing, unexpected or mis-shaped keys, all
-        listed in one message naming the file.
+      ValueError: unknown variant (before any file is read).
+      convert.WeightsError: missing, unexpected or mis-shaped keys, all listed in one message naming the file.
     """
-    variant_spec(variant)  # one clear error for an unknown variant, before any file is read
+    model = build_linear(variant, dtype=dtype)
     probe = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
-    expected = _expected_params(LinearTransfer(variant=variant), probe, probe)
-    return {
+    expected = _expected_params(model, probe, probe)
+    params = {
         "encoder": _load(vgg_weights, encoder_table(variant), expected["encoder"]),
         "transform": _load(transform_weights, transform_table(), expected["transform"]),
         "decoder": _load(decoder_weights, decoder_table(variant), expected["decoder"]),
     }
+    return model, {"params": jax.tree.map(jnp.asarray, params)}
 
 
 def load_linear_encoder5(path: PathLike) -> dict[str, Any]:

@@ -127,21 +127,30 @@ def _magenta_shapes(model: Magenta) -> Any:
     return jax.eval_shape(model.init, jax.random.key(0), content, style)
 
 
-def load_magenta(checkpoint: PathLike, *, model: Magenta | None = None) -> dict:
-    """Read a Magenta arbitrary-stylization checkpoint into ``{"params": ..., "batch_stats": ...}``.
+def load_magenta(checkpoint: PathLike, *, bottleneck: int = 100,
+                 dtype: Any = jnp.float32) -> tuple[Magenta, dict[str, Any]]:
+    """Load a Magenta arbitrary-stylization checkpoint.
 
     Args:
       checkpoint: TF checkpoint prefix (``.../model.ckpt``) or directory, or an ``.npz`` with the TF names.
-      model: the `Magenta` instance the variables are for (shapes are checked against it).
+      bottleneck: style code size of the model (100 in the released checkpoint); checked against the file.
+      dtype: computation dtype of the returned model.
+
+    Returns:
+      (model, variables): ``Magenta(bottleneck, dtype)`` and ``{"params": {"style_predictor",
+      "style_params", "transformer"}, "batch_stats": {"style_predictor", "transformer"}}`` (float32 jax
+      arrays).
 
     Raises:
-      WeightsError: every missing, unexpected or mis-shaped variable, in one message.
+      WeightsError: every missing, unexpected or mis-shaped variable in one message naming the checkpoint,
+        or a path that is neither an ``.npz`` nor a TF checkpoint.
+      ImportError: a TF checkpoint without the optional ``tensorflow`` package.
     """
-    model = model or Magenta()
+    model = Magenta(bottleneck=bottleneck, dtype=jnp.dtype(dtype))
     variables = read_checkpoint(checkpoint, skip_prefixes=IGNORED_PREFIXES)
     converted = torch_to_flax(variables, magenta_table(), _magenta_shapes(model),
                               source=os.fspath(checkpoint), ignore_prefixes=IGNORED_PREFIXES)
-    return jax.tree_util.tree_map(jnp.asarray, converted)
+    return model, jax.tree_util.tree_map(jnp.asarray, converted)
 
 
 def _inception_shapes() -> Any:

@@ -186,3 +186,35 @@ def test_cli_errors_exit_2_with_one_clear_message(args, message):
     assert result.returncode == 2, result.stderr[-2000:]
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_folder_and_tfds_mock_data_feed_training(tmp_path):
+    import tensorflow_datasets as tfds
+    from PIL import Image
+
+    content_dir = tmp_path / "photos" / "nested"
+    content_dir.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 256, size=(40 + index, 50, 3), dtype=np.uint8)).save(content_dir / f"{index}.png")
+    cfg = tiny_config("adain", "native", iterations=2, content_dir=str(tmp_path / "photos"), style_tfds="tf_flowers")
+    with tfds.testing.mock_data(num_examples=5):  # mocked tf_flowers needs no TensorFlow
+        metrics = train(cfg, tmp_path / "run")
+    assert np.isfinite(metrics["loss"])
+    assert Checkpointer(tmp_path / "run" / "checkpoints").latest_step() == 2
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import train.loop as loop
+
+    real_check = loop.check_finite
+
+    def poisoned(step, scalars):
+        return real_check(step, {**scalars, "loss": float("nan")} if step == 3 else scalars)
+
+    monkeypatch.setattr(loop, "check_finite", poisoned)
+    cfg = tiny_config("adain", "native", iterations=5, checkpoint_every=2)
+    with pytest.raises(FloatingPointError, match="step 3"):
+        train(cfg, tmp_path)
+    assert Checkpointer(tmp_path / "checkpoints").latest_step() == 2
+    assert not (tmp_path / "params.npz").exists()

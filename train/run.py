@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics = train(cfg, args.workdir)
     except (WorkdirError, DataError, WeightsError, FileNotFoundError, NotADirectoryError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")  # a runtime problem: no usage dump
+    except FloatingPointError as error:
+        parser.exit(1, f"{parser.prog}: stopped: {error}; the last good checkpoint is kept in {args.workdir}\n")
     logging.info("finished: %s", {k: round(v, 6) for k, v in metrics.items() if "/" not in k})
     return 0
 

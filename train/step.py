@@ -9,6 +9,7 @@ it w.r.t. the trainable parameters and averages gradients and metrics over `para
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -46,28 +47,18 @@ def _feats(net: VGG, params: Any, images: jax.Array, layers, *, constant: bool =
     return lax.stop_gradient(feats) if constant else feats
 
 
-class _with_rngs:
-    """Model proxy whose `apply` also passes per-device RNG streams."""
-
-    def __init__(self, model: Any, rng: jax.Array):
-        self._model, self._rng = model, rng
-
-    def apply(self, *args, **kwargs):
-        dropout, noise = jax.random.split(self._rng)
-        return self._model.apply(*args, rngs={"dropout": dropout, "noise": noise}, **kwargs)
-
-
-def _native(spec: StepSpec, variables: dict, content, style, constants, style_weight):
+def _native(spec: StepSpec, variables: dict, content, style, constants, style_weight, rngs: dict):
     """(per-sample total [B], unweighted terms, stylized image, new batch_stats) of the native objective.
 
     When classic/balanced replace the style term (`spec.paper_net` set), the native style features are
     not computed at all (SANet still needs them for its identity losses).
     """
-    cfg, model = spec.cfg, spec.model
+    cfg = spec.cfg
+    apply = functools.partial(spec.model.apply, rngs=rngs)
     native_style = spec.paper_net is None
     frozen_encoder = constants["frozen"].get("encoder")
     if cfg.arch == "adain":
-        stylized, aux = model.apply(variables, content, style, train=True)
+        stylized, aux = apply(variables, content, style, train=True)
         layers = L.ADAIN_STYLE_LAYERS
         total, terms = L.adain_native_loss(
             output_feats=_feats(spec.native_net, frozen_encoder, stylized, layers),
@@ -75,7 +66,7 @@ def _native(spec: StepSpec, variables: dict, content, style, constants, style_we
             target=aux["target"], content_weight=cfg.content_weight, style_weight=style_weight)
         return total, terms, stylized, {}
     if cfg.arch == "sanet":
-        stylized, aux = model.apply(variables, content, style, train=True, with_identity=True)
+        stylized, aux = apply(variables, content, style, train=True, with_identity=True)
         layers = L.SANET_STYLE_LAYERS
         feats = lambda x, constant=False: _feats(spec.native_net, frozen_encoder, x, layers, constant=constant)  # noqa: E731
         total, terms = L.sanet_native_loss(
@@ -89,13 +80,13 @@ def _native(spec: StepSpec, variables: dict, content, style, constants, style_we
     if cfg.arch == "linear":
         loss_params = constants["native_loss_net"]
         if cfg.stage == "decoder":  # auto-encoder: alpha=0 decodes the content's own features
-            stylized, _ = model.apply(variables, content, content, alpha=0.0)
+            stylized, _ = apply(variables, content, content, alpha=0.0)
             pixel = jnp.mean(jnp.square(stylized - content), axis=(1, 2, 3))
             feature, _ = L.content_loss(_feats(spec.native_net, loss_params, content, LST_LOSS_LAYERS, constant=True),
                                         _feats(spec.native_net, loss_params, stylized, LST_LOSS_LAYERS),
                                         layers=LST_LOSS_LAYERS)
             return pixel + cfg.content_weight * feature, {"pixel": pixel, "feature": feature}, stylized, {}
-        stylized, _ = model.apply(variables, content, style, train=True)
+        stylized, _ = apply(variables, content, style, train=True)
         total, terms = L.linear_native_loss(
             output_feats=_feats(spec.native_net, loss_params, stylized, LST_LOSS_LAYERS),
             content_feats=_feats(spec.native_net, loss_params, content, LST_LOSS_LAYERS, constant=True),
@@ -104,7 +95,7 @@ def _native(spec: StepSpec, variables: dict, content, style, constants, style_we
             content_weight=cfg.content_weight, style_weight=style_weight)
         return total, terms, stylized, {}
     # magenta: BatchNorms run on batch statistics in training (mutable batch_stats).
-    (stylized, _), updates = model.apply(variables, content, style, train=True, mutable=["batch_stats"])
+    (stylized, _), updates = apply(variables, content, style, train=True, mutable=["batch_stats"])
     loss_params = constants["native_loss_net"]
     layers = L.PAPER_STYLE_LAYERS
     total, terms = L.magenta_native_loss(
@@ -141,9 +132,9 @@ def objective(trainable: Any, batch_stats: Any, batch: dict, constants: dict, *,
         variables["batch_stats"] = batch_stats
     replaced = spec.paper_net is not None
     native_style_weight = 0.0 if replaced else constants["style_weight"]
-    model = spec.model if rng is None else _with_rngs(spec.model, rng)
-    total, terms, stylized, new_stats = _native(dataclasses.replace(spec, model=model), variables, content, style,
-                                                constants, native_style_weight)
+    rngs = {} if rng is None else dict(zip(("dropout", "noise"), jax.random.split(rng)))
+    total, terms, stylized, new_stats = _native(spec, variables, content, style, constants, native_style_weight,
+                                                rngs)
     metrics = {f"native/{k}" if replaced and k.startswith(("style", "mean_std", "lst_style", "classic"))
                else k: v for k, v in terms.items()}
     if replaced:

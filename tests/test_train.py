@@ -218,3 +218,29 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp
         train(cfg, tmp_path)
     assert Checkpointer(tmp_path / "checkpoints").latest_step() == 2
     assert not (tmp_path / "params.npz").exists()
+
+
+@pytest.mark.slow
+def test_two_process_run_on_jax_distributed(tmp_path):
+    """Two processes x 2 CPU devices joined by jax.distributed (gloo collectives on CPU) train one model."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    runs = []
+    for process_id in range(2):
+        env = {**os.environ, "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo",
+               "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+               "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": str(process_id), "PYTHONUNBUFFERED": "1"}
+        cmd = [sys.executable, "-m", "train.run", "--distributed", "--arch", "adain", "--loss", "native",
+               "--workdir", str(tmp_path), "--vgg-weights", "random", "--batch-size", "4", "--crop-size", "32",
+               "--iterations", "2", "--log-every", "1"]
+        runs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True))
+    outputs = [run.communicate(timeout=600)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert all("4 global, 2 processes" in out for out in outputs), outputs
+    finished = [line.split("finished: ")[1] for out in outputs for line in out.splitlines() if "finished: " in line]
+    assert len(finished) == 2 and finished[0] == finished[1]  # both processes hold the same replicated state
+    assert Checkpointer(tmp_path / "checkpoints").latest_step() == 2

@@ -13,3 +13,17 @@ os.environ.setdefault("JAX_AST_CACHE", os.path.join(os.path.dirname(__file__), "
 import jax  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
+
+
+import gc  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Each module compiles many programs (new closures per test): drop them afterwards so the
+    suite's memory stays bounded on a 24 GiB CI machine."""
+    yield
+    jax.clear_caches()
+    gc.collect()

@@ -14,7 +14,6 @@ import json
 import logging
 import signal
 from pathlib import Path
-from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -24,8 +24,8 @@ import jax_ast.pretrained.adain as adain_weights
 import jax_ast.pretrained.linear as linear_weights
 import jax_ast.pretrained.sanet as sanet_weights
 from jax_ast.configs import TrainConfig
-from jax_ast.pretrained import read_state_dict, torch_to_flax
 from jax_ast.pretrained.native import is_native, load_params
+from jax_ast.pretrained.torch_format import load_torch_params
 from jax_ast.pretrained.vgg import load_vgg
 
 log = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def _one_file(directory: Path, pattern: str, *, required: bool = True) -> str | 
 
 
 def _convert(file: str, table, expected) -> Any:
-    return jax.tree.map(jnp.asarray, torch_to_flax(read_state_dict(file), table, expected, source=file))
+    return jax.tree.map(jnp.asarray, load_torch_params(file, table, expected))
 
 
 def _load_original_parts(cfg: TrainConfig, directory: Path, params: dict) -> dict:

@@ -22,7 +22,7 @@ from jax_ast.models.adain import ENCODER_VARIANT, AdaIN
 from jax_ast.models.decoders import DECODER_R41
 from jax_ast.models.vgg import conv_names
 from jax_ast.pretrained import convert
-from jax_ast.pretrained.torch_format import read_state_dict
+from jax_ast.pretrained.torch_format import load_torch_params
 
 Table = dict[tuple[str, ...], tuple[str, str]]
 PathLike = str | os.PathLike
@@ -50,12 +50,6 @@ def encoder_table(last_conv: str) -> tuple[Table, tuple[str, ...]]:
     return used, tuple(sorted(key for key, _ in full.values() if key not in used_keys))
 
 
-def load_torch_params(path: PathLike, table: Table, expected: Any, ignore: tuple[str, ...] = ()) -> Any:
-    """Read one `.pth` state_dict and convert it with `table`; errors name the file."""
-    return convert.torch_to_flax(read_state_dict(path), table, expected, source=os.fspath(path),
-                                 ignore_prefixes=ignore)
-
-
 def expected_params(model: Any, *inputs: jax.Array, **kwargs: Any) -> Any:
     """Parameter shapes of `model` (no computation), the reference for the shape checks."""
     return jax.eval_shape(functools.partial(model.init, **kwargs), jax.random.key(0), *inputs)["params"]
@@ -80,7 +74,7 @@ def load_adain(vgg_weights: PathLike, decoder_weights: PathLike, *, dtype: Any =
     expected = expected_params(model, probe, probe)
     table, deeper = encoder_table("conv4_1")
     params = {
-        "encoder": load_torch_params(vgg_weights, table, expected["encoder"], ignore=deeper),
+        "encoder": load_torch_params(vgg_weights, table, expected["encoder"], ignore_prefixes=deeper),
         "decoder": load_torch_params(decoder_weights, decoder_table(), expected["decoder"]),
     }
     return model, {"params": jax.tree.map(jnp.asarray, params)}

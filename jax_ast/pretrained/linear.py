@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from jax_ast.models.linear import LinearTransfer, build_linear, loss_network, variant_spec
 from jax_ast.models.vgg import conv_names
 from jax_ast.pretrained import convert
-from jax_ast.pretrained.torch_format import read_state_dict
+from jax_ast.pretrained.torch_format import load_torch_params
 
 Table = dict[tuple[str, ...], tuple[str, str]]
 PathLike = str | os.PathLike
@@ -73,10 +73,6 @@ def _expected_params(model: Any, *inputs: jax.Array) -> Any:
     return jax.eval_shape(model.init, jax.random.key(0), *inputs)["params"]
 
 
-def _load(path: PathLike, table: Table, expected: Any) -> Any:
-    return convert.torch_to_flax(read_state_dict(path), table, expected, source=os.fspath(path))
-
-
 def load_linear(vgg_weights: PathLike, decoder_weights: PathLike, transform_weights: PathLike, *,
                 variant: str = "r41", dtype: Any = jnp.float32) -> tuple[LinearTransfer, dict[str, Any]]:
     """Load a released LinearTransfer model.
@@ -100,9 +96,9 @@ def load_linear(vgg_weights: PathLike, decoder_weights: PathLike, transform_weig
     probe = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
     expected = _expected_params(model, probe, probe)
     params = {
-        "encoder": _load(vgg_weights, encoder_table(variant), expected["encoder"]),
-        "transform": _load(transform_weights, transform_table(), expected["transform"]),
-        "decoder": _load(decoder_weights, decoder_table(variant), expected["decoder"]),
+        "encoder": load_torch_params(vgg_weights, encoder_table(variant), expected["encoder"]),
+        "transform": load_torch_params(transform_weights, transform_table(), expected["transform"]),
+        "decoder": load_torch_params(decoder_weights, decoder_table(variant), expected["decoder"]),
     }
     return model, {"params": jax.tree.map(jnp.asarray, params)}
 
@@ -110,4 +106,4 @@ def load_linear(vgg_weights: PathLike, decoder_weights: PathLike, transform_weig
 def load_linear_encoder5(path: PathLike) -> dict[str, Any]:
     """Load LST's loss network `vgg_r51.pth` as params of `jax_ast.models.linear.loss_network()`."""
     probe = jax.ShapeDtypeStruct((1, 32, 32, 3), jnp.float32)
-    return _load(path, encoder_table("r51"), _expected_params(loss_network(), probe))
+    return load_torch_params(path, encoder_table("r51"), _expected_params(loss_network(), probe))

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 
 from jax_ast.models.sanet import SANet
-from jax_ast.pretrained.adain import PathLike, Table, decoder_table, encoder_table, expected_params, load_torch_params
+from jax_ast.pretrained.adain import PathLike, Table, decoder_table, encoder_table, expected_params
+from jax_ast.pretrained.torch_format import load_torch_params
 
 ATTENTION_CONVS = ("f", "g", "h", "out_conv")
 ATTENTION_MODULES = ("sanet4_1", "sanet5_1")
@@ -55,7 +56,7 @@ def load_sanet(vgg_weights: PathLike, decoder_weights: PathLike, transform_weigh
     expected = expected_params(model, probe, probe)
     table, deeper = encoder_table("conv5_1")
     params = {
-        "encoder": load_torch_params(vgg_weights, table, expected["encoder"], ignore=deeper),
+        "encoder": load_torch_params(vgg_weights, table, expected["encoder"], ignore_prefixes=deeper),
         "transform": load_torch_params(transform_weights, transform_table(), expected["transform"]),
         "decoder": load_torch_params(decoder_weights, decoder_table(), expected["decoder"]),
     }

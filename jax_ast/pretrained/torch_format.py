@@ -25,12 +25,12 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import ml_dtypes
 import numpy as np
 
-from jax_ast.pretrained.convert import WeightsError
+from jax_ast.pretrained.convert import WeightsError, torch_to_flax
 
 logger = logging.getLogger(__name__)
 
@@ -322,3 +322,9 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         raise WeightsError(f"{path} is truncated or corrupt, cannot read it as a PyTorch checkpoint "
                            f"({type(err).__name__}: {err})") from None
     return _pick_state_dict(obj, path)
+
+
+def load_torch_params(path: str | Path, table: Mapping[tuple[str, ...], tuple[str, str]], expected: Any, *,
+                      ignore_prefixes: tuple[str, ...] = ()) -> dict:
+    """Read one `.pth` state_dict and convert it with `table` (see `convert.torch_to_flax`); errors name the file."""
+    return torch_to_flax(read_state_dict(path), table, expected, source=str(path), ignore_prefixes=ignore_prefixes)

@@ -28,6 +28,23 @@ class WeightsError(ValueError):
     """A weights file cannot be used: unreadable, unsafe, or not matching the model."""
 
 
+def check_finite(params: Any, source: str) -> None:
+    """Raise one `WeightsError` naming `source` and the first parameters holding NaN or inf.
+
+    Weights with non-finite values give black images or NaN losses with no other sign, so every loader
+    calls this once on what it read.
+    """
+    bad = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        array = np.asarray(leaf)
+        if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
+            name = "/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+            bad.append(f"{name} ({int(np.size(array) - np.count_nonzero(np.isfinite(array)))} of {array.size})")
+    if bad:
+        raise WeightsError(f"{source} holds non-finite weights (NaN or inf) in {_short_list(bad)}; "
+                           "the file is corrupt or comes from a diverged run")
+
+
 def _to_flax_layout(array: np.ndarray, kind: str) -> np.ndarray:
     if kind == "conv":
         return np.transpose(array, (2, 3, 1, 0)) if array.ndim == 4 else array

@@ -1,10 +1,11 @@
 """Benchmark: the VGG-16 loss network and the full balanced loss with its gradient, jax-ast vs PyTorch.
 
-    python -m eval.bench_losses [--batch 8] [--size 256] [--rounds 3] [--runs 5]
+    python -m eval.bench_losses [--batch 8] [--size 256] [--rounds 3] [--runs 5] [--vgg-weights random]
 
 Prints images/s for (a) the VGG-16 forward up to relu4_3 and (b) the jitted loss (content + classic +
 balanced on relu1_2/2_2/3_3/4_3, content on relu3_3) with its gradient w.r.t. the output image, for
-jax-ast and for the same computation written in PyTorch (same weights), interleaved in the same run,
+jax-ast and for the same computation written in PyTorch (same weights: the real ImageNet VGG-16 installed
+with jax-ast, as `vgg16_caffe`, unless ``--vgg-weights random``), interleaved in the same run,
 with the JAX/torch time ratio (< 1 means jax-ast is faster). Absolute numbers on a shared VM are noisy:
 read the ratios, and the min next to the median.
 """
@@ -16,10 +17,9 @@ import os
 import sys
 import time
 
-# XLA's default YNNPACK fusion is ~1.4x slower for VGG's 3x3 convs on AVX2 CPUs (shared/docs/stack.md
-# section 3). Set it before JAX starts, and only where the user has not chosen XLA flags already.
-if "xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_experimental_ynn_fusion_type=").strip()
+from jax_ast.xla_flags import prefer_fast_cpu_convolutions
+
+prefer_fast_cpu_convolutions()  # before JAX starts; docs/performance.md
 
 import numpy as np  # noqa: E402
 
@@ -27,9 +27,11 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import jax_ast.losses as L  # noqa: E402
-from jax_ast.models.vgg import VGG, conv_names  # noqa: E402
+from jax_ast.models.vgg import CAFFE_MEAN_RGB, VGG, conv_names  # noqa: E402
+from jax_ast.pretrained import load_vgg  # noqa: E402
 
 TAPS = L.PAPER_STYLE_LAYERS
+VARIANT = "vgg16_caffe"  # max pooling, like the torch baseline's nn.MaxPool2d
 
 
 def _timed(fn, runs: int) -> list[float]:
@@ -42,7 +44,7 @@ def _timed(fn, runs: int) -> list[float]:
 
 
 def make_jax(params, batch: int, size: int):
-    net = VGG("vgg16", taps=TAPS)
+    net = VGG(VARIANT, taps=TAPS)
     rng = np.random.default_rng(0)
     content, style, output = (jnp.asarray(rng.uniform(size=(batch, size, size, 3)), jnp.float32) for _ in range(3))
     forward = jax.jit(lambda p, x: net.apply(p, x))
@@ -62,7 +64,7 @@ def make_torch(params, batch: int, size: int):
     from torch import nn
 
     torch.set_num_threads(os.cpu_count() or 1)
-    layers, convs = [], iter(conv_names("vgg16"))
+    layers, convs = [], iter(conv_names(VARIANT))
     for block, n_convs in enumerate((2, 2, 3, 3)):
         if block:
             layers.append(nn.MaxPool2d(2))
@@ -75,11 +77,10 @@ def make_torch(params, batch: int, size: int):
             layers += [conv, nn.ReLU()]
     features = nn.Sequential(*layers).eval().requires_grad_(False)
     tap_index = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean_bgr = torch.tensor(CAFFE_MEAN_RGB[::-1]).view(1, 3, 1, 1)
 
     def encode(x):
-        feats, x = {}, (x - mean) / std
+        feats, x = {}, x.flip(1) * 255.0 - mean_bgr  # Caffe input: BGR, 0-255, mean removed
         for i, layer in enumerate(features):
             x = layer(x)
             for name, index in tap_index.items():
@@ -122,10 +123,12 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved jax/torch rounds")
     parser.add_argument("--runs", type=int, default=3, help="timed calls per round")
+    parser.add_argument("--vgg-weights", default=None, help="VGG-16 weights (default: the installed ImageNet "
+                                                                "VGG-16; 'random' for a seeded init)")
     args = parser.parse_args(argv)
 
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, XLA_FLAGS={os.environ.get('XLA_FLAGS')!r}")
-    params = VGG("vgg16", taps=TAPS).init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+    params = {"params": load_vgg(VARIANT, args.vgg_weights, taps=TAPS)[1]}
     benches = {"jax": make_jax(params, args.batch, args.size)}
     try:
         benches["torch"] = make_torch(params, args.batch, args.size)

@@ -45,6 +45,7 @@ from eval import records, report
 from eval.extremes import ExtremeKeeper
 from eval.pair_metrics import SSIM_WINDOW, PairScorer
 from jax_ast import losses as L
+from jax_ast.configs import LOSS_NETWORKS
 from jax_ast.data import DataError, FolderSource, open_source
 from jax_ast.models import ARCHS
 
@@ -82,8 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "(shorter side resized, centre crop)")
     parser.add_argument("--alpha", type=float, default=1.0, help="content-style trade-off in [0, 1]")
     parser.add_argument("--no-clip", action="store_true", help="score the raw (unclipped) model outputs")
-    parser.add_argument("--loss-vgg-weights", help="VGG-16 weights file for the loss network, or 'random' "
-                                                   "(tests only); default: the cached torchvision file")
+    parser.add_argument("--loss-network", choices=LOSS_NETWORKS, default=LOSS_NETWORKS[0],
+                        help="VGG-16 loss network: vgg16_slim (Magenta's, avg pooling; the paper's layers) or "
+                             "vgg16_caffe (max pooling), both the ImageNet VGG-16 installed with jax-ast, or vgg16 "
+                             "(torchvision's, downloaded once)")
+    parser.add_argument("--loss-vgg-weights", help="weights file of --loss-network, or 'random' (tests only); "
+                                                   "default: the installed ImageNet VGG-16 (torchvision's file "
+                                                   "for vgg16)")
     parser.add_argument("--style-layers", default=",".join(L.PAPER_STYLE_LAYERS), help="comma-separated taps")
     parser.add_argument("--content-layers", default=",".join(L.PAPER_CONTENT_LAYERS), help="comma-separated taps")
     parser.add_argument("--precision", choices=("default", "highest"), default="default",
@@ -126,7 +132,7 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
     from jax_ast.models.vgg import tap_names
     for flag in ("style_layers", "content_layers"):
         layers = [t.strip() for t in getattr(args, flag).split(",") if t.strip()]
-        unknown = [t for t in layers if t not in tap_names("vgg16")]
+        unknown = [t for t in layers if t not in tap_names(args.loss_network)]
         if not layers or unknown:
             parser.error(f"--{flag.replace('_', '-')}: unknown taps {unknown or layers}; valid VGG-16 taps: "
                          f"{', '.join(tap_names('vgg16'))}")
@@ -173,12 +179,12 @@ def make_stylizer(args: argparse.Namespace, step_size: int) -> Any:
 
 def make_scorer(args: argparse.Namespace) -> PairScorer:
     """The VGG-16 loss network with every per-pair metric, cached per settings within the process."""
-    key = ("scorer", _checkpoint_key(args.loss_vgg_weights), args.style_layers, args.content_layers,
-           args.normalised_gram)
+    key = ("scorer", args.loss_network, _checkpoint_key(args.loss_vgg_weights), args.style_layers,
+           args.content_layers, args.normalised_gram)
     if key not in _CACHE:
         from jax_ast.pretrained import load_vgg
         layers = tuple(dict.fromkeys((*args.style_layers, *args.content_layers)))
-        loss_net, params = load_vgg("vgg16", args.loss_vgg_weights, taps=layers)
+        loss_net, params = load_vgg(args.loss_network, args.loss_vgg_weights, taps=layers)
         _CACHE.pop(next((k for k in _CACHE if k[0] == "scorer"), None), None)
         _CACHE[key] = PairScorer(loss_net, params, style_layers=args.style_layers,
                                  content_layers=args.content_layers, normalised_gram=args.normalised_gram)
@@ -196,7 +202,7 @@ def run_settings(args: argparse.Namespace, content_desc: dict, style_desc: dict,
         weights = str(Path(weights).resolve())
     return {"arch": args.arch, "checkpoint": checkpoint, "variant": args.variant, "model_seed": args.model_seed,
             "alpha": args.alpha, "clip": not args.no_clip, "precision": args.precision, "size": args.size, "seed": args.seed,
-            "loss_network": {"variant": "vgg16", "weights": weights},
+            "loss_network": {"variant": args.loss_network, "weights": weights},
             "style_layers": list(args.style_layers), "content_layers": list(args.content_layers),
             "normalised_gram": args.normalised_gram, "content_source": content_desc, "style_source": style_desc,
             "n_contents": n_contents, "n_styles": n_styles,

@@ -303,8 +303,9 @@ def _load_native(arch: str, path: Path, config: dict) -> tuple[Any, Any]:
     variables, meta = native.load_params(path)
     if meta.get("arch") != arch:
         raise CheckpointError(f"{path} holds params for arch {meta.get('arch')!r}, not {arch!r}")
-    if "variant" in meta and "variant" not in config:
-        config = {**config, "variant": meta["variant"]}
+    for key in ("variant", "encoder"):  # how the network was trained, e.g. on the ImageNet VGG-16 encoder
+        if key in meta and key not in config:
+            config = {**config, key: meta[key]}
     variables = variables if "params" in variables else {"params": variables}
     return build(arch, **config), variables
 

@@ -14,6 +14,14 @@ from typing import Any
 ARCHS = ("adain", "sanet", "linear", "magenta")
 LOSSES = ("native", "classic", "balanced")
 STAGES = ("transfer", "decoder")
+# Frozen encoder of AdaIN, SANet and LinearTransfer: each original's own VGG-19 file, or the real ImageNet
+# VGG-16 that installs from PyPI with jax-ast, normalised like theirs (train from scratch on it when the
+# originals' files are absent).
+ENCODERS = ("original", "vgg16_normalised")
+ORIGINAL_ENCODERS = {"adain": "vgg19_normalised", "sanet": "vgg19_normalised", "linear": "vgg19_lst"}
+# The paper's VGG-16 loss network for classic/balanced: Magenta's avg-pool VGG-16 (default; the paper's layers
+# are its conv1..conv4 end-points), the same weights with max pooling, or torchvision's VGG-16 (a download).
+LOSS_NETWORKS = ("vgg16_slim", "vgg16_caffe", "vgg16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,6 +33,8 @@ class TrainConfig:
     variant: str = "r41"  # LinearTransfer only: r41 | r31
     stage: str = "transfer"  # transfer | decoder (LinearTransfer: pre-train the decoder as an auto-encoder)
     decoder_iterations: int = 20_000  # LinearTransfer without --pretrained: auto-encoder steps run first
+    encoder: str = "original"  # original | vgg16_normalised (the ImageNet VGG-16 installed with jax-ast)
+    loss_network: str = "vgg16_slim"  # VGG-16 of the classic/balanced style term (see LOSS_NETWORKS)
     # Optimisation (Adam everywhere in the originals).
     learning_rate: float = 1e-4
     lr_decay: float = 1e-5  # inverse-time decay: lr_k = learning_rate / (1 + lr_decay * k)
@@ -41,7 +51,7 @@ class TrainConfig:
     detach_denominator: bool = False  # balanced-loss ablation
     # Weights. None: the default file from the cache (downloaded if missing); "random": smoke tests only.
     vgg_weights: str | None = None  # the network's own encoder
-    loss_vgg_weights: str | None = None  # the paper's loss network (torchvision VGG-16) for classic/balanced
+    loss_vgg_weights: str | None = None  # weights of `loss_network` (default: the installed ImageNet VGG-16)
     native_loss_weights: str | None = None  # native loss network: LST vgg_r51.pth / Magenta slim vgg_16
     pretrained: str | None = None  # directory of the original release files to start from
     inception_weights: str | None = None  # Magenta style predictor init (TF-slim Inception-v3); None = random
@@ -65,6 +75,11 @@ class TrainConfig:
         _check_choice("stage", self.stage, STAGES)
         if self.arch == "linear":
             _check_choice("variant", self.variant, ("r41", "r31"))
+        _check_choice("encoder", self.encoder, ENCODERS)
+        _check_choice("loss_network", self.loss_network, LOSS_NETWORKS)
+        if self.encoder != "original" and self.arch not in ORIGINAL_ENCODERS:
+            raise ValueError(f"encoder={self.encoder!r} applies to {', '.join(ORIGINAL_ENCODERS)}; {self.arch} "
+                             "has no VGG encoder (its loss network is always the ImageNet VGG-16)")
         if self.stage == "decoder" and self.arch != "linear":
             raise ValueError("stage='decoder' (auto-encoder pre-training) exists only for arch='linear'")
         for name in ("iterations", "decoder_iterations", "batch_size", "crop_size", "log_every", "checkpoint_every", "keep_checkpoints",
@@ -84,6 +99,34 @@ class TrainConfig:
     @property
     def auto_style_weight(self) -> bool:
         return self.style_weight == "auto"
+
+    @property
+    def encoder_variant(self) -> str | None:
+        """VGG variant of the frozen encoder (None for Magenta, which has none)."""
+        if self.arch not in ORIGINAL_ENCODERS:
+            return None
+        return ORIGINAL_ENCODERS[self.arch] if self.encoder == "original" else self.encoder
+
+    @property
+    def native_loss_network(self) -> tuple[str, str] | None:
+        """(VGG variant, deepest tap) of a native loss network separate from the encoder, or None.
+
+        LinearTransfer's original loss network is its VGG-19 up to relu5_1 (`vgg_r51.pth`); on the ImageNet
+        VGG-16 encoder the same network serves (its loss taps stop at relu4_1). Magenta's is the avg-pool
+        VGG-16. AdaIN and SANet compute their native losses with their own encoder.
+        """
+        if self.arch == "linear":
+            return ("vgg19_lst", "relu5_1") if self.encoder == "original" else (self.encoder, "relu4_1")
+        if self.arch == "magenta":
+            return ("vgg16_slim", "relu4_3")
+        return None
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of `jax_ast.models.build(arch, ...)` for this run."""
+        kwargs: dict[str, Any] = {"variant": self.variant} if self.arch == "linear" else {}
+        if self.encoder_variant is not None:
+            kwargs["encoder"] = self.encoder_variant
+        return kwargs
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -117,15 +160,27 @@ _ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-def default_config(arch: str, loss: str = "native", **overrides: Any) -> TrainConfig:
-    """The original recipe of `arch`, trained with `loss`; keyword overrides win.
+# Named schedules that replace parts of the original recipe; explicit overrides still win.
+# "cpu": the README's first command. It trains on the ImageNet VGG-16 that installs with jax-ast at 128 px,
+# sized to finish in well under an hour on a 2-core CPU (docs/weights.md has the measured time and results).
+PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": dict(encoder="vgg16_normalised", crop_size=128, batch_size=4, learning_rate=5e-4, lr_decay=0.0,
+                iterations=500, decoder_iterations=300, log_every=25, sample_every=100, checkpoint_every=100),
+}
 
-    For loss="classic"/"balanced" the style weight defaults to "auto" (paper.md section 1.7).
+
+def default_config(arch: str, loss: str = "native", *, preset: str | None = None, **overrides: Any) -> TrainConfig:
+    """The original recipe of `arch`, trained with `loss`, then the named `preset`; keyword overrides win.
+
+    For loss="classic"/"balanced" the style weight defaults to "auto" (beta calibrated so beta*style ~ content).
     """
     _check_choice("arch", arch, ARCHS)
     _check_choice("loss", loss, LOSSES)
     values = dict(_ARCH_DEFAULTS[arch])
     if loss != "native":
         values["style_weight"] = "auto"
+    if preset is not None:
+        _check_choice("preset", preset, tuple(PRESETS))
+        values.update({k: v for k, v in PRESETS[preset].items() if k != "encoder" or arch in ORIGINAL_ENCODERS})
     values.update(overrides)
     return TrainConfig(arch=arch, loss=loss, **values)

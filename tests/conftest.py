@@ -1,14 +1,16 @@
 """Test setup: 8 fake CPU devices, set before JAX initialises its backend."""
 
 import os
+import tempfile
 
 _FLAGS = ("--xla_force_host_platform_device_count=8",
-          # A stuck collective aborts in ~10 s instead of 40 s (see shared/docs/stack.md, trap 2).
+          # A stuck collective aborts in ~10 s instead of 40 s (docs/parallelism.md).
           "--xla_cpu_collective_call_warn_stuck_timeout_seconds=3",
           "--xla_cpu_collective_call_terminate_timeout_seconds=8")
 _existing = os.environ.get("XLA_FLAGS", "")
 os.environ["XLA_FLAGS"] = " ".join([_existing, *[f for f in _FLAGS if f.split("=")[0] not in _existing]]).strip()
-os.environ.setdefault("JAX_AST_CACHE", os.path.join(os.path.dirname(__file__), ".cache-unused"))
+# The tests never download; the ImageNet VGG-16 from the installed wheel is converted once into this cache.
+os.environ.setdefault("JAX_AST_CACHE", os.path.join(tempfile.gettempdir(), "jax_ast_test_cache"))
 
 import jax  # noqa: E402
 

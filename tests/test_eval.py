@@ -89,7 +89,7 @@ def test_values_equal_direct_calls_of_the_losses(identity_run):
     out, _ = identity_run
     rows = _rows(out)[::3]  # from both batches, the second one padded
     contents, styles = _images(rows)
-    vgg, params = load_vgg("vgg16", "random", taps=("relu1_2", "relu2_2", "relu3_3", "relu4_3"))
+    vgg, params = load_vgg("vgg16_slim", "random", taps=("relu1_2", "relu2_2", "relu3_3", "relu4_3"))
     terms = L.loss_terms(vgg, {"params": params}, contents, styles, contents)
     feats = [vgg.apply({"params": params}, x) for x in (styles, contents)]
     terms["classic_hw"], parts = L.classic_style_loss(*feats, gram_norm="hw")
@@ -185,7 +185,7 @@ def test_adain_with_random_weights_matches_the_model_applied_directly(tmp_path):
     model, variables = load_model("adain", "random", seed=0)
     contents, styles = _images(rows[:2])
     outputs = np.clip(np.asarray(model.apply(variables, contents, styles)[0]), 0.0, 1.0)
-    vgg, params = load_vgg("vgg16", "random", taps=("relu1_2", "relu2_2", "relu3_3", "relu4_3"))
+    vgg, params = load_vgg("vgg16_slim", "random", taps=("relu1_2", "relu2_2", "relu3_3", "relu4_3"))
     terms = L.loss_terms(vgg, {"params": params}, contents, styles, outputs)
     for name in ("classic/total", "balanced/total", "content/total", "bound/relu2_2"):
         np.testing.assert_allclose([float(r[name]) for r in rows[:2]], terms[name.replace("/total", "")],

@@ -370,7 +370,7 @@ def test_unexpected_preprocess_conv_warns(tmp_path):
 
 
 def test_unknown_variant_and_taps():
-    with pytest.raises(ValueError, match=r"unknown VGG variant 'vgg13'; choose one of \['vgg16', 'vgg16_slim'"):
+    with pytest.raises(ValueError, match=r"unknown VGG variant 'vgg13'; choose one of \['vgg16', 'vgg16_caffe'"):
         load_vgg("vgg13", "random")
     with pytest.raises(ValueError, match=r"unknown taps \['relu5_4'\] for vgg16; valid taps"):
         load_vgg("vgg16", "random", taps=("relu5_4",))
@@ -403,8 +403,9 @@ def test_default_weights_come_from_the_cache(tmp_path, monkeypatch):
     assert sorted(params) == ["conv1_1", "conv1_2", "preprocess"]
     with pytest.raises(WeightsError, match="LinearTransfer encoder files stop at relu5_1.*pass taps up to relu3_1"):
         load_vgg("vgg19_lst")
-    with pytest.raises(WeightsError, match="vgg16_slim has no default file readable without TensorFlow"):
-        load_vgg("vgg16_slim")
+    # Magenta's loss network defaults to the ImageNet VGG-16 installed with jax-ast (RGB order), never a download.
+    _, slim = load_vgg("vgg16_slim", taps=("relu1_1",))
+    assert float(slim["conv1_1"]["kernel"][0, 0, 2, 0]) == pytest.approx(0.42947057, abs=1e-6)
 
 
 # ------------------------------------------------------------------ native format

@@ -90,7 +90,7 @@ def build_jax_step(cfg):
     from train.step import make_step_spec, train_step
     from train.weights import initial_variables, loss_network_params
 
-    model = models.build(cfg.arch, **({"variant": cfg.variant} if cfg.arch == "linear" else {}))
+    model = models.build(cfg.arch, **cfg.model_kwargs())
     params, batch_stats = initial_variables(model, cfg)
     trainable, frozen = models.split_trainable(model, params)
     optimizer = make_optimizer(cfg)

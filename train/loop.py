@@ -33,7 +33,7 @@ from train.weights import FAST_COMPILE, initial_variables, loss_network_params
 log = logging.getLogger(__name__)
 EXPORT_NAME = "params.npz"  # final params (all parts) in the native format, for eval and later stages
 # Fields that define what is being trained: a workdir cannot be resumed with different values.
-IDENTITY_FIELDS = ("arch", "loss", "variant", "stage", "batch_size", "crop_size")
+IDENTITY_FIELDS = ("arch", "loss", "variant", "stage", "batch_size", "crop_size", "encoder", "loss_network")
 
 
 class WorkdirError(ValueError):
@@ -127,7 +127,7 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict[str, float]:
 def _train_stage(cfg: TrainConfig, workdir: str | Path) -> dict[str, float]:
     workdir = prepare_workdir(cfg, workdir)
     is_main = jax.process_index() == 0
-    model = models.build(cfg.arch, **({"variant": cfg.variant} if cfg.arch == "linear" else {}))
+    model = models.build(cfg.arch, **cfg.model_kwargs())
     stream = make_stream(cfg)
     params, batch_stats = initial_variables(model, cfg)
     trainable, frozen = models.split_trainable(model, params)
@@ -196,9 +196,8 @@ def _train_stage(cfg: TrainConfig, workdir: str | Path) -> dict[str, float]:
         variables = {"params": {**frozen, **final.params}}
         if final.batch_stats:
             variables["batch_stats"] = final.batch_stats
-        meta = {"arch": cfg.arch, "stage": cfg.stage, "loss": cfg.loss, "step": step_of(replicated_state)}
-        if cfg.arch == "linear":
-            meta["variant"] = cfg.variant
+        meta = {"arch": cfg.arch, "stage": cfg.stage, "loss": cfg.loss, "step": step_of(replicated_state),
+                **cfg.model_kwargs()}
         save_params(workdir / EXPORT_NAME, variables, meta=meta)
     return metrics
 

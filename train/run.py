@@ -16,15 +16,22 @@ import types
 import typing
 from typing import Any
 
-from jax_ast.configs import ARCHS, LOSSES, STAGES, TrainConfig, default_config
+from jax_ast.configs import ARCHS, ENCODERS, LOSS_NETWORKS, LOSSES, PRESETS, STAGES, TrainConfig, default_config
 
 DEFAULT_WORKDIR = "workdir"
-CHOICES = {"arch": ARCHS, "loss": LOSSES, "stage": STAGES, "variant": ("r41", "r31")}
+CHOICES = {"arch": ARCHS, "loss": LOSSES, "stage": STAGES, "variant": ("r41", "r31"), "encoder": ENCODERS,
+           "loss_network": LOSS_NETWORKS}
 HELP = {
     "style_weight": "style weight (the paper's beta): a number or 'auto' (calibrated so beta*style ~ content)",
-    "vgg_weights": "encoder VGG weights: a file, or 'random' (smoke tests only); default: cached/downloaded",
-    "loss_vgg_weights": "the paper's VGG-16 loss network (classic/balanced): a file or 'random'",
-    "native_loss_weights": "native loss network (LinearTransfer vgg_r51.pth, Magenta slim vgg_16)",
+    "encoder": "frozen encoder: the original's VGG-19 file, or vgg16_normalised = the ImageNet VGG-16 installed "
+               "with jax-ast, channels normalised like the originals' (train from scratch on it; no download)",
+    "loss_network": "VGG-16 of the classic/balanced style term: vgg16_slim (Magenta's, avg pooling), "
+                    "vgg16_caffe (max pooling; both the installed ImageNet weights) or vgg16 (torchvision, download)",
+    "vgg_weights": "encoder VGG weights: a file, or 'random' (smoke tests only); default: the original's file "
+                   "(cached/downloaded), or the installed ImageNet VGG-16 with --encoder vgg16_normalised",
+    "loss_vgg_weights": "weights of --loss-network: a file or 'random'; default: the installed ImageNet VGG-16",
+    "native_loss_weights": "native loss network (LinearTransfer vgg_r51.pth; Magenta and --encoder vgg16_normalised: "
+                           "the installed ImageNet VGG-16)",
     "pretrained": "original release files (directory) or a native params .npz to start from",
     "content_dir": "folder of content images (recursive); default: bundled samples",
     "style_dir": "folder of style images (recursive), e.g. Painter by Numbers train/; default: bundled samples",
@@ -45,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="checkpoints, metrics, samples (resumes)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="a named schedule applied over the arch's original recipe (flags still win); "
+                             + "; ".join(f"{name}: {', '.join(f'{k}={v}' for k, v in values.items())}"
+                                         for name, values in PRESETS.items()))
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         kind = _flag_type(field)
@@ -59,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
                  if getattr(args, f.name) is not None and f.name not in ("arch", "loss")}
-    return default_config(args.arch or TrainConfig.arch, args.loss or TrainConfig.loss, **overrides)
+    return default_config(args.arch or TrainConfig.arch, args.loss or TrainConfig.loss, preset=args.preset,
+                          **overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
     except ValueError as error:
         parser.error(str(error))
+    from jax_ast.xla_flags import prefer_fast_cpu_convolutions  # noqa: PLC0415
+
+    prefer_fast_cpu_convolutions()
     from train import parallel  # noqa: PLC0415 - JAX starts here, after the flags are known to be valid
 
     parallel.initialize_distributed(cfg.distributed)

@@ -36,9 +36,9 @@ class StepSpec:
 
 
 def make_step_spec(model: Any, cfg: TrainConfig) -> StepSpec:
-    native_variant = {"adain": "vgg19_normalised", "sanet": "vgg19_normalised", "linear": "vgg19_lst",
-                      "magenta": "vgg16_slim"}[cfg.arch]
-    paper_net = VGG("vgg16", taps=L.PAPER_STYLE_LAYERS) if cfg.loss != "native" and cfg.stage == "transfer" else None
+    native_variant = cfg.native_loss_network[0] if cfg.native_loss_network else cfg.encoder_variant
+    paper_net = (VGG(cfg.loss_network, taps=L.PAPER_STYLE_LAYERS)
+                 if cfg.loss != "native" and cfg.stage == "transfer" else None)
     return StepSpec(model=model, cfg=cfg, native_net=VGG(native_variant), paper_net=paper_net)
 
 

@@ -1,7 +1,10 @@
 """Initial parameters of a training run: random init, then the pretrained parts the originals start from.
 
 * The VGG encoder (frozen) always comes from `jax_ast.pretrained.load_vgg` (`--vgg-weights`: a path,
-  the cached default, or `random` for smoke runs, which warns loudly).
+  the cached default, or `random` for smoke runs, which warns loudly). `--encoder vgg16_normalised` swaps the
+  original's VGG-19 for the ImageNet VGG-16 installed with jax-ast.
+* Loss networks: the VGG-16 of classic/balanced (`--loss-network`, default the installed ImageNet weights)
+  and the native one of LinearTransfer and Magenta (`TrainConfig.native_loss_network`).
 * `--pretrained` starts from released weights: a directory holding the original files by their
   canonical names, or a native params file (`jax_ast.pretrained.save_params`, e.g. the export of a
   `--stage decoder` run). LinearTransfer needs a decoder this way; `train.loop` pre-trains one first
@@ -24,23 +27,31 @@ import jax_ast.pretrained.adain as adain_weights
 import jax_ast.pretrained.linear as linear_weights
 import jax_ast.pretrained.sanet as sanet_weights
 from jax_ast.configs import TrainConfig
+from jax_ast.pretrained.convert import WeightsError
 from jax_ast.pretrained.native import is_native, load_params
 from jax_ast.pretrained.torch_format import load_torch_params
 from jax_ast.pretrained.vgg import load_vgg
 
 log = logging.getLogger(__name__)
-ENCODER_VARIANT = {"adain": "vgg19_normalised", "sanet": "vgg19_normalised", "linear": "vgg19_lst"}
 # The deepest tap decides which default file is fetched (e.g. LinearTransfer's vgg_r41.pth vs vgg_r51.pth).
 ENCODER_DEEPEST = {"adain": "relu4_1", "sanet": "relu5_1", ("linear", "r41"): "relu4_1", ("linear", "r31"): "relu3_1"}
-NATIVE_LOSS_VARIANT = {"linear": ("vgg19_lst", "relu5_1"), "magenta": ("vgg16_slim", "relu4_3")}
 PAPER_DEEPEST = "relu4_3"
+IMAGENET_HINT = ("To train on the real ImageNet VGG-16 that installs with jax-ast instead (no download), add "
+                 "--encoder vgg16_normalised; for a run sized for a CPU add --preset cpu as well.")
 INIT_SIZE = {"magenta": 128}  # Magenta's Inception stem needs a larger probe image; others use 64
 # Code that runs once (init, calibration) is compiled without XLA's expensive passes: 3x faster to build.
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
-def _vgg_params(variant: str, weights: str | None, deepest: str) -> dict:
-    _, params = load_vgg(variant, weights, taps=(deepest,))
+def _vgg_params(variant: str, weights: str | None, deepest: str, *, original_file: bool = False) -> dict:
+    """VGG params up to `deepest`. `original_file`: the default is an original's release file, which may be
+    absent; its error then says how to train on the installed ImageNet VGG-16 instead."""
+    try:
+        _, params = load_vgg(variant, weights, taps=(deepest,))
+    except WeightsError as error:
+        if original_file and weights is None:
+            raise WeightsError(f"{error}\n{IMAGENET_HINT}") from None
+        raise
     return dict(params.get("params", params))
 
 
@@ -52,9 +63,9 @@ def initial_variables(model: Any, cfg: TrainConfig) -> tuple[dict, dict]:
     variables = jax.jit(model.init).lower(key, probe, probe).compile(compiler_options=FAST_COMPILE)(key, probe, probe)
     params = jax.tree.map(jnp.asarray, dict(variables["params"]))
     batch_stats = dict(variables.get("batch_stats", {}))
-    if cfg.arch in ENCODER_VARIANT:
+    if cfg.encoder_variant is not None:
         deepest = ENCODER_DEEPEST[(cfg.arch, cfg.variant) if cfg.arch == "linear" else cfg.arch]
-        vgg = _vgg_params(ENCODER_VARIANT[cfg.arch], cfg.vgg_weights, deepest)
+        vgg = _vgg_params(cfg.encoder_variant, cfg.vgg_weights, deepest, original_file=cfg.encoder == "original")
         missing = sorted(set(params["encoder"]) - set(vgg))
         if missing:
             raise ValueError(f"VGG weights {cfg.vgg_weights or '(default)'} lack layers {missing}")
@@ -75,12 +86,12 @@ def initial_variables(model: Any, cfg: TrainConfig) -> tuple[dict, dict]:
 def loss_network_params(cfg: TrainConfig) -> dict[str, Any]:
     """{"native_loss_net": params or None, "paper_loss_net": params or None} for `train.step`."""
     native = None
-    if cfg.arch in NATIVE_LOSS_VARIANT:
-        native = _vgg_params(*NATIVE_LOSS_VARIANT[cfg.arch][:1], cfg.native_loss_weights,
-                             NATIVE_LOSS_VARIANT[cfg.arch][1])
+    if cfg.native_loss_network is not None:
+        variant, deepest = cfg.native_loss_network
+        native = _vgg_params(variant, cfg.native_loss_weights, deepest, original_file=variant == "vgg19_lst")
     paper = None
     if cfg.loss != "native" and cfg.stage == "transfer":
-        paper = _vgg_params("vgg16", cfg.loss_vgg_weights, PAPER_DEEPEST)
+        paper = _vgg_params(cfg.loss_network, cfg.loss_vgg_weights, PAPER_DEEPEST)
     return {"native_loss_net": native, "paper_loss_net": paper}
 
 

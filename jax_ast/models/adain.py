@@ -24,10 +24,12 @@ import jax.numpy as jnp
 
 from jax_ast.models.decoders import DECODER_R41, Decoder
 from jax_ast.models.layers import blend_features, pad_to_multiple
-from jax_ast.models.vgg import VGG
+from jax_ast.models.vgg import VGG, check_encoder
 from jax_ast.ops import channel_mean_std
 
 ENCODER_VARIANT = "vgg19_normalised"
+# Encoders AdaIN can be trained on: the original normalised VGG-19, or the ImageNet VGG-16 installed from PyPI.
+ENCODER_VARIANTS = ("vgg19_normalised", "vgg16_normalised")
 FEATURE_STRIDE = 8  # relu4_1 is at 1/8 resolution
 STAT_DDOF = 1  # torch Tensor.var (unbiased), as in the PyTorch port's calc_mean_std
 STAT_EPS = 1e-5  # inside the square root of both sigmas
@@ -100,15 +102,17 @@ class AdaIN(nn.Module):
 
     Attributes:
       dtype: computation dtype of encoder and decoder (parameters stay float32).
+      encoder: VGG variant of the frozen encoder, one of `ENCODER_VARIANTS` (the original by default).
 
     Parameters: `encoder` (VGG layout: preprocess, conv1_1 ... conv4_1) and `decoder` (conv4_1 ... conv1_1).
     """
 
     dtype: Any = jnp.float32
+    encoder_variant: str = ENCODER_VARIANT
     TRAINABLE: ClassVar[tuple[str, ...]] = ("decoder",)
 
     def setup(self):
-        self.encoder = VGG(ENCODER_VARIANT, taps=("relu4_1",), dtype=self.dtype)
+        self.encoder = VGG(self.encoder_variant, taps=("relu4_1",), dtype=self.dtype)
         self.decoder = Decoder(DECODER_R41, dtype=self.dtype)
 
     def encode_content(self, content: jax.Array) -> jax.Array:
@@ -185,6 +189,7 @@ class AdaIN(nn.Module):
         return self.decode(target, height, width)
 
 
-def build_adain(dtype: Any = jnp.float32) -> AdaIN:
-    """Registry factory: `build("adain", dtype="bfloat16")`."""
-    return AdaIN(dtype=jnp.dtype(dtype))
+def build_adain(dtype: Any = jnp.float32, encoder: str = ENCODER_VARIANT) -> AdaIN:
+    """Registry factory: `build("adain", dtype="bfloat16", encoder="vgg16_normalised")`."""
+    check_encoder("AdaIN", encoder, ENCODER_VARIANTS)
+    return AdaIN(dtype=jnp.dtype(dtype), encoder_variant=encoder)

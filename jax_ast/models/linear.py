@@ -40,10 +40,12 @@ import numpy as np
 
 from jax_ast.models.decoders import DECODER_R31, DECODER_R41, Decoder, DecoderLayer
 from jax_ast.models.layers import blend_features, pad_to_multiple, padded_conv
-from jax_ast.models.vgg import VGG
+from jax_ast.models.vgg import VGG, check_encoder
 from jax_ast.ops import gram
 
 _HIGHEST = jax.lax.Precision.HIGHEST
+ENCODER_VARIANT = "vgg19_lst"
+ENCODER_VARIANTS = ("vgg19_lst", "vgg16_normalised")  # the original, or the ImageNet VGG-16 installed from PyPI
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,12 +180,13 @@ class LinearTransfer(nn.Module):
     variant: str = "r41"
     matrix_size: int = 32
     dtype: Any = jnp.float32
+    encoder_variant: str = ENCODER_VARIANT  # one of ENCODER_VARIANTS
 
     TRAINABLE: ClassVar[tuple[str, ...]] = ("transform",)
 
     def setup(self):
         spec = variant_spec(self.variant)
-        self.encoder = VGG("vgg19_lst", taps=(spec.tap,), dtype=self.dtype)
+        self.encoder = VGG(self.encoder_variant, taps=(spec.tap,), dtype=self.dtype)
         self.transform = MulLayer(spec.channels, spec.cnn_widths, self.matrix_size, self.dtype)
         self.decoder = Decoder(spec.decoder, dtype=self.dtype)
 
@@ -295,7 +298,7 @@ def _normalise_weights(weights: Any, count: int) -> jax.Array:
     return weights / jnp.sum(weights)
 
 
-_CONFIG_FIELDS = ("matrix_size", "dtype")
+_CONFIG_FIELDS = ("matrix_size", "dtype", "encoder")
 
 
 def build_linear(variant: str = "r41", **config: Any) -> LinearTransfer:
@@ -311,4 +314,7 @@ def build_linear(variant: str = "r41", **config: Any) -> LinearTransfer:
                          f"{', '.join(_CONFIG_FIELDS)}")
     if "dtype" in config:
         config["dtype"] = jnp.dtype(config["dtype"])
+    if "encoder" in config:
+        config["encoder_variant"] = config.pop("encoder")
+        check_encoder("LinearTransfer", config["encoder_variant"], ENCODER_VARIANTS)
     return LinearTransfer(variant=variant, **config)

@@ -26,10 +26,11 @@ import jax.numpy as jnp
 from jax_ast.models.adain import check_images
 from jax_ast.models.decoders import DECODER_R41, Decoder
 from jax_ast.models.layers import blend_features, pad_to_multiple, reflect_pad, upsample_nearest
-from jax_ast.models.vgg import VGG
+from jax_ast.models.vgg import VGG, check_encoder
 from jax_ast.ops import mean_variance_norm
 
 ENCODER_VARIANT = "vgg19_normalised"
+ENCODER_VARIANTS = ("vgg19_normalised", "vgg16_normalised")  # the original, or the ImageNet VGG-16 from PyPI
 LEVELS = ("relu4_1", "relu5_1")
 SIZE_MULTIPLE = 16  # relu5_1 stride; makes up2(relu5_1) the size of relu4_1
 CHANNELS = 512
@@ -144,10 +145,11 @@ class SANet(nn.Module):
 
     chunk_size: int | None = None
     dtype: Any = jnp.float32
+    encoder_variant: str = ENCODER_VARIANT  # one of ENCODER_VARIANTS
     TRAINABLE: ClassVar[tuple[str, ...]] = ("transform", "decoder")
 
     def setup(self):
-        self.encoder = VGG(ENCODER_VARIANT, taps=LEVELS, dtype=self.dtype)
+        self.encoder = VGG(self.encoder_variant, taps=LEVELS, dtype=self.dtype)
         self.transform = Transform(channels=CHANNELS, chunk_size=self.chunk_size, dtype=self.dtype)
         self.decoder = Decoder(DECODER_R41, dtype=self.dtype)
 
@@ -201,6 +203,7 @@ class SANet(nn.Module):
         return module.attention(content_feats[level], style_feats[level])
 
 
-def build_sanet(dtype: Any = jnp.float32, chunk_size: int | None = None) -> SANet:
-    """Registry factory: `build("sanet", chunk_size=1024)`."""
-    return SANet(chunk_size=chunk_size, dtype=jnp.dtype(dtype))
+def build_sanet(dtype: Any = jnp.float32, chunk_size: int | None = None, encoder: str = ENCODER_VARIANT) -> SANet:
+    """Registry factory: `build("sanet", chunk_size=1024, encoder="vgg16_normalised")`."""
+    check_encoder("SANet", encoder, ENCODER_VARIANTS)
+    return SANet(chunk_size=chunk_size, dtype=jnp.dtype(dtype), encoder_variant=encoder)

@@ -8,6 +8,8 @@ input convention, padding and pooling, and pretrained decoders only work with th
 | `vgg16`, `vgg19`   | (x - ImageNet mean) / ImageNet std      | zero    | max, floor  | torchvision `features`    |
 | `vgg19_normalised` | learned 1x1 conv (RGB->BGR*255 - mean)  | reflect | max, ceil   | AdaIN/SANet `vgg_normalised.pth` |
 | `vgg19_lst`        | learned 1x1 conv                        | reflect | max, floor  | LinearTransfer `vgg_r31/r41/r51.pth` |
+| `vgg16_caffe`      | BGR*255 - (103.939, 116.779, 123.68)    | zero    | max, floor  | Oxford VGG-16 via Keras       |
+| `vgg16_normalised` | BGR*255 - (103.939, 116.779, 123.68)    | zero    | max, floor  | the same, channels rescaled to mean 1 (encoder) |
 | `vgg16_slim`       | x*255 - (123.68, 116.779, 103.939), RGB | zero    | avg, floor  | TF-slim `vgg_16` (Magenta loss net) |
 
 Input is always RGB float in [0, 1], NHWC. Parameters are named `conv{block}_{index}` (+ `preprocess`
@@ -37,7 +39,7 @@ class VGGSpec:
     convs_per_block: tuple[int, ...]
     padding: str  # "zero" | "reflect"
     pooling: str  # "max" | "max_ceil" | "avg"
-    preprocess: str  # "imagenet" | "learned_1x1" | "caffe_rgb"
+    preprocess: str  # "imagenet" | "learned_1x1" | "caffe_rgb" | "caffe_bgr"
 
 
 CHANNELS_PER_BLOCK = (64, 128, 256, 512, 512)
@@ -47,6 +49,8 @@ VGG_SPECS: dict[str, VGGSpec] = {
     "vgg19": VGGSpec((2, 2, 4, 4, 4), "zero", "max", "imagenet"),
     "vgg19_normalised": VGGSpec((2, 2, 4, 4, 4), "reflect", "max_ceil", "learned_1x1"),
     "vgg19_lst": VGGSpec((2, 2, 4, 4, 4), "reflect", "max", "learned_1x1"),
+    "vgg16_caffe": VGGSpec((2, 2, 3, 3, 3), "zero", "max", "caffe_bgr"),
+    "vgg16_normalised": VGGSpec((2, 2, 3, 3, 3), "zero", "max", "caffe_bgr"),
     "vgg16_slim": VGGSpec((2, 2, 3, 3, 3), "zero", "avg", "caffe_rgb"),
 }
 
@@ -60,6 +64,12 @@ def tap_names(variant: str) -> tuple[str, ...]:
 def conv_names(variant: str) -> tuple[str, ...]:
     """Parameter names of the 3x3 convs in forward order ("conv1_1", ...)."""
     return tuple(name.replace("relu", "conv") for name in tap_names(variant))
+
+
+def check_encoder(network: str, encoder: str, valid: tuple[str, ...]) -> None:
+    """Raise one ValueError naming the valid encoders unless `encoder` is one of them."""
+    if encoder not in valid:
+        raise ValueError(f"{network} cannot use the encoder {encoder!r}; valid encoders: {', '.join(valid)}")
 
 
 def _spec(variant: str) -> VGGSpec:
@@ -120,5 +130,7 @@ class VGG(nn.Module):
             return (images - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
         if spec.preprocess == "caffe_rgb":
             return images * 255.0 - jnp.asarray(CAFFE_MEAN_RGB)
+        if spec.preprocess == "caffe_bgr":  # the Oxford/Keras convention: BGR channel order, 0-255, mean removed
+            return images[..., ::-1] * 255.0 - jnp.asarray(CAFFE_MEAN_RGB[::-1])
         # The normalised Caffe VGG does RGB[0,1] -> BGR*255 - mean with a (learned) 1x1 conv.
         return nn.Conv(3, (1, 1), name="preprocess")(images)

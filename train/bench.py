@@ -75,8 +75,11 @@ def _bench_config(arch: str, loss: str, batch: int, size: int):
     from jax_ast.configs import default_config
 
     style_weight = default_config(arch).style_weight  # the native default, also used as a constant beta
+    # The PyTorch reference step builds the originals' encoders and torchvision's VGG-16 loss network, so
+    # both sides use that layout here; step time does not depend on the weights' values.
     return default_config(arch, loss, batch_size=batch, crop_size=size, style_weight=style_weight,
-                          vgg_weights="random", loss_vgg_weights="random", native_loss_weights="random")
+                          loss_network="vgg16", vgg_weights="random", loss_vgg_weights="random",
+                          native_loss_weights="random")
 
 
 def build_jax_step(cfg):

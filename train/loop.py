@@ -64,22 +64,34 @@ def prepare_workdir(cfg: TrainConfig, workdir: str | Path) -> Path:
 
 
 def calibrate_style_weight(spec, trainable, batch_stats, constants, stream, n_batches: int) -> float:
-    """The paper's beta: mean content loss / mean style loss over the first batches (at the initial
-    parameters), so that beta * style ~ content. The batches are drawn from a copy of the stream
-    position, so training still starts from batch 0."""
+    """The paper's beta for classic/balanced, chosen so that beta * style ~ content over a training run.
+
+    beta = mean content term when the output is the style image / mean style term when the output is the
+    content image, over the first batches: the two terms then span the same range between the two
+    extremes of stylisation. It does not depend on the network's initial output, which for a freshly
+    initialised transform is far from any image (LinearTransfer's is ~1e3 times too large), so the same
+    rule holds for every architecture. The batches are drawn from a copy of the stream position, so
+    training still starts from batch 0.
+    """
     eval_constants = {**constants, "style_weight": jnp.float32(1.0)}
-    fn = jax.jit(lambda p, s, b: objective(p, s, b, eval_constants, spec=spec)[1][0])
+
+    def extremes(p, s, b):
+        as_style = objective(p, s, b, eval_constants, spec=spec, output_as="style")[1][0]["content"]
+        as_content = objective(p, s, b, eval_constants, spec=spec, output_as="content")[1][0]["style"]
+        return jnp.mean(as_style), jnp.mean(as_content)
+
+    fn = jax.jit(extremes)
     start = stream.state()
     content_sum = style_sum = 0.0
     for index in range(n_batches):
         batch = next(stream)
         if index == 0:
             fn = fn.lower(trainable, batch_stats, batch).compile(compiler_options=FAST_COMPILE)
-        metrics = fn(trainable, batch_stats, batch)
-        content_sum += float(jnp.mean(metrics["content"]))
-        style_sum += float(jnp.mean(metrics["style"]))
+        content_term, style_term = fn(trainable, batch_stats, batch)
+        content_sum += float(content_term)
+        style_sum += float(style_term)
     stream.restore(start)
-    if not np.isfinite(content_sum / max(style_sum, 1e-30)) or style_sum <= 0:
+    if not np.isfinite(content_sum / max(style_sum, 1e-30)) or style_sum <= 0 or content_sum <= 0:
         raise FloatingPointError(f"cannot calibrate the style weight: content={content_sum}, style={style_sum}")
     return content_sum / style_sum
 

@@ -47,14 +47,26 @@ def _feats(net: VGG, params: Any, images: jax.Array, layers, *, constant: bool =
     return lax.stop_gradient(feats) if constant else feats
 
 
-def _native(spec: StepSpec, variables: dict, content, style, constants, style_weight, rngs: dict):
+def _native(spec: StepSpec, variables: dict, content, style, constants, style_weight, rngs: dict,
+            output_override=None):
     """(per-sample total [B], unweighted terms, stylized image, new batch_stats) of the native objective.
 
     When classic/balanced replace the style term (`spec.paper_net` set), the native style features are
-    not computed at all (SANet still needs them for its identity losses).
+    not computed at all (SANet still needs them for its identity losses). `output_override` replaces the
+    network's output in every loss term (the style-weight calibration scores fixed images).
     """
     cfg = spec.cfg
-    apply = functools.partial(spec.model.apply, rngs=rngs)
+    model_apply = functools.partial(spec.model.apply, rngs=rngs)
+
+    def apply(*args, **kwargs):
+        result = model_apply(*args, **kwargs)
+        if output_override is None:
+            return result
+        if kwargs.get("mutable"):
+            (_, aux), updates = result
+            return (output_override, aux), updates
+        return output_override, result[1]
+
     native_style = spec.paper_net is None
     frozen_encoder = constants["frozen"].get("encoder")
     if cfg.arch == "adain":
@@ -113,7 +125,7 @@ def device_rng(state_rng: jax.Array, step: jax.Array) -> jax.Array:
 
 
 def objective(trainable: Any, batch_stats: Any, batch: dict, constants: dict, *, spec: StepSpec,
-              rng: jax.Array | None = None):
+              rng: jax.Array | None = None, output_as: str | None = None):
     """Per-sample loss of one local batch.
 
     Args:
@@ -121,12 +133,19 @@ def objective(trainable: Any, batch_stats: Any, batch: dict, constants: dict, *,
       batch: {"content", "style"}: uint8[B, H, W, 3].
       constants: {"frozen": frozen params, "native_loss_net": params or None, "paper_loss_net": params
         or None, "style_weight": float32 scalar (the calibrated beta for classic/balanced)}.
+      output_as: None (score the network's output), "content" or "style": score that input image as if
+        the network had produced it (used to calibrate the style weight).
 
     Returns:
       (total [B], (metrics {name: [B]}, stylized [B, H, W, 3], new batch_stats)).
     """
     content = batch["content"].astype(jnp.float32) / 255.0
     style = batch["style"].astype(jnp.float32) / 255.0
+    override = None
+    if output_as is not None:
+        override = {"content": content, "style": style}[output_as]
+        if override.shape != content.shape:
+            override = jax.image.resize(override, content.shape, "bilinear")
     variables = {"params": {**constants["frozen"], **trainable}}
     if batch_stats:
         variables["batch_stats"] = batch_stats
@@ -134,7 +153,7 @@ def objective(trainable: Any, batch_stats: Any, batch: dict, constants: dict, *,
     native_style_weight = 0.0 if replaced else constants["style_weight"]
     rngs = {} if rng is None else dict(zip(("dropout", "noise"), jax.random.split(rng)))
     total, terms, stylized, new_stats = _native(spec, variables, content, style, constants, native_style_weight,
-                                                rngs)
+                                                rngs, override)
     metrics = {f"native/{k}" if replaced and k.startswith(("style", "mean_std", "lst_style", "classic"))
                else k: v for k, v in terms.items()}
     if replaced:

@@ -1,8 +1,10 @@
 """Host-side training input: image sources, the originals' crop augmentation, and a resumable batch stream.
 
 Everything here is numpy on the host; nothing touches a device. A *source* is any object with ``__len__`` and
-``load(index) -> uint8[H, W, 3]`` RGB (optionally ``describe(index) -> str`` for messages):
-`FolderSource`, `BundledSource`, `ArraySource` and `TfdsSource` (`jax_ast.data_tfds`, imported lazily).
+``load(index) -> uint8[H, W, 3]`` RGB (optionally ``describe(index) -> str`` for messages, and
+``load_reduced(index, shorter_side)``, which may decode a much larger image at a reduced scale because the crop
+recipe resizes it to `shorter_side` anyway): `FolderSource`, `BundledSource`, `ArraySource` and `TfdsSource`
+(`jax_ast.data_tfds`, imported lazily).
 
 `StyleTransferStream` pairs a content and a style source into batches
 ``{"content": uint8[B, Sc, Sc, 3], "style": uint8[B, Ss, Ss, 3]}``. Batch ``k`` is a pure function of
@@ -29,7 +31,7 @@ from typing import Any, Literal, Protocol, Sequence
 import numpy as np
 from PIL import Image
 
-from jax_ast.imageio import ImageError, list_images, load_image
+from jax_ast.imageio import ImageError, list_images, load_pixels
 
 ResizeMode = Literal["shorter", "square"]
 ARCHS = ("adain", "sanet", "linear", "magenta")
@@ -72,8 +74,11 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
     elif array.dtype == np.bool_:
         values = array.astype(np.uint8) * 255
     elif np.issubdtype(array.dtype, np.floating):
-        if not (np.isfinite(array).all() and array.min() >= 0.0 and array.max() <= 1.0):
-            raise ValueError("float images must hold finite values in [0, 1]")
+        if not np.isfinite(array).all():
+            raise ValueError("float image holds NaN/inf values; float images must hold finite values in [0, 1]")
+        if not (array.min() >= 0.0 and array.max() <= 1.0):
+            raise ValueError(f"float image with values in [{float(array.min()):g}, {float(array.max()):g}]; "
+                             "float images must hold finite values in [0, 1]")
         values = np.floor(array.astype(np.float32) * 255.0 + 0.5).astype(np.uint8)
     else:
         raise ValueError(f"unsupported image dtype {array.dtype}; valid: uint8, uint16, bool, float in [0, 1]")
@@ -94,15 +99,15 @@ class FolderSource:
 
     Raises:
       FileNotFoundError: `root` does not exist (the message names it).
-      DataError: `root` holds no image file.
+      DataError: `root` holds no image file, or cannot be used (a symlink loop, permission denied).
     """
 
     def __init__(self, root: str | os.PathLike, recursive: bool = True):
         self.root = Path(root)
-        if not self.root.exists():
-            raise FileNotFoundError(f"image folder {self.root} does not exist")
         try:
             self.paths: list[Path] = list_images(self.root, recursive=recursive)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"image folder {self.root} does not exist") from None
         except ImageError as error:
             raise DataError(str(error)) from None
 
@@ -112,7 +117,12 @@ class FolderSource:
     def load(self, index: int) -> np.ndarray:
         """uint8 [H, W, 3] RGB; raises `ImageError` naming the file for a corrupt or unusable one."""
         # min_side=1: small images are upscaled by the crop augmentation instead of being rejected.
-        return to_rgb_uint8(load_image(self.paths[index], min_side=1))
+        return to_rgb_uint8(load_pixels(self.paths[index], min_side=1))
+
+    def load_reduced(self, index: int, shorter_side: int) -> np.ndarray:
+        """`load`, but an image far larger than `shorter_side` is decoded at a reduced scale
+        (`jax_ast.imageio.load_pixels`), so decoding memory follows the crop recipe, not the file."""
+        return to_rgb_uint8(load_pixels(self.paths[index], shorter_side=shorter_side, min_side=1))
 
     def describe(self, index: int) -> str:
         return str(self.paths[index])
@@ -401,8 +411,11 @@ class StyleTransferStream:
         """The decoded image, or None (after one warning per image) if it cannot be read."""
         if index in self._bad[role]:
             return None
-        source = self.sources[role]
+        source, spec = self.sources[role], self.specs[role]
+        load_reduced = getattr(source, "load_reduced", None)
         try:
+            if load_reduced is not None and spec.resize is not None:
+                return to_rgb_uint8(load_reduced(index, spec.resize_to))
             return to_rgb_uint8(source.load(index))
         except DataError:
             raise  # a misconfigured source, not a bad image

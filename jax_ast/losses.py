@@ -5,6 +5,11 @@ Features are NHWC dicts keyed by tap name (``{"relu3_3": [B, H, W, C], ...}``). 
 and ``breakdown`` maps ``"<term>/<layer>"`` to [B] arrays. Everything is jit/vmap/grad-safe and
 accumulates in float32 even for bfloat16 features.
 
+Inputs are checked (from static shapes, so also under jit) before any arithmetic: an empty layer list,
+feature maps of different channel or batch sizes (a reference batch of 1 is broadcast), different spatial
+sizes where positions are compared, and empty maps (which would give NaN) each raise one ValueError
+naming the layer and the shapes.
+
 The balanced loss (Cheng et al., CVPR 2021) divides each layer's classic Gram loss by its supremum
 V^l = (||G(F(S))||^2 + ||G(F(P))||^2) / N^l. With N^l the same constant as in the MSE (C_l^2), N^l
 cancels and the balanced layer loss is ||A - B||^2 / (||A||^2 + ||B||^2) in [0, 1], invariant to the
@@ -35,6 +40,17 @@ __all__ = [
 ]
 
 
+def _check_layers(layers: Sequence[str], loss: str) -> tuple[str, ...]:
+    """`layers` as a tuple; an empty list or a bare string is a configuration error, not a zero loss."""
+    if isinstance(layers, str):
+        raise ValueError(f"{loss}: layers must be a sequence of layer names, got the string {layers!r} "
+                         f"(write ({layers!r},))")
+    layers = tuple(layers)
+    if not layers:
+        raise ValueError(f"{loss}: layers is empty; give at least one layer (every loss returns a [B] total)")
+    return layers
+
+
 def _layer_weights(layers: Sequence[str], weights: Mapping[str, float] | Sequence[float] | None) -> dict[str, float]:
     """Per-layer weights as a dict; None means 1 for every layer."""
     if weights is None:
@@ -53,7 +69,46 @@ def _layer_weights(layers: Sequence[str], weights: Mapping[str, float] | Sequenc
 def _features(feats: Feats, layer: str, role: str) -> jax.Array:
     if layer not in feats:
         raise KeyError(f"{role} features have no layer {layer!r}; available: {sorted(feats)}")
-    return feats[layer]
+    return _check_map(feats[layer], f"layer {layer!r}", role)
+
+
+def _check_map(x: jax.Array, name: str, role: str) -> jax.Array:
+    """`x` if it is a non-empty [B, H, W, C] map (empty maps give 0/0 = NaN in every mean)."""
+    if x.ndim != 4 or 0 in x.shape[1:]:
+        raise ValueError(f"{name}: {role} features have shape {tuple(x.shape)}; expected a non-empty "
+                         "[B, H, W, C] map (H, W and C at least 1)")
+    return x
+
+
+def _check_pair(name: str, role: str, reference: jax.Array, output: jax.Array, *, same_size: bool) -> None:
+    """Raise one ValueError naming `name` and both shapes unless the maps can be compared.
+
+    Channels must agree, and batch sizes unless one of them is 1 (broadcast, e.g. one style image);
+    with `same_size` (losses that compare positions) H and W too.
+    """
+    (ref_b, ref_h, ref_w, ref_c), (out_b, out_h, out_w, out_c) = reference.shape, output.shape
+    problem = ("channel counts differ" if ref_c != out_c
+               else "batch sizes differ" if ref_b != out_b and 1 not in (ref_b, out_b)
+               else "spatial sizes differ" if same_size and (ref_h, ref_w) != (out_h, out_w) else None)
+    if problem:
+        raise ValueError(f"{name}: {role} features {tuple(reference.shape)} and output features "
+                         f"{tuple(output.shape)} do not match ({problem})")
+
+
+def _pair(reference_feats: Feats, output_feats: Feats, layer: str, role: str, *,
+          same_size: bool) -> tuple[jax.Array, jax.Array]:
+    """The `role` and output maps of `layer`, checked with `_check_pair`."""
+    reference = _features(reference_feats, layer, role)
+    output = _features(output_feats, layer, "output")
+    _check_pair(f"layer {layer!r}", role, reference, output, same_size=same_size)
+    return reference, output
+
+
+def _check_statistics(x: jax.Array, name: str, ddof: int) -> None:
+    """Channel statistics with `ddof` need more than `ddof` positions (else a division by <= 0)."""
+    if x.shape[1] * x.shape[2] <= ddof:
+        raise ValueError(f"{name}: features of shape {tuple(x.shape)} have {x.shape[1] * x.shape[2]} spatial "
+                         f"position(s); the mean/std statistics (ddof={ddof}) need more than {ddof}")
 
 
 def _weighted_sum(name: str, per_layer: Breakdown, weights: dict[str, float]) -> tuple[jax.Array, Breakdown]:
@@ -70,21 +125,25 @@ def _mse_per_sample(a: jax.Array, b: jax.Array) -> jax.Array:
 
 def content_loss(target_feats: Feats, output_feats: Feats, *, layers: Sequence[str] = PAPER_CONTENT_LAYERS,
                  weights=None) -> tuple[jax.Array, Breakdown]:
-    """Feature MSE (mean over H, W, C) per layer between target and output features."""
+    """Feature MSE (mean over H, W, C) per layer between target and output features (of equal shapes)."""
+    layers = _check_layers(layers, "content_loss")
     w = _layer_weights(layers, weights)
-    per_layer = {layer: _mse_per_sample(_features(output_feats, layer, "output"),
-                                        _features(target_feats, layer, "target")) for layer in layers}
+    per_layer = {}
+    for layer in layers:
+        target, output = _pair(target_feats, output_feats, layer, "target", same_size=True)
+        per_layer[layer] = _mse_per_sample(output, target)
     return _weighted_sum("content", per_layer, w)
 
 
 def classic_style_loss(style_feats: Feats, output_feats: Feats, *, layers: Sequence[str] = PAPER_STYLE_LAYERS,
                        weights=None, gram_norm: GramNorm = "none") -> tuple[jax.Array, Breakdown]:
     """The classic AST style loss: per layer, MSE over the C*C Gram entries of G(F(S)) and G(F(P))."""
+    layers = _check_layers(layers, "classic_style_loss")
     w = _layer_weights(layers, weights)
     per_layer = {}
     for layer in layers:
-        style_gram = gram(_features(style_feats, layer, "style"), gram_norm)
-        output_gram = gram(_features(output_feats, layer, "output"), gram_norm)
+        style, output = _pair(style_feats, output_feats, layer, "style", same_size=False)
+        style_gram, output_gram = gram(style, gram_norm), gram(output, gram_norm)
         per_layer[layer] = jnp.mean(jnp.square(style_gram - output_gram), axis=(1, 2))
     return _weighted_sum("classic", per_layer, w)
 
@@ -95,11 +154,13 @@ def style_loss_bound(style_feats: Feats, output_feats: Feats, *, layers: Sequenc
 
     N^l = C_l^2 is the constant of the classic loss's MSE, which makes V^l a true upper bound
     (classic^l <= V^l for any features; paper.md section 1.4). The total is the unweighted layer sum.
+    Both maps of a layer must have the same channel count (C_l is one number).
     """
+    layers = _check_layers(layers, "style_loss_bound")
     per_layer = {}
     for layer in layers:
-        style_gram = gram(_features(style_feats, layer, "style"), gram_norm)
-        output_gram = gram(_features(output_feats, layer, "output"), gram_norm)
+        style, output = _pair(style_feats, output_feats, layer, "style", same_size=False)
+        style_gram, output_gram = gram(style, gram_norm), gram(output, gram_norm)
         channels = style_gram.shape[-1]
         per_layer[layer] = (squared_frobenius(style_gram) + squared_frobenius(output_gram)) / (channels * channels)
     return _weighted_sum("bound", per_layer, {layer: 1.0 for layer in layers})
@@ -138,11 +199,12 @@ def balanced_style_loss(style_feats: Feats, output_feats: Feats, *, layers: Sequ
     Returns:
       (total [B], {"balanced/<layer>": [B]}). Normalisation is per sample, as the paper requires.
     """
+    layers = _check_layers(layers, "balanced_style_loss")
     w = _layer_weights(layers, weights)
     per_layer = {}
     for layer in layers:
-        style_gram = gram(_features(style_feats, layer, "style"))
-        output_gram = gram(_features(output_feats, layer, "output"))
+        style, output = _pair(style_feats, output_feats, layer, "style", same_size=False)
+        style_gram, output_gram = gram(style), gram(output)
         per_layer[layer] = _balanced_layer(style_gram, output_gram, detach_denominator=detach_denominator, eps=eps)
     return _weighted_sum("balanced", per_layer, w)
 
@@ -153,20 +215,35 @@ def mean_std_style_loss(style_feats: Feats, output_feats: Feats, *, layers: Sequ
 
     The batch mean of `total` equals the PyTorch port's loss (MSE averaged over B*C, unbiased var + 1e-5).
     """
+    layers = _check_layers(layers, "mean_std_style_loss")
     w = _layer_weights(layers, weights)
     per_layer = {}
     for layer in layers:
-        style_mean, style_std = channel_mean_std(_features(style_feats, layer, "style"), ddof=ddof, eps=eps)
-        output_mean, output_std = channel_mean_std(_features(output_feats, layer, "output"), ddof=ddof, eps=eps)
+        style, output = _pair(style_feats, output_feats, layer, "style", same_size=False)
+        for x in (style, output):
+            _check_statistics(x, f"layer {layer!r}", ddof)
+        style_mean, style_std = channel_mean_std(style, ddof=ddof, eps=eps)
+        output_mean, output_std = channel_mean_std(output, ddof=ddof, eps=eps)
         per_layer[layer] = _mse_per_sample(output_mean, style_mean) + _mse_per_sample(output_std, style_std)
     return _weighted_sum("mean_std", per_layer, w)
 
 
 def total_variation_loss(images: jax.Array) -> jax.Array:
-    """Magenta's total variation: 0.5 * (mean squared vertical diff + mean squared horizontal diff), [B]."""
+    """Magenta's total variation: 0.5 * (mean squared vertical diff + mean squared horizontal diff), [B].
+
+    An axis of length 1 has no pairs of neighbouring pixels, so its term is 0: the image does not vary
+    along it (the empty sum of squared differences), and no pixel pair constrains the gradient. The plain
+    mean would be 0/0 = NaN. Empty images (H, W or C = 0) raise a ValueError.
+    """
+    if images.ndim != 4 or 0 in images.shape[1:]:
+        raise ValueError(f"total_variation_loss: images have shape {tuple(images.shape)}; expected a non-empty "
+                         "[B, H, W, C] batch (H, W and C at least 1)")
     images = images.astype(accumulation_dtype(images))
-    vertical = jnp.mean(jnp.square(images[:, 1:] - images[:, :-1]), axis=(1, 2, 3))
-    horizontal = jnp.mean(jnp.square(images[:, :, 1:] - images[:, :, :-1]), axis=(1, 2, 3))
+    no_pairs = jnp.zeros(images.shape[:1], images.dtype)
+    vertical = (jnp.mean(jnp.square(images[:, 1:] - images[:, :-1]), axis=(1, 2, 3))
+                if images.shape[1] > 1 else no_pairs)
+    horizontal = (jnp.mean(jnp.square(images[:, :, 1:] - images[:, :, :-1]), axis=(1, 2, 3))
+                  if images.shape[2] > 1 else no_pairs)
     return 0.5 * (vertical + horizontal)
 
 
@@ -190,7 +267,10 @@ def adain_native_loss(*, output_feats: Feats, style_feats: Feats | None, target:
         drops the style term (when the classic or balanced loss replaces it).
       target: [B, h, w, 512] the (alpha-blended) AdaIN output t that was decoded; held constant.
     """
-    content = _mse_per_sample(_features(output_feats, "relu4_1", "output"), jax.lax.stop_gradient(target))
+    output = _features(output_feats, "relu4_1", "output")
+    _check_pair("layer 'relu4_1'", "AdaIN target", _check_map(target, "layer 'relu4_1'", "AdaIN target"), output,
+                same_size=True)
+    content = _mse_per_sample(output, jax.lax.stop_gradient(target))
     style, style_parts = _optional_style(
         style_feats, lambda: mean_std_style_loss(style_feats, output_feats, layers=ADAIN_STYLE_LAYERS))
     breakdown = {"content": content, **({"style": style} if style_parts else {}), **style_parts}
@@ -210,15 +290,24 @@ def sanet_native_loss(*, output_feats: Feats, content_feats: Feats, style_feats:
         identity loss, so style_weight=0 is how classic/balanced drop the native style term here).
       content, style: the input images [B, H, W, 3]; identity_*: the identity reconstructions.
     """
-    content_term = sum(
-        _mse_per_sample(mean_variance_norm(_features(output_feats, layer, "output")),
-                        mean_variance_norm(_features(content_feats, layer, "content")))
-        for layer in ("relu4_1", "relu5_1"))
+    content_term = 0.0
+    for layer in ("relu4_1", "relu5_1"):
+        content_layer, output_layer = _pair(content_feats, output_feats, layer, "content", same_size=True)
+        _check_statistics(content_layer, f"layer {layer!r}", 1)
+        content_term = content_term + _mse_per_sample(mean_variance_norm(output_layer),
+                                                      mean_variance_norm(content_layer))
     style_term, style_parts = mean_std_style_loss(style_feats, output_feats, layers=SANET_STYLE_LAYERS)
+    for name, reference, reconstruction in (("content", content, identity_content),
+                                            ("style", style, identity_style)):
+        _check_pair(f"identity_{name}", f"{name} image", _check_map(reference, f"{name}", "input"),
+                    _check_map(reconstruction, f"identity_{name}", "reconstructed"), same_size=True)
     identity_pixel = _mse_per_sample(identity_content, content) + _mse_per_sample(identity_style, style)
-    identity_feature = sum(
-        _mse_per_sample(identity_content_feats[layer], content_feats[layer])
-        + _mse_per_sample(identity_style_feats[layer], style_feats[layer]) for layer in SANET_STYLE_LAYERS)
+    identity_feature = 0.0
+    for layer in SANET_STYLE_LAYERS:
+        for reference_feats, identity_feats, role in ((content_feats, identity_content_feats, "content"),
+                                                      (style_feats, identity_style_feats, "style")):
+            reference, identity = _pair(reference_feats, identity_feats, layer, role, same_size=True)
+            identity_feature = identity_feature + _mse_per_sample(identity, reference)
     total = (content_weight * content_term + style_weight * style_term
              + identity_pixel_weight * identity_pixel + identity_feature_weight * identity_feature)
     breakdown = {"content": content_term, "style": style_term, "identity_pixel": identity_pixel,
@@ -234,14 +323,13 @@ def linear_native_loss(*, output_feats: Feats, content_feats: Feats, style_feats
     sums over the batch and divides by B, i.e. the batch mean of these per-sample sums.
     style_feats=None drops the style term (when the classic or balanced loss replaces it).
     """
-    content = _mse_per_sample(_features(output_feats, "relu4_1", "output"),
-                              _features(content_feats, "relu4_1", "content"))
+    content_layer, output_layer = _pair(content_feats, output_feats, "relu4_1", "content", same_size=True)
+    content = _mse_per_sample(output_layer, content_layer)
 
     def style_term():
         per_layer = {}
         for layer in ADAIN_STYLE_LAYERS:
-            output_layer = _features(output_feats, layer, "output")
-            style_layer = _features(style_feats, layer, "style")
+            style_layer, output_layer = _pair(style_feats, output_feats, layer, "style", same_size=False)
             output_layer, style_layer = (x.astype(accumulation_dtype(x)) for x in (output_layer, style_layer))
             mean_diff = jnp.mean(output_layer, axis=(1, 2)) - jnp.mean(style_layer, axis=(1, 2))
             gram_diff = gram(output_layer, "chw") - gram(style_layer, "chw")

@@ -206,7 +206,7 @@ def test_resize_sixteen_bit_in_float(tmp_path):
 # -------------------------------------------------------------------------------------------- save, list
 
 def test_save_clamps_quantises_and_creates_dirs(tmp_path):
-    image = np.array([[[-1.0, 0.5, 2.0], [np.nan, 1.0 / 255 * 0.49, 1.0 / 255 * 0.51]]] * 16, np.float32)
+    image = np.array([[[-1.0, 0.5, 2.0], [0.0, 1.0 / 255 * 0.49, 1.0 / 255 * 0.51]]] * 16, np.float32)
     image = np.repeat(image, 8, axis=1)
     path = imageio.save_image(tmp_path / "deep" / "dir" / "out.png", image)
     assert path.exists() and not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]

@@ -9,10 +9,17 @@ A *table* maps a Flax parameter path such as ``("decoder", "conv4_1", "kernel")`
 
 `torch_to_flax` checks the whole file against the table and the expected shapes and reports every
 problem (missing, unexpected and mis-shaped keys) in one `WeightsError`.
+
+The readers of the weights formats share `check_readable`, `check_finite` and the memory limit
+`read_budget` defined here.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import jax
@@ -22,10 +29,50 @@ Table = dict[tuple[str, ...], tuple[str, str]]
 
 KINDS = ("conv", "linear", "vector", "hwio")
 _MAX_LISTED = 12  # keys listed per category in an error message before "... and N more"
+# A weights reader may allocate at most READ_EXPANSION x the file's size for array data (storages,
+# tensors, inflated zip entries), and at least MIN_READ_BUDGET. Real files need about 2x (the raw
+# storages plus the contiguous copies; tied weights a little more); a stride-0 "expanded" view or a
+# deflate bomb of a few KB would otherwise claim gigabytes. The floor keeps small files with
+# legitimately expanded buffers readable.
+READ_EXPANSION = 4
+MIN_READ_BUDGET = 64 << 20
 
 
 class WeightsError(ValueError):
     """A weights file cannot be used: unreadable, unsafe, or not matching the model."""
+
+
+def read_budget(file_bytes: int) -> int:
+    """Bytes of array data a reader may allocate for a file of `file_bytes` bytes (see READ_EXPANSION)."""
+    return max(MIN_READ_BUDGET, READ_EXPANSION * file_bytes)
+
+
+def check_readable(path: str | os.PathLike, what: str = "weights file") -> int:
+    """Raise one `WeightsError` saying why `path` cannot be read, else return its size in bytes.
+
+    The reasons are told apart (does not exist, a directory, a symlink loop, a broken symlink,
+    permission denied) because "does not exist" for a directory or an unreadable file sends the
+    user looking for the wrong problem. Only regular files are opened: a FIFO would block forever.
+    """
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise WeightsError(f"{what} {path} is a directory, not a file")
+        if not stat.S_ISREG(mode):
+            raise WeightsError(f"{what} {path} is not a regular file (a device, pipe or socket)")
+        with open(path, "rb") as f:
+            return os.fstat(f.fileno()).st_size
+    except PermissionError:
+        raise WeightsError(f"{what} {path}: permission denied (cannot read the file)") from None
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise WeightsError(f"{what} {path} is a broken symlink (its target does not exist)") from None
+        raise WeightsError(f"{what} {path} does not exist") from None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise WeightsError(f"{what} {path} is a symlink loop (too many levels of symbolic links)") from None
+        raise WeightsError(f"cannot read {what} {path}: {err.strerror or err}") from None
 
 
 def check_finite(params: Any, source: str) -> None:

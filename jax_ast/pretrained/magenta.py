@@ -27,7 +27,8 @@ import numpy as np
 
 from jax_ast.models.inception import MIN_INPUT_SIZE, InceptionV3, conv_unit_paths
 from jax_ast.models.magenta import CONTRACT_CONVS, STYLE_NORM_SITES, Magenta
-from jax_ast.pretrained.convert import WeightsError, torch_to_flax
+from jax_ast.pretrained.convert import WeightsError, check_finite, torch_to_flax
+from jax_ast.pretrained.native import read_npz
 
 Table = dict[tuple[str, ...], tuple[str, str]]
 PathLike = str | os.PathLike
@@ -105,11 +106,8 @@ def read_checkpoint(path: PathLike, *, skip_prefixes: tuple[str, ...] = ()) -> d
     """Variables of an ``.npz`` (keys = TF variable names) or of a TF checkpoint prefix/directory."""
     path = os.fspath(path)
     if path.endswith(".npz"):
-        if not os.path.isfile(path):
-            raise WeightsError(f"weights file not found: {path!r}")
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files
-                    if not name.startswith(skip_prefixes) and not name.endswith(_SLOT_SUFFIXES)}
+        return read_npz(path, select=lambda name: not name.startswith(skip_prefixes)
+                        and not name.endswith(_SLOT_SUFFIXES))
     if os.path.isdir(path) or os.path.isfile(path + ".index"):
         return read_tf_checkpoint(path, skip_prefixes=skip_prefixes)
     raise WeightsError(f"{path!r} is neither an .npz file nor a TensorFlow checkpoint prefix "
@@ -143,13 +141,14 @@ def load_magenta(checkpoint: PathLike, *, bottleneck: int = 100,
 
     Raises:
       WeightsError: every missing, unexpected or mis-shaped variable in one message naming the checkpoint,
-        or a path that is neither an ``.npz`` nor a TF checkpoint.
+        NaN/inf values, an unreadable ``.npz``, or a path that is neither an ``.npz`` nor a TF checkpoint.
       ImportError: a TF checkpoint without the optional ``tensorflow`` package.
     """
     model = Magenta(bottleneck=bottleneck, dtype=jnp.dtype(dtype))
     variables = read_checkpoint(checkpoint, skip_prefixes=IGNORED_PREFIXES)
     converted = torch_to_flax(variables, magenta_table(), _magenta_shapes(model),
                               source=os.fspath(checkpoint), ignore_prefixes=IGNORED_PREFIXES)
+    check_finite(converted, os.fspath(checkpoint))
     return model, jax.tree_util.tree_map(jnp.asarray, converted)
 
 
@@ -251,6 +250,7 @@ def load_inception_v3(path: PathLike) -> dict:
         tensors = read_checkpoint(name, skip_prefixes=INCEPTION_IGNORED_PREFIXES)
         converted = torch_to_flax(tensors, inception_table(), _inception_shapes(), source=name,
                                   ignore_prefixes=INCEPTION_IGNORED_PREFIXES)
+    check_finite(converted, name)
     return jax.tree_util.tree_map(jnp.asarray, converted)
 
 

@@ -1,7 +1,8 @@
 """Our own fast params format: an ``.npz`` of '/'-joined parameter paths plus one JSON meta entry.
 
 No pickle anywhere (written and read with ``allow_pickle=False``); written to a temporary file and
-renamed, so a crash never leaves a half-written file under the final name.
+renamed, so a crash never leaves a half-written file under the final name. `read_npz` is the one
+``.npz`` reader of the weights boundary (also for TF-slim / Magenta variable dumps).
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import ml_dtypes
 import numpy as np
 
-from jax_ast.pretrained.convert import WeightsError
+from jax_ast.pretrained.convert import WeightsError, check_finite, check_readable, read_budget
 
 FORMAT = "jax_ast.params"
 VERSION = 1
@@ -68,6 +69,8 @@ def save_params(path: str | Path, params: Mapping[str, Any], *, meta: Mapping[st
 
 def is_native(path: str | Path) -> bool:
     """True if `path` is a file written by `save_params`."""
+    if not os.path.isfile(path):  # a FIFO would block the zip reader forever
+        return False
     try:
         with zipfile.ZipFile(path) as archive:
             return f"{META_KEY}.npy" in archive.namelist()
@@ -75,31 +78,79 @@ def is_native(path: str | Path) -> bool:
         return False
 
 
+def _npz_entry(data: Any, key: str, path: Path) -> np.ndarray:
+    try:
+        return data[key]
+    except ValueError as err:
+        if "allow_pickle" not in str(err):
+            raise
+        raise WeightsError(f"{path}: entry {key!r} is an array of pickled Python objects, which is never "
+                           "loaded (unpickling can run arbitrary code); store plain numeric arrays") from None
+
+
+def read_npz(path: str | Path, *, select: Callable[[str], bool] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` (those whose name passes `select`, default all), never unpickling.
+
+    Raises:
+      WeightsError: naming the file (and the entry where there is one): missing or unreadable, not an
+        .npz, truncated or corrupt, an entry of pickled objects, or entries that inflate to far more
+        than the file's size (`convert.read_budget`).
+    """
+    path = Path(path)
+    size = check_readable(path, "weights file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            inflated = {info.filename.removesuffix(".npy"): info.file_size for info in archive.infolist()}
+        wanted = [key for key in inflated if select is None or select(key)]
+        if sum(inflated[key] for key in wanted) > read_budget(size):
+            raise WeightsError(f"{path}: its entries inflate to {sum(inflated[k] for k in wanted):,} bytes, far more "
+                               f"than the {size:,}-byte file may hold ({read_budget(size):,} bytes allowed; a "
+                               "decompression bomb)")
+        with np.load(path, allow_pickle=False) as data:
+            return {key: _npz_entry(data, key, path) for key in wanted if key in data.files}
+    except WeightsError:
+        raise
+    except zipfile.BadZipFile:
+        raise WeightsError(f"{path} is not an .npz archive (not a zip file), or it is truncated") from None
+    except (ValueError, OSError, EOFError, KeyError, MemoryError) as err:
+        raise WeightsError(f"{path} is truncated or corrupt ({type(err).__name__}: {err})") from None
+
+
 def load_params(path: str | Path) -> tuple[dict, dict]:
     """Load ``(params, meta)`` saved by `save_params`; params are nested dicts of numpy arrays.
 
     Raises:
-      WeightsError: not a file written by `save_params`, or unreadable/truncated.
+      WeightsError: missing or unreadable, not a file written by `save_params`, truncated, or holding
+        NaN/inf parameters (`convert.check_finite`); the message names the file.
     """
     path = Path(path)
+    check_readable(path, "params file")
     if not is_native(path):
         raise WeightsError(f"{path} is not a jax_ast params file (.npz with a {META_KEY} entry)")
+    flat = read_npz(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            header = json.loads(bytes(data[META_KEY]).decode())
-            flat = {key: data[key] for key in data.files if key != META_KEY}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        header = json.loads(bytes(flat.pop(META_KEY)).decode())
+    except (KeyError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise WeightsError(f"{path} is truncated or corrupt ({type(err).__name__}: {err})") from None
+    if not isinstance(header, dict):
+        raise WeightsError(f"{path}: its {META_KEY} entry is not a JSON object")
     if header.get("format") != FORMAT or header.get("version") != VERSION:
         raise WeightsError(f"{path}: unsupported format {header.get('format')!r} version {header.get('version')!r}")
+    stored_dtypes = header.get("stored_dtypes", {})
+    if not isinstance(stored_dtypes, dict):
+        raise WeightsError(f"{path}: its {META_KEY} entry has a malformed 'stored_dtypes'")
     params: dict = {}
     for key, array in flat.items():
-        stored = header.get("stored_dtypes", {}).get(key)
+        stored = stored_dtypes.get(key)
         if stored:
-            array = array.astype(np.dtype(getattr(ml_dtypes, stored, stored)))
+            try:
+                array = array.astype(np.dtype(getattr(ml_dtypes, stored, stored)))
+            except (TypeError, ValueError) as err:
+                raise WeightsError(f"{path}: entry {key!r} has an unknown stored dtype ({err})") from None
         node = params
         *parents, leaf = key.split("/")
         for name in parents:
             node = node.setdefault(name, {})
         node[leaf] = array
+    check_finite(params, str(path))
     return params, header.get("meta", {})

@@ -12,12 +12,19 @@ Two on-disk formats exist:
 
 The object pickle is read by an unpickler whose ``find_class`` only resolves the handful of globals
 a state_dict needs, each to a harmless local stand-in; anything else is refused.
+
+A hostile file must cost at most work and memory in proportion to its size: array data is limited by
+`convert.read_budget`, containers are rebuilt once per object (a pickle's shared references are never
+expanded), nesting is limited to `MAX_NESTING` levels, dict keys and set elements must be plain values
+(hashing a nested tuple is as costly as expanding it), and no read asks for more bytes than the file
+has left.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import math
 import pickle
 import struct
 import tarfile
@@ -30,12 +37,21 @@ from typing import Any, Callable, Mapping
 import ml_dtypes
 import numpy as np
 
-from jax_ast.pretrained.convert import WeightsError, torch_to_flax
+from jax_ast.pretrained.convert import (READ_EXPANSION, WeightsError, check_finite, check_readable, read_budget,
+                                        torch_to_flax)
 
 logger = logging.getLogger(__name__)
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "state", "net", "params", "weights")
+# A state_dict nests a handful of levels (wrapper -> optimizer -> state -> index -> tensor); 100 is far
+# above any real checkpoint and keeps the rebuilding recursion far below Python's limit.
+MAX_NESTING = 100
+# The object pickle of a real checkpoint is a few KB per thousand tensors, never more than the file
+# (torch stores zip entries uncompressed); an inflating entry gets this much plus READ_EXPANSION x.
+_MIN_PICKLE_BUDGET = 1 << 20
+_MAX_DIMS = 64  # numpy's limit on array dimensions
+_PLAIN_KEY_TYPES = (str, bytes, int, float, bool, type(None))
 
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
@@ -83,11 +99,40 @@ class _TorchMarker:
     """Stand-in for ``torch.Tensor`` / ``Parameter`` types passed to the rebuild helpers."""
 
 
+def _label(value: Any) -> str:
+    """A short description of an unpickled value for messages; never a full repr, which for a hostile
+    value (huge, deeply nested, or sharing references exponentially) would itself be the attack."""
+    if isinstance(value, str):
+        return value if len(value) <= 60 else value[:57] + "..."
+    if type(value) in (int, float, bool):
+        try:
+            text = repr(value)
+        except ValueError:  # an int beyond the 4300-digit conversion limit
+            text = ""
+        if 0 < len(text) <= 60:
+            return text
+    return f"<{type(value).__name__}>"
+
+
+def _plain_key(key: Any) -> bool:
+    """True for dict keys / set elements whose hash costs O(their length): plain values or flat tuples."""
+    return type(key) in _PLAIN_KEY_TYPES or (type(key) is tuple and all(type(k) in _PLAIN_KEY_TYPES for k in key))
+
+
+def _bounded_ints(values: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(values, (tuple, list)) or len(values) > _MAX_DIMS:
+        raise pickle.UnpicklingError(f"{what} is a {type(values).__name__}, not up to {_MAX_DIMS} ints")
+    ints = tuple(int(v) for v in values)
+    if any(abs(v) >= 1 << 63 for v in ints):
+        raise pickle.UnpicklingError(f"{what} has a value beyond 64 bits")
+    return ints
+
+
 def _rebuild_tensor(storage, storage_offset, size, stride, *_ignored) -> _PendingTensor:
     if not isinstance(storage, _StorageRef):
         raise pickle.UnpicklingError(f"tensor rebuilt from {type(storage).__name__}, not a storage")
-    return _PendingTensor(storage, int(storage_offset), tuple(int(s) for s in size),
-                          tuple(int(s) for s in stride))
+    offset, = _bounded_ints((storage_offset,), "tensor offset")
+    return _PendingTensor(storage, offset, _bounded_ints(size, "tensor size"), _bounded_ints(stride, "tensor stride"))
 
 
 def _rebuild_parameter(data, *_ignored):
@@ -100,8 +145,20 @@ def _rebuild_from_type_v2(func, _new_type, args, _state):
     return func(*args)
 
 
+def _ordered_dict(items=()) -> OrderedDict:
+    """``OrderedDict(items)`` (how Python 2 pickled one) with the same key check as SETITEMS."""
+    if isinstance(items, (list, tuple)):
+        for pair in items:
+            if isinstance(pair, (list, tuple)) and pair and not _plain_key(pair[0]):
+                raise WeightsError(f"refusing to unpickle an OrderedDict with a {type(pair[0]).__name__} key: "
+                                   "not a plain state_dict")
+    elif not isinstance(items, dict):
+        raise pickle.UnpicklingError(f"OrderedDict built from a {type(items).__name__}")
+    return OrderedDict(items)
+
+
 _ALLOWED_FUNCTIONS: dict[tuple[str, str], Callable[..., Any]] = {
-    ("collections", "OrderedDict"): OrderedDict,
+    ("collections", "OrderedDict"): _ordered_dict,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
@@ -155,15 +212,55 @@ class _RestrictedUnpickler(pickle._Unpickler):  # noqa: SLF001 (the pure-Python 
 
     dispatch[pickle.BUILD[0]] = _load_build
 
+    # The opcodes that hash keys (dict and set building) first check that the keys are plain values.
+    # After a MARK, the pure-Python unpickler's `stack` holds just the items pushed since the mark.
+    def _plain_keys(self, keys: list) -> None:
+        for key in keys:
+            if not _plain_key(key):
+                raise self._refuse(f"a {type(key).__name__} as a dict key or set element")
+
+    def _load_setitem(self) -> None:
+        self._plain_keys(self.stack[-2:-1])
+        pickle._Unpickler.load_setitem(self)  # noqa: SLF001
+
+    def _load_setitems(self) -> None:
+        self._plain_keys(self.stack[::2])
+        pickle._Unpickler.load_setitems(self)  # noqa: SLF001
+
+    def _load_dict(self) -> None:
+        self._plain_keys(self.stack[::2])
+        pickle._Unpickler.load_dict(self)  # noqa: SLF001
+
+    def _load_additems(self) -> None:
+        self._plain_keys(self.stack)
+        pickle._Unpickler.load_additems(self)  # noqa: SLF001
+
+    def _load_frozenset(self) -> None:
+        self._plain_keys(self.stack)
+        pickle._Unpickler.load_frozenset(self)  # noqa: SLF001
+
+    dispatch[pickle.SETITEM[0]] = _load_setitem
+    dispatch[pickle.SETITEMS[0]] = _load_setitems
+    dispatch[pickle.DICT[0]] = _load_dict
+    dispatch[pickle.ADDITEMS[0]] = _load_additems
+    dispatch[pickle.FROZENSET[0]] = _load_frozenset
+
     def persistent_load(self, pid: Any) -> _StorageRef:
-        if not isinstance(pid, tuple) or not pid or pid[0] != "storage":
-            raise pickle.UnpicklingError(f"unsupported persistent id {str(pid)[:80]}")
-        storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])
+        if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage":
+            what = pid[0] if isinstance(pid, tuple) and pid else pid
+            raise pickle.UnpicklingError(f"unsupported persistent id {_label(what)}")
+        storage_type, key = pid[1], pid[2]
         if not isinstance(storage_type, _StorageType):
-            raise pickle.UnpicklingError(f"unsupported storage type {storage_type!r}")
+            raise pickle.UnpicklingError(f"unsupported storage type {_label(storage_type)}")
+        if type(key) not in (str, int):
+            raise pickle.UnpicklingError(f"storage key is a {type(key).__name__}, not a string")
+        key, (numel,) = str(key), _bounded_ints((pid[4],), "storage size")
         view = pid[5] if self._legacy and len(pid) > 5 else None
         if view is not None:  # legacy storage view: (view_key, element offset, view size)
-            return _StorageRef(key, storage_type.dtype, int(view[2]), int(view[1]))
+            if not isinstance(view, (tuple, list)) or len(view) != 3:
+                raise pickle.UnpicklingError(f"storage view is a {type(view).__name__}, not (key, offset, size)")
+            start, count = _bounded_ints(view[1:], "storage view")
+            return _StorageRef(key, storage_type.dtype, count, start)
         return _StorageRef(key, storage_type.dtype, numel)
 
 
@@ -171,7 +268,44 @@ def _unpickle(data: io.BufferedIOBase, *, source: str, legacy: bool) -> Any:
     return _RestrictedUnpickler(data, source=source, legacy=legacy).load()
 
 
-def _view(storage: np.ndarray, tensor: _PendingTensor) -> np.ndarray:
+class _Budget:
+    """The bytes of array data a reader may still allocate for one file (`convert.read_budget`)."""
+
+    def __init__(self, file_bytes: int):
+        self.file_bytes = file_bytes
+        self.limit = self.left = read_budget(file_bytes)
+
+    def take(self, nbytes: int, what: str) -> None:
+        if nbytes > self.left:
+            raise WeightsError(
+                f"{what} needs {nbytes:,} bytes, more than the reader allows for this {self.file_bytes:,}-byte file "
+                f"({self.limit:,} bytes of array data in all: {READ_EXPANSION}x its size, at least "
+                f"{read_budget(0) >> 20} MiB); the file declares far more data than it holds")
+        self.left -= nbytes
+
+
+class _BoundedReader:
+    """`read`/`readline` of a file that never ask for more than the bytes left in it.
+
+    A length field of a hostile pickle (BINBYTES8, FRAME) or storage header would otherwise make
+    ``read(n)`` reserve n bytes before finding out that the file is shorter.
+    """
+
+    def __init__(self, file: io.BufferedIOBase, size: int):
+        self._file, self.left = file, size
+
+    def read(self, n: int | None = -1) -> bytes:
+        data = self._file.read(self.left if n is None or n < 0 else min(n, self.left))
+        self.left -= len(data)
+        return data
+
+    def readline(self, limit: int | None = -1) -> bytes:
+        data = self._file.readline(self.left if limit is None or limit < 0 else min(limit, self.left))
+        self.left -= len(data)
+        return data
+
+
+def _view(storage: np.ndarray, tensor: _PendingTensor, where: str, budget: _Budget) -> np.ndarray:
     """Apply offset/size/stride (in elements) to a 1-D storage, with bounds checks, and copy."""
     ref = tensor.storage
     base = storage[ref.start: ref.start + ref.numel]
@@ -184,65 +318,102 @@ def _view(storage: np.ndarray, tensor: _PendingTensor) -> np.ndarray:
     last = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.size, tensor.stride))
     if tensor.offset < 0 or last >= ref.numel:
         raise WeightsError(f"tensor view reaches element {last} of storage {ref.key} with {ref.numel}")
+    # A view may repeat elements (stride 0, overlapping strides): its copy is limited, not its storage.
+    budget.take(math.prod(tensor.size) * base.itemsize, f"tensor {where or '<top>'!r} of size {tensor.size}")
     strided = np.lib.stride_tricks.as_strided(
         base[tensor.offset:], shape=tensor.size, strides=[s * base.itemsize for s in tensor.stride],
         writeable=False)
     return np.array(strided, dtype=base.dtype.newbyteorder("="), order="C")
 
 
-def _materialise(obj: Any, load_storage: Callable[[_StorageRef], np.ndarray]) -> Any:
-    if isinstance(obj, _PendingTensor):
-        return _view(load_storage(obj.storage), obj)
-    if isinstance(obj, _StorageRef):  # a bare storage: return its elements
-        elements = load_storage(obj)[obj.start: obj.start + obj.numel]
+def _walk(obj: Any, leaf: Callable[[Any, str], Any]) -> Any:
+    """Rebuild the dicts, lists and tuples of an unpickled object with each tensor or storage stand-in
+    replaced by ``leaf(stand_in, where)`` (`where`: its key path, for messages).
+
+    Every object is rebuilt once (remembered by id; all stay alive inside `obj`), so references that
+    the pickle shares stay shared: a file of lists that each hold the previous one twice costs time
+    linear in its size here, where a plain recursive copy would expand it exponentially. Reference
+    cycles and nesting deeper than `MAX_NESTING` are refused: a state_dict has neither.
+    """
+    done: dict[int, Any] = {}
+    active: dict[int, str] = {}  # containers being rebuilt -> where they were entered
+
+    def visit(node: Any, where: str, depth: int) -> Any:
+        if not isinstance(node, (dict, list, tuple, _PendingTensor, _StorageRef)):
+            return node
+        if id(node) in done:
+            return done[id(node)]
+        if isinstance(node, (_PendingTensor, _StorageRef)):
+            done[id(node)] = leaf(node, where)
+            return done[id(node)]
+        if id(node) in active:
+            raise WeightsError(f"the {type(node).__name__} at {active[id(node)] or '<top>'} contains itself (at "
+                               f"{where}, a reference cycle): not a state_dict")
+        if depth >= MAX_NESTING:
+            raise WeightsError(f"containers are nested more than {MAX_NESTING} levels deep (at "
+                               f"{where if len(where) <= 120 else where[:120] + '...'}): not a state_dict")
+        active[id(node)] = where
+        if isinstance(node, dict):
+            rebuilt = {key: visit(value, f"{where}/{_label(key)}" if where else _label(key), depth + 1)
+                       for key, value in node.items()}
+        else:
+            rebuilt = type(node)(visit(value, f"{where}[{i}]", depth + 1) for i, value in enumerate(node))
+        del active[id(node)]
+        done[id(node)] = rebuilt
+        return rebuilt
+
+    return visit(obj, "", 0)
+
+
+def _materialise(obj: Any, load_storage: Callable[[_StorageRef], np.ndarray], budget: _Budget) -> Any:
+    def leaf(ref: Any, where: str) -> np.ndarray:
+        if isinstance(ref, _PendingTensor):
+            return _view(load_storage(ref.storage), ref, where, budget)
+        elements = load_storage(ref)[ref.start: ref.start + ref.numel]  # a bare storage: its elements
+        budget.take(elements.nbytes, f"storage {ref.key} at {where or '<top>'}")
         return np.array(elements, dtype=elements.dtype.newbyteorder("="))
-    if isinstance(obj, dict):
-        return {key: _materialise(value, load_storage) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_materialise(value, load_storage) for value in obj)
-    return obj
+
+    return _walk(obj, leaf)
 
 
-def _read_zip(path: Path) -> Any:
+def _read_zip(path: Path, budget: _Budget) -> Any:
     with zipfile.ZipFile(path) as archive:
         pickles = [n for n in archive.namelist() if n.endswith("data.pkl") and n.count("/") <= 1]
         if not pickles:
             raise WeightsError(f"{path} is a zip file without data.pkl: not a PyTorch checkpoint")
         root = pickles[0][: -len("data.pkl")]
         names = set(archive.namelist())
-        byteorder = archive.read(root + "byteorder").decode().strip() if root + "byteorder" in names else "little"
+
+        def read_entry(name: str, what: str) -> bytes:  # the declared (inflated) size is checked first
+            budget.take(archive.getinfo(name).file_size, what)
+            return archive.read(name)
+
+        byteorder = read_entry(root + "byteorder", "the byteorder record").decode().strip() \
+            if root + "byteorder" in names else "little"
         if byteorder not in ("little", "big"):
             raise WeightsError(f"{path}: unknown byteorder record {byteorder!r}")
+        pickle_size = archive.getinfo(pickles[0]).file_size
+        if pickle_size > max(_MIN_PICKLE_BUDGET, READ_EXPANSION * budget.file_bytes):
+            raise WeightsError(f"{pickles[0]} inflates to {pickle_size:,} bytes, far more than the "
+                               f"{budget.file_bytes:,}-byte file (a decompression bomb)")
         obj = _unpickle(io.BytesIO(archive.read(pickles[0])), source=str(path), legacy=False)
         cache: dict[str, np.ndarray] = {}
 
         def load_storage(ref: _StorageRef) -> np.ndarray:
             if ref.key not in cache:
-                raw = archive.read(f"{root}data/{ref.key}")
+                raw = read_entry(f"{root}data/{ref.key}", f"storage {ref.key}")
                 dtype = np.dtype(ref.dtype).newbyteorder("<" if byteorder == "little" else ">")
                 if len(raw) % dtype.itemsize:
                     raise WeightsError(f"storage {ref.key} has {len(raw)} bytes, not a multiple of {dtype}")
                 cache[ref.key] = np.frombuffer(raw, dtype=dtype)
             return cache[ref.key]
 
-        return _materialise(obj, load_storage)
+        return _materialise(obj, load_storage, budget)
 
 
-def _collect_refs(obj: Any, found: dict[str, _StorageRef]) -> None:
-    if isinstance(obj, _PendingTensor):
-        found.setdefault(obj.storage.key, obj.storage)
-    elif isinstance(obj, _StorageRef):
-        found.setdefault(obj.key, obj)
-    elif isinstance(obj, dict):
-        for value in obj.values():
-            _collect_refs(value, found)
-    elif isinstance(obj, (list, tuple)):
-        for value in obj:
-            _collect_refs(value, found)
-
-
-def _read_legacy(path: Path) -> Any:
-    with open(path, "rb") as f:
+def _read_legacy(path: Path, budget: _Budget) -> Any:
+    with open(path, "rb") as raw_file:
+        f = _BoundedReader(raw_file, budget.file_bytes)
         magic = _unpickle(f, source=str(path), legacy=True)
         if magic != LEGACY_MAGIC:
             raise WeightsError(f"{path} is not a PyTorch checkpoint (no zip archive, no legacy magic number)")
@@ -252,21 +423,32 @@ def _read_legacy(path: Path) -> Any:
         obj = _unpickle(f, source=str(path), legacy=True)
         keys = _unpickle(f, source=str(path), legacy=True)
         refs: dict[str, _StorageRef] = {}
-        _collect_refs(obj, refs)
+
+        def collect(ref: Any, _where: str) -> None:
+            storage = ref.storage if isinstance(ref, _PendingTensor) else ref
+            refs.setdefault(storage.key, storage)
+
+        _walk(obj, collect)
+        if not isinstance(keys, (list, tuple)):
+            raise WeightsError(f"the storage key list is a {type(keys).__name__}, not a list")
         storages: dict[str, np.ndarray] = {}
         for key in keys:
+            if type(key) not in (str, int):
+                raise WeightsError(f"a storage key is a {type(key).__name__}, not a string")
+            key = str(key)
             header = f.read(8)
             if len(header) != 8:
                 raise WeightsError(f"storage {key} header is cut short")
             count = struct.unpack(order + "q", header)[0]
-            if str(key) not in refs:
+            if key not in refs:
                 raise WeightsError(f"storage {key} is listed but never referenced")
-            dtype = np.dtype(refs[str(key)].dtype).newbyteorder(order)
-            raw = f.read(count * dtype.itemsize)
-            if len(raw) != count * dtype.itemsize:
-                raise WeightsError(f"storage {key} is cut short ({len(raw)} of {count * dtype.itemsize} bytes)")
-            storages[str(key)] = np.frombuffer(raw, dtype=dtype)
-    return _materialise(obj, lambda ref: storages[ref.key])
+            dtype = np.dtype(refs[key].dtype).newbyteorder(order)
+            if not 0 <= count * dtype.itemsize <= f.left:
+                raise WeightsError(f"storage {key} is cut short: its header declares {count:,} elements "
+                                   f"({count * dtype.itemsize:,} bytes) but {f.left:,} bytes are left in the file")
+            budget.take(count * dtype.itemsize, f"storage {key}")
+            storages[key] = np.frombuffer(f.read(count * dtype.itemsize), dtype=dtype)
+    return _materialise(obj, lambda ref: storages[ref.key], budget)
 
 
 def _pick_state_dict(obj: Any, path: Path) -> dict[str, np.ndarray]:
@@ -281,10 +463,10 @@ def _pick_state_dict(obj: Any, path: Path) -> dict[str, np.ndarray]:
             logger.info("%s: using the state_dict stored under key %r", path, key)
             return _pick_state_dict(inner, path)
     if tensors:
-        others = sorted(str(k) for k in obj if k not in tensors)
+        others = sorted(_label(k) for k in obj if k not in tensors)
         logger.warning("%s: ignoring %d non-tensor entries: %s", path, len(others), others[:10])
         return tensors
-    raise WeightsError(f"{path} holds a dict with keys {sorted(map(str, obj))[:20]} but no tensors and "
+    raise WeightsError(f"{path} holds a dict with keys {sorted(map(_label, obj))[:20]} but no tensors and "
                        f"no state_dict under any of {WRAPPER_KEYS}")
 
 
@@ -296,24 +478,27 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     state_dict under one of `WRAPPER_KEYS` (e.g. ``{"epoch": 3, "state_dict": {...}}``) is unwrapped
     and the key used is logged.
 
+    Reading is bounded by the file's size (see the module docstring), so a hostile file fails fast
+    with a `WeightsError` instead of hanging or exhausting memory.
+
     Raises:
-      WeightsError: missing, truncated or corrupt file; a pickle that needs anything other than plain
-        tensors in dicts (refused, never executed); or no state_dict inside. The message names the file.
+      WeightsError: missing, unreadable, truncated or corrupt file; a pickle that needs anything other
+        than plain tensors in dicts (refused, never executed); data far beyond what the file holds; or
+        no state_dict inside. The message names the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
+    budget = _Budget(check_readable(path))
     with open(path, "rb") as f:
         head = f.read(4)
     try:
         if zipfile.is_zipfile(path):
-            obj = _read_zip(path)
+            obj = _read_zip(path, budget)
         elif head == b"PK\x03\x04":
             raise WeightsError(f"{path} is a truncated or corrupt zip archive (no central directory)")
         elif tarfile.is_tarfile(path):
             raise WeightsError(f"{path} is a tar archive (torch < 0.1.10 format), which is not supported")
         else:
-            obj = _read_legacy(path)
+            obj = _read_legacy(path, budget)
     except WeightsError as err:
         message = str(err)
         raise WeightsError(message if str(path) in message else f"{path}: {message}") from None
@@ -326,5 +511,10 @@ def read_state_dict(path: str | Path) -> dict[str, np.ndarray]:
 
 def load_torch_params(path: str | Path, table: Mapping[tuple[str, ...], tuple[str, str]], expected: Any, *,
                       ignore_prefixes: tuple[str, ...] = ()) -> dict:
-    """Read one `.pth` state_dict and convert it with `table` (see `convert.torch_to_flax`); errors name the file."""
-    return torch_to_flax(read_state_dict(path), table, expected, source=str(path), ignore_prefixes=ignore_prefixes)
+    """Read one `.pth` state_dict and convert it with `table` (see `convert.torch_to_flax`); errors name the file.
+
+    Weights holding NaN or inf are refused here (`convert.check_finite`), for every importer built on this.
+    """
+    params = torch_to_flax(read_state_dict(path), table, expected, source=str(path), ignore_prefixes=ignore_prefixes)
+    check_finite(params, str(path))
+    return params

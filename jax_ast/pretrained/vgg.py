@@ -113,8 +113,7 @@ def _read_source(weights: Any) -> tuple[dict[str, np.ndarray] | None, dict | Non
         params, meta = native.load_params(path)
         return None, {"params": params, "meta": meta}, str(path)
     if path.suffix == ".npz" and zipfile.is_zipfile(path):
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}, None, str(path)
+        return native.read_npz(path), None, str(path)
     return read_state_dict(path), None, str(path)
 
 

@@ -388,3 +388,22 @@ def test_trainable_parameter_count(variant, expected):
     trainable, frozen = split_trainable(model, params)
     assert set(trainable) == {"transform"} and set(frozen) == {"encoder", "decoder"}
     assert sum(int(np.prod(x.shape)) for x in jax.tree.leaves(trainable)) == expected
+
+
+def test_transform_starts_like_the_pytorch_original():
+    """MulLayer is initialised as torch's nn.Conv2d/nn.Linear defaults (U(+-1/sqrt(fan_in))), so the
+    transformed features of a fresh model have the scale of the original's (not ~1e3 times more)."""
+    model = build_linear("r41")
+    probe = jnp.zeros((1, 32, 32, 3))
+    params = model.init(jax.random.PRNGKey(0), probe, probe)["params"]["transform"]
+    torch_fc = tnn.Linear(32 * 32, 32 * 32)
+    for name, ours, fan_in in (("cnet/fc", params["cnet"]["fc"]["kernel"], 32 * 32),
+                               ("compress", params["compress"]["kernel"], 512),
+                               ("snet/conv1", params["snet"]["conv1"]["kernel"], 512 * 9)):
+        bound = 1.0 / np.sqrt(fan_in)
+        assert float(jnp.max(jnp.abs(ours))) <= bound, name
+        np.testing.assert_allclose(float(jnp.std(ours)), bound / np.sqrt(3.0), rtol=0.05, err_msg=name)
+    np.testing.assert_allclose(float(jnp.std(params["cnet"]["fc"]["kernel"])),
+                               float(torch_fc.weight.detach().std()), rtol=0.05)
+    bias = params["unzip"]["bias"]
+    assert float(jnp.max(jnp.abs(bias))) <= 1.0 / np.sqrt(32) and float(jnp.std(bias)) > 0

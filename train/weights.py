@@ -105,7 +105,9 @@ def _load_pretrained(cfg: TrainConfig, params: dict, batch_stats: dict) -> tuple
             raise ValueError(f"{path} holds {meta.get('arch')!r} weights, not {cfg.arch!r}")
         loaded_stats = loaded.pop("batch_stats", None)
         loaded = loaded.get("params", loaded)
-        parts = {k: v for k, v in loaded.items() if k in params}
+        # A decoder pre-training export also holds the untrained transform of that stage: take its decoder only.
+        wanted = {"decoder"} if meta.get("stage") == "decoder" else set(params)
+        parts = {k: v for k, v in loaded.items() if k in wanted}
         log.info("pretrained parts %s from %s", sorted(parts), path)
         params = {**params, **jax.tree.map(jnp.asarray, parts)}
         return params, (loaded_stats if loaded_stats is not None else batch_stats)

@@ -70,6 +70,21 @@ def avg_pool_2x2(x: jax.Array) -> jax.Array:
     return nn.avg_pool(x, (2, 2), strides=(2, 2), padding="VALID")
 
 
+# PyTorch's default init of nn.Conv2d / nn.Linear: weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+# Flax's lecun_normal has 3x that variance; in a chain that multiplies activations (LinearTransfer's
+# covariance matrices) the difference compounds to ~1e3-1e4 times larger initial outputs than the original.
+TORCH_KERNEL_INIT = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+
+
+def torch_bias_init(fan_in: int):
+    """PyTorch's default bias init for a layer with `fan_in` inputs per output."""
+    bound = 1.0 / float(fan_in) ** 0.5
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+    return init
+
+
 def padded_conv(
     x: jax.Array,
     features: int,
@@ -81,6 +96,7 @@ def padded_conv(
     use_bias: bool = True,
     dtype: Any = jnp.float32,
     kernel_init: Any = nn.initializers.lecun_normal(),
+    torch_init: bool = False,
 ) -> jax.Array:
     """Pad explicitly, then convolve; call inside a parent's ``@nn.compact`` method.
 
@@ -91,8 +107,13 @@ def padded_conv(
       x: [B, H, W, Cin].
       padding: "reflect" (torch ``ReflectionPad2d(k//2)`` + VALID conv) or "zero" (``padding=k//2``).
       dtype: computation dtype; parameters stay float32.
+      torch_init: initialise kernel and bias as PyTorch's nn.Conv2d does (overrides `kernel_init`).
     """
     pad = kernel_size // 2
+    bias_init: Any = nn.initializers.zeros
+    if torch_init:
+        kernel_init = TORCH_KERNEL_INIT
+        bias_init = torch_bias_init(x.shape[-1] * kernel_size * kernel_size)
     if padding == "reflect":
         x = reflect_pad(x, pad)
         conv_padding: Any = "VALID"
@@ -108,5 +129,6 @@ def padded_conv(
         use_bias=use_bias,
         dtype=dtype,
         kernel_init=kernel_init,
+        bias_init=bias_init,
         name=name,
     )(x)

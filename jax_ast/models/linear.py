@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_ast.models.decoders import DECODER_R31, DECODER_R41, Decoder, DecoderLayer
-from jax_ast.models.layers import blend_features, pad_to_multiple, padded_conv
+from jax_ast.models.layers import TORCH_KERNEL_INIT, blend_features, pad_to_multiple, padded_conv, torch_bias_init
 from jax_ast.models.vgg import VGG, check_encoder
 from jax_ast.ops import gram
 
@@ -86,7 +86,9 @@ class CovarianceNet(nn.Module):
     """LST's `CNN`: centred features -> a matrix_size x matrix_size matrix.
 
     Three zero-padded 3x3 convs with bias (ReLU between), the uncentred covariance Y Y^T / (h*w) of
-    the result, flattened row-major, then a dense layer, reshaped row-major.
+    the result, flattened row-major, then a dense layer, reshaped row-major. Initialised like the
+    PyTorch original (`layers.TORCH_KERNEL_INIT`): the transform multiplies two such outputs, so Flax's
+    default init would start training from outputs ~1e3 times too large.
 
     Call:
       centred_feats: [B, h, w, C] (already mean-free per channel).
@@ -103,10 +105,12 @@ class CovarianceNet(nn.Module):
         for index, features in enumerate((*self.widths, self.matrix_size)):
             if index:
                 x = nn.relu(x)
-            x = padded_conv(x, features, 3, name=f"conv{index + 1}", padding="zero", dtype=self.dtype)
+            x = padded_conv(x, features, 3, name=f"conv{index + 1}", padding="zero", dtype=self.dtype,
+                            torch_init=True)
         covariance = gram(x, "hw")  # float32 [B, m, m]; not re-centred, as in the original
         flat = covariance.reshape(covariance.shape[0], -1)  # row-major, like torch .view
-        out = nn.Dense(self.matrix_size**2, name="fc", precision=_HIGHEST)(flat)
+        out = nn.Dense(self.matrix_size**2, name="fc", precision=_HIGHEST, kernel_init=TORCH_KERNEL_INIT,
+                       bias_init=torch_bias_init(flat.shape[-1]))(flat)
         return out.reshape(-1, self.matrix_size, self.matrix_size)
 
 
@@ -124,8 +128,10 @@ class MulLayer(nn.Module):
     def setup(self):
         self.cnet = CovarianceNet(self.cnn_widths, self.matrix_size, self.dtype)
         self.snet = CovarianceNet(self.cnn_widths, self.matrix_size, self.dtype)
-        self.compress = nn.Conv(self.matrix_size, (1, 1), dtype=self.dtype, precision=_HIGHEST)
-        self.unzip = nn.Conv(self.channels, (1, 1), dtype=self.dtype, precision=_HIGHEST)
+        self.compress = nn.Conv(self.matrix_size, (1, 1), dtype=self.dtype, precision=_HIGHEST,
+                                kernel_init=TORCH_KERNEL_INIT, bias_init=torch_bias_init(self.channels))
+        self.unzip = nn.Conv(self.channels, (1, 1), dtype=self.dtype, precision=_HIGHEST,
+                             kernel_init=TORCH_KERNEL_INIT, bias_init=torch_bias_init(self.matrix_size))
 
     def __call__(self, content_feats: jax.Array, style_feats: jax.Array) -> tuple[jax.Array, jax.Array]:
         """[B, h, w, C] content and [B, hs, ws, C] style features -> (transformed [B, h, w, C], T [B, m, m])."""

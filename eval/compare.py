@@ -4,6 +4,10 @@ Prints (or writes) a markdown table with one row per run: the paper-style column
 classic and balanced style losses; paper.md section 3.3) followed by the means of `--extra` metrics
 (default: content loss, SSIM, PSNR, Lab colour distance), and a second table of the per-layer Pearson r of
 the classic loss against its bound. Runs are labelled by arch and checkpoint name, or by ``--labels``.
+
+Exit status (`eval.guards`): 0 done; 2 for a usage or input error (a folder without a readable, well-formed
+``summary.json``; ``--out`` naming a folder, or an existing file without ``--overwrite``), with one message
+naming the file; 3 when ``--out`` could not be written (it is replaced atomically, so it is never half-written).
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from eval import analysis, records, report
+from eval import analysis, guards, records, report
 
 DEFAULT_EXTRA = ("content/total", "ssim", "psnr", "color_lab")
+TABLE_STATS = ("count", "mean", "median", "std")  # what the paper-style table reads of each total
 
 
 def load_summary(run_dir: Path) -> dict:
@@ -24,7 +29,42 @@ def load_summary(run_dir: Path) -> dict:
     if not path.is_file():
         raise records.RecordsError(f"{run_dir}: no {report.SUMMARY_NAME} (not an eval.run output folder, or the "
                                    "run has not finished; rerun it to write the summary)")
-    return records.read_json(path)
+    try:
+        summary = records.read_json(path)
+    except (OSError, ValueError) as error:  # truncated or not JSON, not UTF-8, unreadable
+        raise records.RecordsError(f"{path} is unreadable ({type(error).__name__}: {error}); rerun eval.run on "
+                                   f"{run_dir} to rewrite it") from None
+    problem = _summary_problem(summary)
+    if problem:
+        raise records.RecordsError(f"{path} is not an eval.run summary: {problem}; rerun eval.run on {run_dir} "
+                                   "to rewrite it")
+    return summary
+
+
+def _is_number(value: object) -> bool:
+    """A statistic as `records.write_json` stores it: a number, or null for NaN."""
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _summary_problem(summary: object) -> str | None:
+    """What in a parsed summary.json the tables cannot use (wrong shape, missing keys), or None."""
+    if not isinstance(summary, dict):
+        return f"it holds a JSON {type(summary).__name__}, not an object"
+    stats = summary.get("stats")
+    if not isinstance(stats, dict):
+        return "no 'stats' object"
+    for name, entry in stats.items():
+        if not isinstance(entry, dict) or "mean" not in entry or not _is_number(entry["mean"]):
+            return f"stats[{name!r}] has no numeric 'mean'"
+    for name in ("classic/total", "balanced/total"):
+        entry = stats.get(name, {})
+        missing = [key for key in TABLE_STATS if key not in entry or not _is_number(entry[key])]
+        if missing:
+            return f"stats[{name!r}] lacks numeric {', '.join(missing)}"
+    correlations = summary.get("pearson_classic_vs_bound", {})
+    if not isinstance(correlations, dict) or not all(_is_number(r) for r in correlations.values()):
+        return "'pearson_classic_vs_bound' is not an object of numbers"
+    return None
 
 
 def comparison_markdown(summaries: Sequence[dict], labels: Sequence[str] | None = None,
@@ -55,21 +95,29 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--extra", default=",".join(DEFAULT_EXTRA), help="comma-separated metrics whose mean is "
                                                                          "added as columns ('' for none)")
     parser.add_argument("--out", type=Path, help="write the markdown here instead of printing it")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(None if argv is None else list(argv))
     labels = [label.strip() for label in args.labels.split(",")] if args.labels else None
     if labels is not None and len(labels) != len(args.runs):
         parser.error(f"--labels has {len(labels)} names for {len(args.runs)} folders")
+    problem = args.out and guards.output_file_problem(args.out, overwrite=args.overwrite)
+    if problem:
+        parser.error(f"--out {problem}")
     try:
         summaries = [load_summary(run) for run in args.runs]
     except records.RecordsError as error:
-        parser.error(str(error))
+        parser.error(guards.printable(str(error)))
     extra = [name.strip() for name in args.extra.split(",") if name.strip()]
     text = comparison_markdown(summaries, labels, extra)
-    if args.out:
+    if not args.out:
+        sys.stdout.write(guards.printable(text))
+        return guards.EXIT_OK
+    try:
         records.write_text(args.out, text)
-    else:
-        sys.stdout.write(text)
-    return 0
+    except OSError as error:
+        print(guards.printable(f"error: cannot write --out {args.out}: {error}"), file=sys.stderr)
+        return guards.EXIT_WRITE_FAILED
+    return guards.EXIT_OK
 
 
 if __name__ == "__main__":

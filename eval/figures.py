@@ -7,6 +7,7 @@ classic loss against its supremum with Pearson r, grids of the lowest/highest-lo
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -17,17 +18,20 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from eval import records  # noqa: E402
 from eval.analysis import format_number, linear_fit  # noqa: E402
 
 DPI = 100
 
 
 def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png")
-    plt.close(fig)
-    return path
+    """Renders in memory and replaces `path` atomically: a full disk never leaves a truncated figure."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, dpi=DPI, format="png")
+    finally:
+        plt.close(fig)
+    return records.write_bytes(path, buffer.getvalue())
 
 
 def _finite(values: np.ndarray) -> np.ndarray:

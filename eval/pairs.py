@@ -21,6 +21,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from eval.guards import printable
 from jax_ast.data import CropSpec, Source, augment, describe
 
 PAIRING_SCHEME = ("pair k -> grid cell g = P_e(k mod M), e = k // M, M = n_c * n_s; content = g // n_s, "
@@ -104,14 +105,17 @@ class ImageCache:
         return image
 
     def name(self, index: int) -> str:
-        """A one-line name of image `index` (a path relative to the folder, or the dataset record)."""
+        """A one-line name of image `index` (a path relative to the folder, or the dataset record).
+
+        Undecodable file-name bytes are shown as ``\\xNN``, other unprintable characters as '?'.
+        """
         root = getattr(self.source, "root", None)
         paths = getattr(self.source, "paths", None)
         if root is not None and paths is not None and root.is_dir():
             text = str(paths[index].relative_to(root))
         else:
             text = describe(self.source, index)
-        return "".join(c if c.isprintable() else "?" for c in text)
+        return "".join(c if c.isprintable() else "?" for c in printable(text))
 
 
 @dataclasses.dataclass

@@ -3,7 +3,9 @@
 A `CsvLog` is a CSV file with a fixed header whose first column is the integer pair number. Rows are
 written whole and flushed after every batch, so an interrupted run leaves at most one partially written
 last line; reopening the file drops that line (it is recomputed) and reports which pairs are already
-there, so a rerun appends only the missing ones and no pair is ever written twice. An exclusive lock
+there, so a rerun appends only the missing ones and no pair is ever written twice. A batch whose write
+fails (disk full) is cut off again at once and raises `WriteError`, so the file keeps only whole rows.
+Text that cannot be encoded (undecodable file-name bytes) is written backslash-escaped. An exclusive lock
 (`fcntl.flock`) stops two runs from appending to the same file at once.
 """
 
@@ -25,6 +27,10 @@ import numpy as np
 
 class RecordsError(RuntimeError):
     """A result file that cannot be resumed (other columns, malformed rows, locked by another run)."""
+
+
+class WriteError(OSError):
+    """A result file could not be written (disk full, I/O error); what it held before is intact."""
 
 
 def format_value(value: Any) -> str:
@@ -58,14 +64,12 @@ class CsvLog:
         try:
             self.truncated = self._drop_partial_line()
             self.done = self._read_done()
+            if self._file.tell() == 0:
+                self._write([self.columns])
         except BaseException:
             self._file.close()  # also releases the lock
             raise
         self._text = io.TextIOWrapper(self._file, encoding="utf-8", newline="", write_through=True)
-        self._writer = csv.writer(self._text, lineterminator="\n")
-        if self._file.tell() == 0:
-            self._writer.writerow(self.columns)
-            self._text.flush()
 
     def _drop_partial_line(self) -> int:
         size = self._file.seek(0, os.SEEK_END)
@@ -108,16 +112,40 @@ class CsvLog:
         return done
 
     def append(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Writes whole rows (first value: a pair number not yet in the file) and flushes them to the OS."""
+        """Writes whole rows (first value: a pair number not yet in the file) and flushes them to the OS.
+
+        Raises:
+          WriteError: the write failed; none of these rows is in the file (or in `done`).
+        """
+        cells, pairs = [], []
         for row in rows:
             if len(row) != len(self.columns):
                 raise ValueError(f"row of {len(row)} values for {len(self.columns)} columns")
             pair = int(row[0])
-            if pair in self.done:
+            if pair in self.done or pair in pairs:
                 raise RecordsError(f"{self.path}: pair {pair} is already recorded")
-            self._writer.writerow([format_value(value) for value in row])
-            self.done.add(pair)
-        self._text.flush()
+            cells.append([format_value(value) for value in row])
+            pairs.append(pair)
+        self._write(cells)
+        self.done.update(pairs)
+
+    def _write(self, rows: list[list[str]]) -> None:
+        """Appends `rows` with unbuffered writes; after a failure the file is cut back to its previous end."""
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(rows)
+        data = memoryview(text.getvalue().encode("utf-8", "backslashreplace"))
+        descriptor = self._file.fileno()
+        end = os.lseek(descriptor, 0, os.SEEK_END)
+        try:
+            while data:
+                data = data[os.write(descriptor, data):]
+        except OSError as error:
+            try:
+                os.ftruncate(descriptor, end)
+            except OSError:
+                pass  # the partial last line is dropped when the file is next opened
+            raise WriteError(f"cannot write to {self.path}: {error.strerror or error}; its {len(self.done)} rows "
+                             "are intact, rerun to resume") from error
 
     def close(self) -> None:
         if not self._file.closed:
@@ -194,11 +222,16 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Writes `text` to a temporary file in the same folder and renames it over `path`."""
+    return write_bytes(path, text.encode("utf-8", "backslashreplace"))
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Writes `data` to a temporary file in the same folder and renames it over `path` (never half-written)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
-        temp.write_text(text, encoding="utf-8")
+        temp.write_bytes(data)
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)

@@ -23,6 +23,16 @@ supremum), ``balanced/``, ``mean_std/``; then ``ssim``, ``psnr`` (output vs cont
 
 ``--arch identity`` (output = content) and ``copy-style`` (output = style) are
 checkpoint-free baselines. Model outputs are clipped to [0, 1] (as saved images are) unless ``--no-clip``.
+
+No NaN is ever written: weights are checked for finite values when loaded, and a pair whose output or any
+score is NaN or inf goes to ``skipped.csv`` with the reason (a warning per pair, counted in the summary).
+``--out`` must be a new or empty folder, or the folder of an earlier run with the same settings.
+
+Exit status (`eval.guards`): 0 when the run finished with at least one pair evaluated; 1 when no pair could
+be evaluated (all skipped); 2 for a usage or input error (bad flag, missing or unusable data, weights or
+``--out``, an unreadable ``run.json``, ``--size`` too small for the network), before anything is written;
+3 when a result file could not be written (disk full, I/O error): the rows already in ``pairs.csv`` stay
+whole, and rerunning the same command resumes.
 """
 
 from __future__ import annotations
@@ -34,14 +44,15 @@ import os
 import resource
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import jax
 import numpy as np
 
+from eval import guards, records, report
 from eval import pairs as pairing_lib
-from eval import records, report
 from eval.extremes import ExtremeKeeper
 from eval.pair_metrics import SSIM_WINDOW, PairScorer
 from jax_ast import losses as L
@@ -139,6 +150,17 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
         setattr(args, flag, tuple(dict.fromkeys(layers)))
     if args.size < SSIM_WINDOW:
         parser.error(f"--size must be >= {SSIM_WINDOW} (the SSIM window)")
+    for flag in ("content_dir", "style_dir"):
+        folder = getattr(args, flag)
+        if folder is not None and folder.exists() and not folder.is_dir():
+            parser.error(guards.printable(f"--{flag.replace('_', '-')} {folder} is a file, not a folder of images"))
+    problem = guards.output_dir_problem(args.out)
+    if problem:
+        parser.error(f"--out {problem}")
+    if (args.out.is_dir() and not any((args.out / name).exists() for name in (report.RUN_NAME, report.CSV_NAME))
+            and any(args.out.iterdir())):
+        parser.error(guards.printable(f"--out {args.out} is a folder that holds other files but no eval.run "
+                                      "results; use a new or empty folder"))
 
 
 def _source_settings(args: argparse.Namespace) -> tuple[Any, Any, dict, dict]:
@@ -167,14 +189,26 @@ def make_stylizer(args: argparse.Namespace, step_size: int) -> Any:
     """The model behind `Stylizer`'s interface (or a baseline), cached per settings within the process."""
     if args.arch in pairing_lib.BASELINES:
         return pairing_lib.BaselineStylizer(args.arch, step_size)
-    key = ("stylizer", args.arch, _checkpoint_key(args.checkpoint), args.variant, args.model_seed, step_size)
+    key = ("stylizer", args.arch, _checkpoint_key(args.checkpoint), args.variant, args.model_seed, step_size,
+           args.size, args.alpha)
     if key not in _CACHE:
         from eval.batching import Stylizer
         from eval.stylize import load_model
         model, variables = load_model(args.arch, args.checkpoint, variant=args.variant, seed=args.model_seed)
+        _check_size(model, variables, args)
         _CACHE.pop(next((k for k in _CACHE if k[0] == "stylizer"), None), None)
         _CACHE[key] = Stylizer(model, variables, batch_size=step_size)
     return _CACHE[key]
+
+
+def _check_size(model: Any, variables: Any, args: argparse.Namespace) -> None:
+    """Traces the model once on --size inputs (shapes only, nothing runs), so a too-small size stops the run
+    with one message before anything is written."""
+    probe = jax.ShapeDtypeStruct((1, args.size, args.size, 3), np.float32)
+    try:
+        jax.eval_shape(lambda v, c, s: model.apply(v, c, s, alpha=args.alpha)[0], variables, probe, probe)
+    except (ValueError, TypeError) as error:
+        raise SetupError(f"--size {args.size} does not suit --arch {args.arch}: {error}") from None
 
 
 def make_scorer(args: argparse.Namespace) -> PairScorer:
@@ -183,8 +217,10 @@ def make_scorer(args: argparse.Namespace) -> PairScorer:
            args.content_layers, args.normalised_gram)
     if key not in _CACHE:
         from jax_ast.pretrained import load_vgg
+        from jax_ast.pretrained.convert import check_finite
         layers = tuple(dict.fromkeys((*args.style_layers, *args.content_layers)))
         loss_net, params = load_vgg(args.loss_network, args.loss_vgg_weights, taps=layers)
+        check_finite(params, f"--loss-vgg-weights {args.loss_vgg_weights or 'the installed ImageNet VGG-16'}")
         _CACHE.pop(next((k for k in _CACHE if k[0] == "scorer"), None), None)
         _CACHE[key] = PairScorer(loss_net, params, style_layers=args.style_layers,
                                  content_layers=args.content_layers, normalised_gram=args.normalised_gram)
@@ -214,7 +250,14 @@ def check_resume(out_dir: Path, settings: dict) -> None:
     path = out_dir / report.RUN_NAME
     if not path.exists():
         return
-    previous = records.read_json(path)
+    try:
+        previous = records.read_json(path)
+    except (OSError, ValueError) as error:  # truncated, not JSON, not UTF-8
+        raise records.RecordsError(f"{path} is unreadable ({type(error).__name__}: {error}), so the run in "
+                                   f"{out_dir} cannot be resumed safely; use another --out") from None
+    if not isinstance(previous, dict):
+        raise records.RecordsError(f"{path} holds a JSON {type(previous).__name__}, not eval.run settings, so the "
+                                   f"run in {out_dir} cannot be resumed safely; use another --out")
     differing = [k for k in RESUME_KEYS if previous.get(k) != records.json_roundtrip(settings.get(k))]
     if differing:
         details = "; ".join(f"{k}: {previous.get(k)!r} there, {settings.get(k)!r} now" for k in differing)
@@ -252,14 +295,17 @@ def _precision(precision: str) -> Any:
 def stylize_and_score(stylizer: Any, scorer: PairScorer, chunk: pairing_lib.Chunk, *, alpha: float, clip: bool,
                       precision: str, step_size: int, timings: dict[str, float]
                       ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(outputs float32 [n, S, S, 3], {metric: [n]}) of one loaded chunk; adds stage seconds to `timings`."""
+    """(outputs float32 [n, S, S, 3], {metric: [n]}) of one loaded chunk; adds stage seconds to `timings`.
+
+    Clipping keeps NaN and turns inf into NaN, so a pair whose raw output was not finite is still seen as such.
+    """
     contents = chunk.contents.astype(np.float32) / 255.0
     styles = chunk.styles.astype(np.float32) / 255.0
     start = time.perf_counter()
     with _precision(precision):
         outputs = np.asarray(stylizer.stylize(contents, styles, alpha=alpha), np.float32)
     if clip:
-        outputs = np.clip(outputs, 0.0, 1.0)
+        outputs = np.where(np.isfinite(outputs), np.clip(outputs, 0.0, 1.0), np.float32(np.nan))
     middle = time.perf_counter()
     with _precision(precision):
         metrics = scorer.score(contents, styles, outputs, step_size=step_size)
@@ -268,11 +314,32 @@ def stylize_and_score(stylizer: Any, scorer: PairScorer, chunk: pairing_lib.Chun
     return outputs, metrics
 
 
+def _drop_nonfinite(chunk: pairing_lib.Chunk, outputs: np.ndarray, metrics: dict[str, np.ndarray],
+                    names: list[str]) -> tuple[pairing_lib.Chunk, np.ndarray, dict, list[tuple[int, int, int, str]]]:
+    """Removes the pairs whose output or any score is NaN or inf; returns them as (pair, c, s, reason) too."""
+    bad_output = ~np.isfinite(outputs.reshape(len(outputs), -1)).all(axis=1)
+    bad_scores = {name: ~np.isfinite(metrics[name]) for name in names}
+    keep = ~(bad_output | np.any([bad_scores[name] for name in names], axis=0))
+    if keep.all():
+        return chunk, outputs, metrics, []
+    dropped = []
+    for row in np.flatnonzero(~keep):
+        reason = ("non-finite model output (NaN or inf)" if bad_output[row] else
+                  f"non-finite scores: {', '.join(name for name in names if bad_scores[name][row])}")
+        dropped.append((chunk.pairs[row], chunk.content_indices[row], chunk.style_indices[row], reason))
+    rows = np.flatnonzero(keep)
+    kept = pairing_lib.Chunk([chunk.pairs[r] for r in rows], [chunk.content_indices[r] for r in rows],
+                             [chunk.style_indices[r] for r in rows], chunk.contents[rows], chunk.styles[rows],
+                             chunk.skipped)
+    return kept, outputs[rows], {name: values[rows] for name, values in metrics.items()}, dropped
+
+
 def stream_pairs(args: argparse.Namespace, context: dict, logs: tuple[records.CsvLog, records.CsvLog],
                  keeper: ExtremeKeeper) -> dict:
     """Computes every missing pair (at most --max-pairs-this-run), appending rows as batches finish.
 
-    Returns the timings of this invocation (seconds per stage, pairs, first-batch time).
+    Pairs with an unreadable image, or a non-finite output or score, are appended to the skipped log.
+    Returns the timings of this invocation (seconds per stage, pairs, first-batch time, non-finite pairs).
     """
     results, skipped_log = logs
     stylizer, scorer, caches = context["stylizer"], context["scorer"], context["caches"]
@@ -280,7 +347,8 @@ def stream_pairs(args: argparse.Namespace, context: dict, logs: tuple[records.Cs
     todo = min(args.pairs - sum(1 for pair in done if pair < args.pairs), args.max_pairs_this_run or args.pairs)
     chunks = pairing_lib.batched(pairing_lib.missing_pairs(args.pairs, done), context["step_size"],
                                  limit=args.max_pairs_this_run)
-    timings = {"load_wait": 0.0, "stylize": 0.0, "score": 0.0, "write": 0.0, "pairs": 0, "first_batch": None}
+    timings = {"load_wait": 0.0, "stylize": 0.0, "score": 0.0, "write": 0.0, "pairs": 0, "first_batch": None,
+               "nonfinite": 0}
     progress = _Progress(max(todo, 0), enabled=not args.no_progress)
     start = last_save = time.perf_counter()
     loader = pairing_lib.prefetch_chunks(chunks, context["pairing"], *caches, workers=args.workers)
@@ -290,28 +358,42 @@ def stream_pairs(args: argparse.Namespace, context: dict, logs: tuple[records.Cs
         timings["load_wait"] += time.perf_counter() - wait_start
         if chunk is None:
             break
-        skipped_log.append([(pair, c, s, caches[0].name(c), caches[1].name(s), reason)
-                            for pair, c, s, reason in chunk.skipped])
-        for pair, c, s, reason in chunk.skipped:
-            print(f"warning: pair {pair} skipped: {reason}", file=sys.stderr)
+        computed, finished = len(chunk.pairs), len(chunk.pairs) + len(chunk.skipped)
+        _log_skipped(skipped_log, chunk.skipped, caches)
         if chunk.pairs:
             outputs, metrics = stylize_and_score(stylizer, scorer, chunk, alpha=args.alpha, clip=not args.no_clip,
                                                  precision=args.precision, step_size=context["step_size"],
                                                  timings=timings)
+            chunk, outputs, metrics, nonfinite = _drop_nonfinite(chunk, outputs, metrics, scorer.names)
+            _log_skipped(skipped_log, nonfinite, caches)
+            timings["nonfinite"] += len(nonfinite)
             write_start = time.perf_counter()
             results.append(_rows(chunk, metrics, scorer.names, caches))
-            keeper.update(chunk.pairs, metrics, chunk.contents, chunk.styles, outputs)
+            if chunk.pairs:
+                keeper.update(chunk.pairs, metrics, chunk.contents, chunk.styles, outputs)
             if time.perf_counter() - last_save > 10:
                 keeper.save(args.out / report.EXTREMES_NAME)
                 last_save = time.perf_counter()
             timings["write"] += time.perf_counter() - write_start
-        timings["pairs"] += len(chunk.pairs)
+        timings["pairs"] += computed
         if timings["first_batch"] is None:
-            timings["first_batch"] = (time.perf_counter() - start, len(chunk.pairs))
-        progress.update(len(chunk.pairs) + len(chunk.skipped))
+            timings["first_batch"] = (time.perf_counter() - start, computed)
+        progress.update(finished)
     timings["total"] = time.perf_counter() - start
     keeper.save(args.out / report.EXTREMES_NAME)
+    if timings["nonfinite"]:
+        print(f"warning: {timings['nonfinite']} pairs had a NaN or inf output or score and were skipped, not "
+              f"written (reasons in {args.out / report.SKIPPED_NAME})", file=sys.stderr)
     return timings
+
+
+def _log_skipped(log: records.CsvLog, skipped: list[tuple[int, int, int, str]],
+                 caches: tuple[pairing_lib.ImageCache, pairing_lib.ImageCache]) -> None:
+    """Appends (pair, content, style, reason) tuples to the skipped log, with one warning line each."""
+    log.append([(pair, c, s, caches[0].name(c), caches[1].name(s), guards.printable(reason))
+                for pair, c, s, reason in skipped])
+    for pair, c, s, reason in skipped:
+        print(f"warning: pair {pair} skipped: {guards.printable(reason)}", file=sys.stderr)
 
 
 def benchmark_block(timings: dict, step_size: int, size: int) -> dict:
@@ -367,7 +449,12 @@ def evaluate(args: argparse.Namespace) -> dict:
     with records.CsvLog(args.out / report.CSV_NAME, [*report.KEY_COLUMNS, *scorer.names]) as results, \
             records.CsvLog(args.out / report.SKIPPED_NAME, [*report.KEY_COLUMNS, "reason"]) as skipped:
         records.write_json(args.out / report.RUN_NAME, settings)
-        keeper.load(args.out / report.EXTREMES_NAME, keep_pairs=results.done)
+        try:
+            keeper.load(args.out / report.EXTREMES_NAME, keep_pairs=results.done)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # a cache: rebuilt
+            keeper = ExtremeKeeper(report.GRID_LOSSES, args.top_k, args.thumb_size)
+            print(f"warning: {args.out / report.EXTREMES_NAME} is unreadable ({type(error).__name__}); the extreme "
+                  "pairs are recomputed from pairs.csv", file=sys.stderr)
         if results.truncated:
             print(f"resuming: dropped an interrupted last line ({results.truncated} bytes)", file=sys.stderr)
         print(f"{args.arch}: {len(results.done)} of {args.pairs} pairs already done; {n_devices} "
@@ -389,10 +476,13 @@ def main(argv: Iterable[str] | None = None) -> int:
     try:
         summary = evaluate(args)
     except (SetupError, records.RecordsError, DataError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(report.summary_markdown(summary))
-    return 0 if summary["pairs"]["done"] else 1
+        print(guards.printable(f"error: {error}"), file=sys.stderr)
+        return guards.EXIT_USAGE
+    except OSError as error:  # records.WriteError, or a summary/figure that could not be written
+        print(guards.printable(f"error: {error}"), file=sys.stderr)
+        return guards.EXIT_WRITE_FAILED
+    print(guards.printable(report.summary_markdown(summary)))
+    return guards.EXIT_OK if summary["pairs"]["done"] else guards.EXIT_NOTHING_DONE
 
 
 if __name__ == "__main__":

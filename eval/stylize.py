@@ -2,9 +2,16 @@
 
 ``python -m eval.stylize --arch adain --checkpoint DIR --content C --style S --out O``
 
-Outputs are ``<out>/<content-stem>__<style-stem>.png``. A bad image is converted or skipped with a warning
-naming the file and the reason; one bad file never ends the run. A summary (written, skipped with reasons,
-images/s) is printed at the end; the exit status is 0 when at least one image was written.
+Outputs are ``<out>/<content-stem>__<style-stem>.png``. Existing outputs are never replaced silently: the
+run stops before loading the model unless ``--overwrite`` is given. A bad image is converted or skipped with a
+warning naming the file and the reason; one bad file never ends the run. An output holding NaN or inf is not
+written (a black image would hide the fault) and counted as skipped. A summary (written, skipped with
+reasons, images/s) is printed at the end.
+
+Exit status (`eval.guards`): 0 when at least one image was written; 1 when none was; 2 for a usage or input
+error (bad flag, missing input, ``--out`` not a folder or holding outputs, a checkpoint that cannot be loaded,
+does not match the model or holds non-finite weights), before any model runs; 3 when the disk is full (or
+the file-size limit is hit): the run stops, and the images written before are whole.
 
 ``--checkpoint`` is one of: a directory holding the original release files under their canonical names
 (listed below), a native params file written by ``jax_ast.pretrained.save_params``, or the literal
@@ -14,8 +21,10 @@ images/s) is printed at the end; the exit status is 0 when at least one image wa
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import functools
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,10 +33,12 @@ from typing import Any, Iterable, Sequence
 import jax
 import numpy as np
 
+from eval import guards
 from eval.batching import Stylizer, group_by_shape
 from jax_ast import color, imageio, pretrained
 from jax_ast.models import ARCHS, build
 from jax_ast.pretrained import native
+from jax_ast.pretrained.convert import check_finite
 
 # Shorter-side resize per network's own inference default (architectures.md 2.5, 3.5, 4.5, 5.6); SANet's
 # original runs at native size, which can exhaust memory (quadratic attention), so 512 is used like AdaIN.
@@ -47,7 +58,7 @@ class Summary:
         rate = len(self.written) / self.seconds if self.seconds > 0 else 0.0
         lines = [f"written: {len(self.written)} images in {self.seconds:.1f} s ({rate:.2f} img/s, "
                  "including compilation)", f"skipped: {len(self.skipped)}"]
-        lines += [f"  {name}: {reason}" for name, reason in self.skipped]
+        lines += [f"  {guards.printable(name)}: {guards.printable(reason)}" for name, reason in self.skipped]
         return "\n".join(lines)
 
 
@@ -73,6 +84,7 @@ class Progress:
             self._next_print = self.done + max(1, self.total // 10)
 
     def write(self, message: str) -> None:
+        message = guards.printable(message)
         if self._bar is not None:
             self._bar.write(message, file=sys.stderr)
         else:
@@ -96,6 +108,10 @@ class Options:
     progress: bool = True
 
 
+class DiskFullError(OSError):
+    """An output could not be written because the disk (or the file-size limit) is full; the run stops."""
+
+
 def unique_stems(paths: Sequence[Path]) -> list[str]:
     """File stems for output names; stems shared by several files get their parent folders and suffix added."""
     stems = [p.stem for p in paths]
@@ -106,6 +122,11 @@ def unique_stems(paths: Sequence[Path]) -> list[str]:
             stem = "_".join([*path.parent.parts[-2:], path.stem, path.suffix.lstrip(".")])
         names.append(stem)
     return names
+
+
+def output_names(content_paths: Sequence[Path], style_paths: Sequence[Path], extension: str) -> list[str]:
+    """The output file name of every content x style pair, as `stylize_all` writes them."""
+    return [f"{c}__{s}{extension}" for c in unique_stems(content_paths) for s in unique_stems(style_paths)]
 
 
 def _load_all(paths: Sequence[Path], size: int | None, summary: Summary, progress: Progress,
@@ -197,9 +218,17 @@ def _save(stylized: np.ndarray, content: np.ndarray, label: str, options: Option
           progress: Progress) -> None:
     if options.preserve_color == "luminance":
         stylized = color.preserve_luminance(stylized, content)
+    if not np.all(np.isfinite(stylized)):
+        summary.skipped.append((label, "non-finite output (NaN or inf); not written"))
+        progress.write(f"warning: {label}: the network output NaN or inf; not written")
+        return
     try:
         summary.written.append(imageio.save_image(options.out_dir / f"{label}{options.extension}", stylized))
     except OSError as error:
+        if error.errno in guards.DISK_FULL_ERRNOS:  # every further image would fail the same way
+            raise DiskFullError(f"cannot write {label}{options.extension} in {options.out_dir}: "
+                                f"{error.strerror}; stopped after {len(summary.written)} images (each written "
+                                "whole)") from error
         summary.skipped.append((label, f"could not write: {error}"))
         progress.write(f"warning: could not write {label}: {error}")
 
@@ -221,15 +250,23 @@ class CheckpointError(ValueError):
 
 
 def load_model(arch: str, checkpoint: str, *, variant: str | None = None, seed: int = 0) -> tuple[Any, Any]:
-    """(model, variables) for `arch` from release files, a native params file, or 'random'."""
+    """(model, variables) for `arch` from release files, a native params file, or 'random'.
+
+    Loaded weights are checked once here, so that a bad file gives one `CheckpointError` instead of black
+    images or a flax error per batch: every value must be finite, and a native file must hold exactly the
+    model's parameter tree.
+    """
     config = {} if variant is None else {"variant": variant}
     try:
         if checkpoint == "random":
             return _random_model(arch, config, seed)
         path = Path(checkpoint)
         if path.is_file() and native.is_native(path):
-            return _load_native(arch, path, config)
-        return _load_release(arch, path, config)
+            model, variables = _load_native(arch, path, config)
+        else:
+            model, variables = _load_release(arch, path, config)
+        check_finite(variables, checkpoint)
+        return model, variables
     except (ValueError, TypeError, OSError, KeyError, ImportError) as error:
         if isinstance(error, CheckpointError):
             raise
@@ -307,7 +344,13 @@ def _load_native(arch: str, path: Path, config: dict) -> tuple[Any, Any]:
         if key in meta and key not in config:
             config = {**config, key: meta[key]}
     variables = variables if "params" in variables else {"params": variables}
-    return build(arch, **config), variables
+    model = build(arch, **config)
+    probe = jax.ShapeDtypeStruct((1, PROBE_SIZE, PROBE_SIZE, 3), np.float32)
+    mismatch = guards.tree_mismatch(jax.eval_shape(model.init, jax.random.key(0), probe, probe), variables)
+    if mismatch:
+        variant = f" --variant {config['variant']}" if "variant" in config else ""
+        raise CheckpointError(f"{path} does not match --arch {arch}{variant}: {mismatch}")
+    return model, variables
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -321,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--content", required=True, type=Path, help="content image file or directory")
     parser.add_argument("--style", required=True, type=Path, help="style image file or directory")
     parser.add_argument("--out", required=True, type=Path, help="output directory (created)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace output files that already exist in --out (default: stop before running)")
     parser.add_argument("--alpha", type=float, default=1.0,
                         help="content-style trade-off in [0, 1] (default 1: full style)")
     parser.add_argument("--preserve-color", choices=color.PRESERVE_COLOR_METHODS, default="none",
@@ -352,13 +397,33 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tupl
         value = getattr(args, flag)
         if value is not None and value < (1 if flag == "batch_size" else 0):
             parser.error(f"--{flag.replace('_', '-')} must be a positive number, got {value}")
+    problem = guards.output_dir_problem(args.out)
+    if problem:
+        parser.error(f"--out {problem}")
     lists = []
     for role in ("content", "style"):
         try:
             lists.append(imageio.list_images(getattr(args, role)))
         except (FileNotFoundError, imageio.ImageError) as error:
-            parser.error(f"--{role}: {error}")
+            parser.error(guards.printable(f"--{role}: {error}"))
+    _check_outputs(parser, args, *lists)
     return lists[0], lists[1]
+
+
+def _check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace, content_paths: list[Path],
+                   style_paths: list[Path]) -> None:
+    """Stops (exit 2) when two pairs share an output name, or outputs exist in --out without --overwrite."""
+    names = output_names(content_paths, style_paths, f".{args.format}")
+    shared = [name for name, count in collections.Counter(names).items() if count > 1]
+    if shared:
+        parser.error(guards.printable(f"{len(shared)} output names would be written by more than one pair "
+                                      f"(e.g. {shared[0]}); rename the inputs involved"))
+    existing = set(os.listdir(args.out)) & set(names) if args.out.is_dir() and not args.overwrite else set()
+    if existing:
+        example = ", ".join(sorted(existing)[:3])
+        parser.error(guards.printable(f"--out {args.out} already holds {len(existing)} of the {len(names)} output "
+                                      f"files ({example}{', ...' if len(existing) > 3 else ''}); pass --overwrite "
+                                      "to replace them, or choose another --out"))
 
 
 def _is_tf_prefix(checkpoint: str) -> bool:
@@ -373,7 +438,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     try:
         model, variables = load_model(args.arch, args.checkpoint, variant=args.variant, seed=args.seed)
     except CheckpointError as error:
-        parser.error(str(error))
+        parser.error(guards.printable(str(error)))
     size = DEFAULT_SIZES[args.arch] if args.size is None else args.size
     style_size = size if args.style_size is None else args.style_size
     stylizer = Stylizer(model, variables, batch_size=args.batch_size)
@@ -382,9 +447,13 @@ def main(argv: Iterable[str] | None = None) -> int:
           f"style size {style_size or 'native'}", file=sys.stderr)
     options = Options(out_dir=args.out, alpha=args.alpha, preserve_color=args.preserve_color, size=size or None,
                       style_size=style_size or None, extension=f".{args.format}", progress=not args.no_progress)
-    summary = stylize_all(stylizer, content_paths, style_paths, options)
+    try:
+        summary = stylize_all(stylizer, content_paths, style_paths, options)
+    except DiskFullError as error:
+        print(guards.printable(f"error: {error}"), file=sys.stderr)
+        return guards.EXIT_WRITE_FAILED
     print(summary.report())
-    return 0 if summary.written else 1
+    return guards.EXIT_OK if summary.written else guards.EXIT_NOTHING_DONE
 
 
 if __name__ == "__main__":

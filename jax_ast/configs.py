@@ -166,7 +166,7 @@ _ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
 # sized to finish in well under an hour on a 2-core CPU (docs/weights.md has the measured time and results).
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(encoder="vgg16_normalised", crop_size=128, batch_size=4, learning_rate=5e-4, lr_decay=0.0,
-                iterations=500, decoder_iterations=300, log_every=25, sample_every=100, checkpoint_every=100),
+                iterations=400, decoder_iterations=300, log_every=25, sample_every=100, checkpoint_every=100),
 }
 
 

@@ -33,6 +33,7 @@ class TrainConfig:
     variant: str = "r41"  # LinearTransfer only: r41 | r31
     stage: str = "transfer"  # transfer | decoder (LinearTransfer: pre-train the decoder as an auto-encoder)
     decoder_iterations: int = 20_000  # LinearTransfer without --pretrained: auto-encoder steps run first
+    decoder_learning_rate: float | None = None  # of those auto-encoder steps; None: learning_rate
     encoder: str = "original"  # original | vgg16_normalised (the ImageNet VGG-16 installed with jax-ast)
     loss_network: str = "vgg16_slim"  # VGG-16 of the classic/balanced style term (see LOSS_NETWORKS)
     # Optimisation (Adam everywhere in the originals).
@@ -86,6 +87,8 @@ class TrainConfig:
                      "sample_every", "auto_style_batches"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.decoder_learning_rate is not None and not self.decoder_learning_rate > 0:
+            raise ValueError(f"decoder_learning_rate must be positive, got {self.decoder_learning_rate}")
         if self.learning_rate <= 0 or self.lr_decay < 0:
             raise ValueError(f"need learning_rate > 0 and lr_decay >= 0, got {self.learning_rate}, {self.lr_decay}")
         if self.style_weight != "auto":
@@ -165,8 +168,9 @@ _ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
 # "cpu": the README's first command. It trains on the ImageNet VGG-16 that installs with jax-ast at 128 px,
 # sized to finish in well under an hour on a 2-core CPU (docs/weights.md has the measured time and results).
 PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": dict(encoder="vgg16_normalised", crop_size=128, batch_size=4, learning_rate=5e-4, lr_decay=0.0,
-                iterations=400, decoder_iterations=300, log_every=25, sample_every=100, checkpoint_every=100),
+    "cpu": dict(encoder="vgg16_normalised", crop_size=128, batch_size=4, learning_rate=1e-4, lr_decay=0.0,
+                iterations=400, decoder_iterations=300, decoder_learning_rate=5e-4, log_every=25, sample_every=100,
+                checkpoint_every=100),
 }
 
 

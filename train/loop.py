@@ -130,7 +130,8 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict[str, float]:
         log.warning("no --pretrained decoder for LinearTransfer: pre-training one as an auto-encoder first "
                     "(%d steps, --decoder-iterations) in %s", cfg.decoder_iterations, decoder_dir)
         decoder_cfg = dataclasses.replace(cfg, stage="decoder", loss="native", style_weight="0",
-                                          iterations=cfg.decoder_iterations)
+                                          iterations=cfg.decoder_iterations,
+                                          learning_rate=cfg.decoder_learning_rate or cfg.learning_rate)
         _train_stage(decoder_cfg, decoder_dir)
         cfg = dataclasses.replace(cfg, pretrained=str(decoder_dir / EXPORT_NAME))
     return _train_stage(cfg, workdir)

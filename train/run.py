@@ -37,6 +37,7 @@ HELP = {
     "style_dir": "folder of style images (recursive), e.g. Painter by Numbers train/; default: bundled samples",
     "content_tfds": "tfds dataset for content images, e.g. coco/2017 (needs tensorflow for coco)",
     "distributed": "multi-host: call jax.distributed.initialize() first",
+    "decoder_learning_rate": "learning rate of LinearTransfer's decoder pre-training (default: --learning-rate)",
 }
 
 

@@ -89,6 +89,9 @@ def load_params(path: str | Path) -> tuple[dict, dict]:
             header = json.loads(bytes(data[META_KEY]).decode())
             flat = {key: data[key] for key in data.files if key != META_KEY}
     except (ValueError, OSError, zipfile.BadZipFile, EOFError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        if "allow_pickle" in str(err):  # numpy's message for object arrays, which only pickle can hold
+            raise WeightsError(f"{path} holds pickled Python objects, which are never loaded (they could run "
+                               "code); a params file holds only numeric arrays") from None
         raise WeightsError(f"{path} is truncated or corrupt ({type(err).__name__}: {err})") from None
     if header.get("format") != FORMAT or header.get("version") != VERSION:
         raise WeightsError(f"{path}: unsupported format {header.get('format')!r} version {header.get('version')!r}")

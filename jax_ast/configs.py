@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any
 
 ARCHS = ("adain", "sanet", "linear", "magenta")
@@ -22,6 +23,11 @@ ORIGINAL_ENCODERS = {"adain": "vgg19_normalised", "sanet": "vgg19_normalised", "
 # The paper's VGG-16 loss network for classic/balanced: Magenta's avg-pool VGG-16 (default; the paper's layers
 # are its conv1..conv4 end-points), the same weights with max pooling, or torchvision's VGG-16 (a download).
 LOSS_NETWORKS = ("vgg16_slim", "vgg16_caffe", "vgg16")
+# Smallest training crop per network: the deepest feature map its losses take unbiased statistics of
+# needs at least 2x2 positions; Magenta's style predictor (Inception-v3 up to Mixed_6e) needs 43 px.
+MIN_CROP_SIZE = {"adain": 16, "sanet": 32, "linear": 16, "magenta": 43}
+_MIN_CROP_WHY = {"adain": "2x2 positions at relu4_1, stride 8", "sanet": "2x2 positions at relu5_1, stride 16",
+                 "linear": "2x2 positions at relu4_1, stride 8", "magenta": "Inception-v3 up to Mixed_6e"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,13 +95,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.decoder_learning_rate is not None and not self.decoder_learning_rate > 0:
             raise ValueError(f"decoder_learning_rate must be positive, got {self.decoder_learning_rate}")
-        if self.learning_rate <= 0 or self.lr_decay < 0:
-            raise ValueError(f"need learning_rate > 0 and lr_decay >= 0, got {self.learning_rate}, {self.lr_decay}")
-        if self.style_weight != "auto":
-            try:
-                float(self.style_weight)
-            except ValueError:
-                raise ValueError(f"style_weight must be a number or 'auto', got {self.style_weight!r}") from None
+        _check_numbers(self)
+        if self.crop_size < MIN_CROP_SIZE[self.arch]:
+            raise ValueError(f"crop_size {self.crop_size} is too small for {self.arch}: its minimum is "
+                             f"{MIN_CROP_SIZE[self.arch]} px ({_MIN_CROP_WHY[self.arch]})")
         if self.content_dir and self.content_tfds or self.style_dir and self.style_tfds:
             raise ValueError("give either a folder or a tfds dataset for content/style, not both")
 
@@ -142,6 +145,29 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config fields {unknown}")
         return cls(**data)
+
+
+def _check_numbers(cfg: TrainConfig) -> None:
+    """Every float field (and a numeric style_weight) must be finite and >= 0: argparse's float()
+    accepts "nan" and "inf", which would train silently to all-NaN parameters. The learning rate must
+    also be in (0, 1]: Adam moves every parameter by about that much per step, so a typo such as 1e30
+    would write diverged parameters into the first checkpoint."""
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        if field.type in ("float", float) and (not isinstance(value, (int, float)) or not math.isfinite(value)
+                                               or value < 0):
+            raise ValueError(f"{field.name} must be a finite number >= 0, got {value!r}")
+    if not 0 < cfg.learning_rate <= 1:
+        raise ValueError(f"learning_rate must be a number in (0, 1], got {cfg.learning_rate!r}")
+    if not 0 <= cfg.seed < 2**32:  # JAX keeps the low 32 bits of a seed: larger seeds would collide
+        raise ValueError(f"seed must be in [0, 2**32), got {cfg.seed}")
+    if cfg.style_weight != "auto":
+        try:
+            weight = float(cfg.style_weight)
+        except ValueError:
+            raise ValueError(f"style_weight must be a number or 'auto', got {cfg.style_weight!r}") from None
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"style_weight must be a finite number >= 0 or 'auto', got {cfg.style_weight!r}")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

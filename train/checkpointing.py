@@ -5,10 +5,19 @@ pytree of host arrays plus a JSON item with the config, the data-stream position
 style weight. orbax writes each step to a temporary folder and renames it when complete, so a run
 killed mid-save leaves the previous checkpoint intact. Nothing here ever deletes a checkpoint except
 orbax's keep-last-N policy after a successful save.
+
+Failures: an unreadable checkpoint raises `CheckpointError`; a save that cannot be written (read-only
+folder, disk full, file-size limit) raises `CheckpointSaveError` at the save that failed or, for an
+asynchronous save, at the next save, `check()`, `wait()` or `close()`. Step folders are created
+synchronously, so a folder that cannot be created fails at once instead of leaving orbax's background
+threads waiting for a signal that never comes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +28,10 @@ import orbax.checkpoint as ocp
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not match the run (one message, files untouched)."""
+
+
+class CheckpointSaveError(RuntimeError):
+    """A checkpoint could not be written; the checkpoints saved before it are intact."""
 
 
 class Checkpointer:
@@ -35,9 +48,11 @@ class Checkpointer:
         options = ocp.CheckpointManagerOptions(
             preservation_policy=ocp.checkpoint_managers.LatestN(n=keep),
             enable_async_checkpointing=async_save,
+            async_options=ocp.AsyncOptions(create_directories_asynchronously=False),
             create=True,
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._pending: int | None = None  # step of the asynchronous save that may still fail
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -46,12 +61,19 @@ class Checkpointer:
         return list(self._manager.all_steps())
 
     def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
-        """Save host copies of `state` (a pytree) and the JSON-able `meta` at `step` (no-op if it exists)."""
+        """Save host copies of `state` (a pytree) and the JSON-able `meta` at `step` (no-op if it exists).
+
+        Raises:
+          CheckpointSaveError: this save, or the previous asynchronous one, failed.
+        """
         if step in self._manager.all_steps():
             return
+        self.wait()  # orbax waits for the previous save anyway; this way its failure names its own step
         host_state = jax.tree.map(np.asarray, jax.device_get(state))
-        self._manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(host_state), meta=ocp.args.JsonSave(meta)))
+        with self._saving(step):
+            self._manager.save(step, args=ocp.args.Composite(
+                state=ocp.args.StandardSave(host_state), meta=ocp.args.JsonSave(meta)))
+        self._pending = step
 
     def restore(self, step: int, like: Any) -> tuple[Any, dict[str, Any]]:
         """Restore the state at `step` with the structure, shapes and dtypes of `like`.
@@ -71,12 +93,61 @@ class Checkpointer:
         _check_shapes(like, restored["state"], step, self.directory)
         return restored["state"], dict(restored["meta"])
 
+    def check(self) -> None:
+        """Raise `CheckpointSaveError` if an asynchronous save has already failed (cheap; no waiting)."""
+        if self._pending is not None:
+            with self._saving(self._pending):
+                self._manager.check_for_errors()
+
     def wait(self) -> None:
-        self._manager.wait_until_finished()
+        """Block until the pending save is written; `CheckpointSaveError` if it failed."""
+        if self._pending is not None:
+            with self._saving(self._pending):
+                self._manager.wait_until_finished()
+            self._pending = None
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
-        self._manager.close()
+        """Wait for the pending save, then release orbax's threads; `CheckpointSaveError` if the save failed."""
+        try:
+            self.wait()
+        finally:
+            try:
+                self._manager.close()
+            except Exception:  # noqa: BLE001 - the failed save was already reported by wait()
+                pass
+
+    @contextlib.contextmanager
+    def _saving(self, step: int):
+        """Turns any orbax/OS error of the save of `step` into one `CheckpointSaveError` naming what is left."""
+        try:
+            yield
+        except Exception as error:  # orbax raises OSError, ValueError or its own types from its threads
+            self._pending = None
+            kept = [s for s in checkpoint_steps(self.directory) if s != step]
+            left = f"checkpoint step {max(kept)} is intact" if kept else "no earlier checkpoint exists"
+            raise CheckpointSaveError(f"cannot save checkpoint step {step} in {self.directory}: "
+                                      f"{_reason(error)}; {left}") from error
+
+
+def _reason(error: BaseException) -> str:
+    """One line: `strerror (file)` for OS errors (also those tensorstore reports as `os_error_code='N'`
+    inside a ValueError), else the first line of the error text."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror + (f" ({error.filename})" if error.filename else "")
+    text = str(error).strip()
+    code = re.search(r"os_error_code='(\d+)'", text)
+    if code:
+        return f"{os.strerror(int(code.group(1)))} (errno {code.group(1)})"
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def checkpoint_steps(directory: str | Path) -> list[int]:
+    """Steps of the complete checkpoints under `directory` ([] if none), read from the file system
+    without starting orbax: integer-named folders (orbax's temporary folders carry a suffix)."""
+    try:
+        return sorted(int(p.name) for p in Path(directory).iterdir() if p.name.isdigit() and p.is_dir())
+    except OSError:
+        return []
 
 
 def _check_shapes(like: Any, restored: Any, step: int, directory: Path) -> None:

@@ -4,15 +4,31 @@
 
 Rerunning with the same workdir resumes automatically from the latest checkpoint (params, optimizer
 state, step, RNG, data position and the calibrated style weight) and continues the same trajectory.
+
+Faults never leave a workdir half-changed:
+
+* Everything is checked before anything is written: the batch against the device count, the workdir
+  path, its writability and lock, the saved config.json, the data, the weights and the checkpoint to
+  resume. config.json is (re)written only then.
+* One process at a time: the run holds an exclusive lock on `<workdir>/.lock` (`jax_ast.locking`).
+* SIGTERM/SIGINT finish the current step, save a checkpoint and raise `TrainingStopped`, in either
+  stage of LinearTransfer's two-stage run; nothing is exported. A second signal stops at once.
+* The NaN guard checks the loss and the norms of the gradients, the update and the new parameters
+  after every step, before any checkpoint of that step is written, so checkpoints only hold finite
+  parameters; its `FloatingPointError` says which checkpoint is left.
+* A checkpoint that cannot be written raises `CheckpointSaveError`; the earlier ones are intact.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import logging
+import os
 import signal
+import uuid
 from pathlib import Path
 
 import jax
@@ -21,9 +37,10 @@ import numpy as np
 
 from jax_ast import models
 from jax_ast.configs import TrainConfig
+from jax_ast.locking import exclusive_lock
 from jax_ast.pretrained.native import save_params
 from train import parallel
-from train.checkpointing import Checkpointer
+from train.checkpointing import Checkpointer, CheckpointSaveError, checkpoint_steps
 from train.data_setup import make_stream
 from train.metrics import MetricsWriter, ProgressReporter, check_finite, sample_grid
 from train.state import create_train_state, make_optimizer
@@ -32,35 +49,109 @@ from train.weights import FAST_COMPILE, initial_variables, loss_network_params
 
 log = logging.getLogger(__name__)
 EXPORT_NAME = "params.npz"  # final params (all parts) in the native format, for eval and later stages
-# Fields that define what is being trained: a workdir cannot be resumed with different values.
-IDENTITY_FIELDS = ("arch", "loss", "variant", "stage", "batch_size", "crop_size", "encoder", "loss_network")
+LOCK_NAME = ".lock"
+# The only fields a resumed run may change: how long it runs and its bookkeeping. Every other field
+# (arch, loss, encoder, weights, data, seed, learning rate, ...) defines the trajectory that resume continues.
+RESUMABLE_FIELDS = ("iterations", "log_every", "checkpoint_every", "keep_checkpoints", "sample_every", "distributed")
 
 
 class WorkdirError(ValueError):
     """The workdir cannot be used (unwritable, or holds a run with another configuration)."""
 
 
-def prepare_workdir(cfg: TrainConfig, workdir: str | Path) -> Path:
-    """Create `workdir`, check it is writable and that an existing run there matches `cfg`."""
+class UsageError(ValueError):
+    """A flag value this machine cannot run, e.g. a batch that does not split over its devices."""
+
+
+class TrainingStopped(Exception):
+    """A signal stopped the run before its last step; the state of `step` is saved, rerunning resumes."""
+
+    def __init__(self, message: str, *, step: int, total: int, signum: int):
+        super().__init__(message)
+        self.step, self.total, self.signum = step, total, signum
+
+
+def _printable(path: Path | str) -> str:
+    """`path` as text that any stream can print: undecodable bytes of the file name as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _workdir_path(workdir: str | Path) -> Path:
     path = Path(workdir).absolute()
     try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise WorkdirError(f"workdir {_printable(path)} is not valid UTF-8, which checkpoints (orbax/tensorstore) "
+                           "need; use another --workdir. Nothing was written.") from None
+    return path
+
+
+def _check_writable(path: Path, what: str) -> None:
+    """Create `path` and write a probe file there: a real write, which also catches read-only mounts,
+    full disks and root on a read-only file system, where permission bits say nothing."""
+    probe = path / f".write-test-{uuid.uuid4().hex}"
+    try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write_test"
-        probe.write_text("ok")
+        probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as error:
-        raise WorkdirError(f"workdir {path} is not writable: {error.strerror or error}") from error
+        with contextlib.suppress(OSError):
+            probe.unlink(missing_ok=True)
+        raise WorkdirError(f"{what} {path} is not writable: {error.strerror or error}") from None
+
+
+def check_workdir(cfg: TrainConfig, path: Path) -> None:
+    """Refuse a workdir that is unwritable or holds another run; writes nothing but probe files.
+
+    A run is identified by every field except `RESUMABLE_FIELDS`. A workdir with checkpoints but no
+    config.json cannot be checked and is refused too.
+    """
+    _check_writable(path, "workdir")
+    if (path / "checkpoints").exists():
+        _check_writable(path / "checkpoints", "checkpoint folder")
     saved = path / "config.json"
-    if saved.exists():
-        previous = json.loads(saved.read_text())
-        changed = [f"{k}: {previous.get(k)!r} -> {getattr(cfg, k)!r}" for k in IDENTITY_FIELDS
-                   if previous.get(k) != getattr(cfg, k)]
-        if changed:
-            raise WorkdirError(f"workdir {path} holds a run with another configuration ({'; '.join(changed)}); "
-                               "use a new --workdir. Nothing was changed or deleted.")
-    if jax.process_index() == 0:
-        saved.write_text(cfg.to_json())
-    return path
+    if not saved.exists():
+        steps = checkpoint_steps(path / "checkpoints")
+        if steps:
+            raise WorkdirError(f"workdir {path} holds checkpoints (last step {steps[-1]}) but no config.json, so "
+                               "they cannot be checked against this configuration; use another --workdir. "
+                               "Nothing was changed or deleted.")
+        return
+    try:
+        previous = json.loads(saved.read_text(encoding="utf-8"))
+        if not isinstance(previous, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as error:
+        raise WorkdirError(f"{saved} is unreadable ({error}), so the run in workdir {path} cannot be checked; "
+                           "use another --workdir. Nothing was changed or deleted.") from None
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    changed = [f"--{k.replace('_', '-')} {previous.get(k, defaults[k])!r} -> {v!r}"
+               for k, v in dataclasses.asdict(cfg).items()
+               if k not in RESUMABLE_FIELDS and previous.get(k, defaults[k]) != v]
+    if changed:
+        raise WorkdirError(f"workdir {path} holds a run with another configuration ({'; '.join(changed)}); "
+                           "rerun with the original values to resume, or use a new --workdir. Nothing was "
+                           "changed or deleted.")
+
+
+def _write_config(path: Path, cfg: TrainConfig) -> None:
+    """(Re)write config.json atomically, only if it changed (e.g. a resumed run with more iterations)."""
+    saved, text = path / "config.json", cfg.to_json()
+    if saved.exists() and saved.read_text(encoding="utf-8") == text:
+        return
+    temp = path / f".config.json.{uuid.uuid4().hex}.tmp"
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, saved)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _check_devices(cfg: TrainConfig) -> None:
+    devices = jax.device_count()
+    if cfg.batch_size % devices:
+        raise UsageError(f"--batch-size {cfg.batch_size} does not split over the {devices} devices; use a multiple "
+                         f"of {devices}")
 
 
 def calibrate_style_weight(spec, trainable, batch_stats, constants, stream, n_batches: int) -> float:
@@ -97,11 +188,18 @@ def calibrate_style_weight(spec, trainable, batch_stats, constants, stream, n_ba
 
 
 class _StopRequested:
-    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and exits cleanly at the next step."""
+    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint and stops after the current step.
+
+    A second signal stops at once (KeyboardInterrupt), keeping the checkpoints already complete.
+    """
 
     def __init__(self):
-        self.requested = False
+        self.signum: int | None = None
         self._previous = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
 
     def __enter__(self):
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -109,12 +207,41 @@ class _StopRequested:
         return self
 
     def _handle(self, signum, frame):
-        log.warning("signal %d received: saving a checkpoint and stopping", signum)
-        self.requested = True
+        if self.requested:
+            raise KeyboardInterrupt(f"second signal {signal.Signals(signum).name}")
+        log.warning("%s received: finishing this step, saving a checkpoint and stopping (send it again to "
+                    "stop at once)", signal.Signals(signum).name)
+        self.signum = signum
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+def _stopped(stop: _StopRequested, step: int, total: int, workdir: Path, what: str) -> TrainingStopped:
+    if step in checkpoint_steps(workdir / "checkpoints"):
+        where = f"its checkpoint is saved in {workdir / 'checkpoints'}"
+    elif step == 0:
+        where = "before its first step, nothing to save"
+    else:
+        where = f"no checkpoint of it exists in {workdir / 'checkpoints'}"
+    return TrainingStopped(f"{signal.Signals(stop.signum).name} received: {what} stopped at step {step} of {total} "
+                           f"({where}); no {EXPORT_NAME} was exported; rerun the same command to resume",
+                           step=step, total=total, signum=stop.signum)
+
+
+def _stages(cfg: TrainConfig, workdir: Path) -> list[tuple[TrainConfig, Path, str]]:
+    """[(config, workdir, name)] of the stages of this run: one, or LinearTransfer's decoder
+    pre-training followed by its transfer training."""
+    if cfg.arch == "linear" and cfg.stage == "transfer" and not cfg.pretrained:
+        decoder_dir = workdir / "decoder_stage"
+        decoder_cfg = dataclasses.replace(cfg, stage="decoder", loss="native", style_weight="0",
+                                          iterations=cfg.decoder_iterations,
+                                          learning_rate=cfg.decoder_learning_rate or cfg.learning_rate)
+        return [(decoder_cfg, decoder_dir, "the decoder pre-training (stage 1 of 2)"),
+                (dataclasses.replace(cfg, pretrained=str(decoder_dir / EXPORT_NAME)), workdir,
+                 "the transfer training (stage 2 of 2)")]
+    return [(cfg, workdir, "training")]
 
 
 def train(cfg: TrainConfig, workdir: str | Path) -> dict[str, float]:
@@ -124,21 +251,56 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict[str, float]:
     `--pretrained`, the decoder is first pre-trained as an image auto-encoder on the content stream
     (`--stage decoder`, `--decoder-iterations` steps, in `<workdir>/decoder_stage`), as the original
     repository's predecessor (WCT) did, and the transfer stage starts from its export.
+
+    Raises:
+      UsageError, WorkdirError, LockedError, DataError, WeightsError, CheckpointError: before anything
+        is written. FloatingPointError: non-finite values (the message names the checkpoint left).
+      TrainingStopped: SIGTERM/SIGINT. CheckpointSaveError, OSError: writing failed.
     """
-    if cfg.arch == "linear" and cfg.stage == "transfer" and not cfg.pretrained:
-        decoder_dir = Path(workdir) / "decoder_stage"
-        log.warning("no --pretrained decoder for LinearTransfer: pre-training one as an auto-encoder first "
-                    "(%d steps, --decoder-iterations) in %s", cfg.decoder_iterations, decoder_dir)
-        decoder_cfg = dataclasses.replace(cfg, stage="decoder", loss="native", style_weight="0",
-                                          iterations=cfg.decoder_iterations,
-                                          learning_rate=cfg.decoder_learning_rate or cfg.learning_rate)
-        _train_stage(decoder_cfg, decoder_dir)
-        cfg = dataclasses.replace(cfg, pretrained=str(decoder_dir / EXPORT_NAME))
-    return _train_stage(cfg, workdir)
+    _check_devices(cfg)
+    workdir = _workdir_path(workdir)
+    stages = _stages(cfg, workdir)
+    _check_writable(workdir, "workdir")
+    # Only process 0 writes the workdir's own files; the others would find the lock taken.
+    lock = (exclusive_lock(workdir / LOCK_NAME, what=f"workdir {workdir}") if jax.process_index() == 0
+            else contextlib.nullcontext())
+    metrics: dict[str, float] = {}
+    with lock, _StopRequested() as stop:
+        for stage_cfg, stage_dir, _ in stages:
+            check_workdir(stage_cfg, stage_dir)
+        for stage_cfg, stage_dir, what in stages:
+            if stop.requested:  # the signal came after the previous stage's last step
+                step = max(checkpoint_steps(stage_dir / "checkpoints"), default=0)
+                raise _stopped(stop, step, stage_cfg.iterations, stage_dir, what)
+            if stage_cfg.stage == "decoder" and _complete(stage_cfg, stage_dir):
+                log.info("decoder pre-training already complete in %s", stage_dir)
+                continue
+            if stage_cfg.stage == "decoder":
+                log.warning("no --pretrained decoder for LinearTransfer: pre-training one as an auto-encoder first "
+                            "(%d steps, --decoder-iterations) in %s", stage_cfg.iterations, stage_dir)
+            metrics = _train_stage(stage_cfg, stage_dir, stop, what)
+    return metrics
 
 
-def _train_stage(cfg: TrainConfig, workdir: str | Path) -> dict[str, float]:
-    workdir = prepare_workdir(cfg, workdir)
+def _complete(cfg: TrainConfig, workdir: Path) -> bool:
+    """The stage in `workdir` ran all its steps and exported its params (only finished runs export)."""
+    last = max(checkpoint_steps(workdir / "checkpoints"), default=0)
+    return (workdir / EXPORT_NAME).exists() and last >= cfg.iterations
+
+
+def _last_checkpoint_note(checkpointer: Checkpointer) -> str:
+    """What a diverged run leaves behind, for the NaN guard's message."""
+    try:
+        checkpointer.wait()
+    except CheckpointSaveError as error:
+        return str(error)
+    steps = checkpoint_steps(checkpointer.directory)
+    if steps:
+        return f"the last checkpoint, step {steps[-1]} in {checkpointer.directory}, is kept (its values are finite)"
+    return f"no checkpoint exists in {checkpointer.directory}, so there is nothing to resume from"
+
+
+def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: str) -> dict[str, float]:
     is_main = jax.process_index() == 0
     model = models.build(cfg.arch, **cfg.model_kwargs())
     stream = make_stream(cfg)
@@ -152,67 +314,82 @@ def _train_stage(cfg: TrainConfig, workdir: str | Path) -> dict[str, float]:
     spec = make_step_spec(model, cfg)
 
     checkpointer = Checkpointer(workdir / "checkpoints", keep=cfg.keep_checkpoints)
-    style_weight = None if cfg.auto_style_weight else float(cfg.style_weight)
-    start_step = checkpointer.latest_step()
-    if start_step is not None:
-        state, meta = checkpointer.restore(start_step, state)
-        stream.restore(meta["data"])
-        style_weight = meta["style_weight"]
-        log.info("resumed from step %d in %s", start_step, checkpointer.directory)
-    if style_weight is None:
-        style_weight = calibrate_style_weight(spec, trainable, batch_stats, constants, stream, cfg.auto_style_batches)
-        log.info("style weight (beta) calibrated on %d batches: %.6g", cfg.auto_style_batches, style_weight)
-    constants["style_weight"] = jnp.float32(style_weight)
-
-    step_fn = parallel.pmap_step(lambda s, b, c: train_step(s, b, c, spec=spec, optimizer=optimizer))
-    replicated_state, replicated_constants = parallel.replicate(state), parallel.replicate(constants)
-    first_step = int(state.step)
-    writer = MetricsWriter(workdir, enabled=is_main)
-    progress = ProgressReporter(cfg.iterations, initial_step=first_step, images_per_step=cfg.batch_size,
-                                enabled=is_main)
-    if is_main and first_step == 0:
-        writer.write_scalars(0, {"style_weight": style_weight})
-
-    def save(step: int) -> None:
-        checkpointer.save(step, parallel.unreplicate(replicated_state),
-                          {"data": stream.state(), "style_weight": style_weight, "config": json.loads(cfg.to_json())})
-
-    metrics: dict[str, float] = {}
+    writer = progress = None
     try:
-        with _StopRequested() as stop:
-            for step in range(first_step + 1, cfg.iterations + 1):
-                batch = next(stream)
-                replicated_state, device_metrics = step_fn(replicated_state, parallel.shard(batch),
-                                                           replicated_constants)
-                # Fetching the metrics syncs every step: async dispatch of collectives can deadlock
-                # XLA:CPU with fake devices (shared/docs/stack.md, trap 2), and the NaN guard needs them.
-                metrics = {k: float(v[0]) for k, v in jax.device_get(device_metrics).items()}
-                check_finite(step, metrics)
-                progress.update(step, {k: v for k, v in metrics.items() if "/" not in k})
-                if step % cfg.log_every == 0 or step == cfg.iterations:
-                    writer.write_scalars(step, {**{f"train/{k}": v for k, v in metrics.items()},
-                                                "data/skipped_images": float(stream.skipped),
-                                                "perf/images_per_second": progress.images_per_second})
-                if step % cfg.sample_every == 0:
-                    writer.write_images(step, {"content_style_output": _sample(spec, replicated_state,
-                                                                              replicated_constants, batch)})
-                if step % cfg.checkpoint_every == 0 or step == cfg.iterations or stop.requested:
-                    save(step)
-                if stop.requested:
-                    break
+        style_weight = None if cfg.auto_style_weight else float(cfg.style_weight)
+        start_step = checkpointer.latest_step()
+        if start_step is not None:
+            state, meta = checkpointer.restore(start_step, state)
+            stream.restore(meta["data"])
+            style_weight = meta["style_weight"]
+            log.info("resumed from step %d in %s", start_step, checkpointer.directory)
+        if style_weight is None:
+            style_weight = calibrate_style_weight(spec, trainable, batch_stats, constants, stream,
+                                                  cfg.auto_style_batches)
+            log.info("style weight (beta) calibrated on %d batches: %.6g", cfg.auto_style_batches, style_weight)
+        constants["style_weight"] = jnp.float32(style_weight)
+        if is_main:  # everything is valid: from here on the workdir is written
+            _write_config(workdir, cfg)
+
+        step_fn = parallel.pmap_step(lambda s, b, c: train_step(s, b, c, spec=spec, optimizer=optimizer))
+        replicated_state, replicated_constants = parallel.replicate(state), parallel.replicate(constants)
+        step = int(state.step)
+        writer = MetricsWriter(workdir, enabled=is_main)
+        progress = ProgressReporter(cfg.iterations, initial_step=step, images_per_step=cfg.batch_size,
+                                    enabled=is_main)
+        if is_main and step == 0:
+            writer.write_scalars(0, {"style_weight": style_weight})
+
+        def save(step: int) -> None:
+            checkpointer.save(step, parallel.unreplicate(replicated_state),
+                              {"data": stream.state(), "style_weight": style_weight,
+                               "config": json.loads(cfg.to_json())})
+
+        metrics: dict[str, float] = {}
+        while step < cfg.iterations and not stop.requested:
+            step += 1
+            batch = next(stream)
+            replicated_state, device_metrics = step_fn(replicated_state, parallel.shard(batch), replicated_constants)
+            # Fetching the metrics syncs every step: async dispatch of collectives can deadlock
+            # XLA:CPU with fake devices, and the NaN guard needs them before the state is saved.
+            metrics = {k: float(v[0]) for k, v in jax.device_get(device_metrics).items()}
+            check_finite(step, metrics)
+            checkpointer.check()  # a failed asynchronous save stops the run now, not at the next save
+            progress.update(step, {k: v for k, v in metrics.items() if "/" not in k})
+            if step % cfg.log_every == 0 or step == cfg.iterations:
+                writer.write_scalars(step, {**{f"train/{k}": v for k, v in metrics.items()},
+                                            "data/skipped_images": float(stream.skipped),
+                                            "perf/images_per_second": progress.images_per_second})
+            if step % cfg.sample_every == 0:
+                writer.write_images(step, {"content_style_output": _sample(spec, replicated_state,
+                                                                          replicated_constants, batch)})
+            if step % cfg.checkpoint_every == 0 or step == cfg.iterations or stop.requested:
+                save(step)
+        checkpointer.wait()
+    except FloatingPointError as error:
+        raise FloatingPointError(f"{error}; {_last_checkpoint_note(checkpointer)}") from None
     finally:
-        progress.close()
-        writer.close()
-        checkpointer.close()
+        for closable in (progress, writer):
+            if closable is not None:
+                closable.close()
+        with contextlib.suppress(Exception):  # a failed save was raised by wait() above
+            checkpointer.close()
+    if step < cfg.iterations:
+        raise _stopped(stop, step, cfg.iterations, workdir, what)
     if is_main:
-        final = parallel.unreplicate(replicated_state)
-        variables = {"params": {**frozen, **final.params}}
-        if final.batch_stats:
-            variables["batch_stats"] = final.batch_stats
-        meta = {"arch": cfg.arch, "stage": cfg.stage, "loss": cfg.loss, "step": step_of(replicated_state),
-                **cfg.model_kwargs()}
-        save_params(workdir / EXPORT_NAME, variables, meta=meta)
+        _export(cfg, workdir, frozen, replicated_state)
     return metrics
+
+
+def _export(cfg: TrainConfig, workdir: Path, frozen: dict, replicated_state) -> None:
+    """All parameters of the finished run as `<workdir>/params.npz` (written atomically)."""
+    final = parallel.unreplicate(replicated_state)
+    variables = {"params": {**frozen, **final.params}}
+    if final.batch_stats:
+        variables["batch_stats"] = final.batch_stats
+    meta = {"arch": cfg.arch, "stage": cfg.stage, "loss": cfg.loss, "step": step_of(replicated_state),
+            **cfg.model_kwargs()}
+    save_params(workdir / EXPORT_NAME, variables, meta=meta)
 
 
 def step_of(replicated_state) -> int:

@@ -4,6 +4,20 @@ Every flag is generated from a field of `jax_ast.configs.TrainConfig` (`--style-
 `style_weight`, ...); flags left out take the architecture's original defaults
 (`jax_ast.configs.default_config`). With no data flags the sample images bundled with the package are
 used. Rerunning with the same --workdir resumes.
+
+Exit status (every failure prints one line, `python -m train.run: error|stopped: ...`, no traceback):
+  0    finished: all --iterations done, <workdir>/params.npz exported.
+  1    diverged: a non-finite loss, gradient, update or parameter; the message names the last
+       checkpoint left (they only hold finite values) or says that there is none.
+  2    usage or input error: a bad flag value, a batch that does not split over the devices, an
+       unusable, locked or mismatched workdir, missing or corrupt data, weights or checkpoints,
+       --distributed without its environment. Found before the workdir is written (except data that
+       turns bad mid-run).
+  3    I/O failure while training (disk full, file-size limit, read-only files): the checkpoints
+       saved before it are intact.
+  128+N  stopped by signal N (143 for SIGTERM, 130 for SIGINT): the current step finished and was
+       checkpointed, nothing was exported; rerun the same command to resume. A second signal stops
+       at once (130), keeping the checkpoints already complete.
 """
 
 from __future__ import annotations
@@ -11,6 +25,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import re
+import signal
 import sys
 import types
 import typing
@@ -19,6 +35,7 @@ from typing import Any
 from jax_ast.configs import ARCHS, ENCODERS, LOSS_NETWORKS, LOSSES, PRESETS, STAGES, TrainConfig, default_config
 
 DEFAULT_WORKDIR = "workdir"
+EXIT_DIVERGED, EXIT_USAGE, EXIT_IO = 1, 2, 3
 CHOICES = {"arch": ARCHS, "loss": LOSSES, "stage": STAGES, "variant": ("r41", "r31"), "encoder": ENCODERS,
            "loss_network": LOSS_NETWORKS}
 HELP = {
@@ -48,9 +65,31 @@ def _flag_type(field: dataclasses.Field) -> Any:
     return hint
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line instead of the usage of ~50 flags."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {_one_line(message)} (see --help)\n")
+
+
+def _one_line(text: str) -> str:
+    """`text` on one line that any stream can print (undecodable file-name bytes shown as \\xNN)."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return " ".join(text.split())
+
+
+def _flag_names(message: str) -> str:
+    """Config field names in a validation message -> their flags ("learning_rate" -> "--learning-rate")."""
+    names = "|".join(sorted((f.name for f in dataclasses.fields(TrainConfig)), key=len, reverse=True))
+    return re.sub(rf"(?<![\w/.-])({names})(?![\w/])", lambda m: "--" + m.group(1).replace("_", "-"), message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="python -m train.run", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="checkpoints, metrics, samples (resumes)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
@@ -82,30 +121,55 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # orbax logs every save step by step at INFO through absl
         logging.getLogger("absl").setLevel(logging.WARNING)
+        # ... and its failures with full tracebacks before raising them to us: one line each is enough.
+        logging.getLogger("absl").addFilter(_drop_traceback)
     try:
         cfg = config_from_args(args)
     except ValueError as error:
-        parser.error(str(error))
+        parser.error(_flag_names(str(error)))
+    try:
+        return _run(parser, cfg, args.workdir)
+    except KeyboardInterrupt:  # a second signal, or Ctrl-C before training started
+        parser.exit(128 + signal.SIGINT, f"{parser.prog}: stopped at once; the checkpoints already complete "
+                                         f"in {_one_line(str(args.workdir))} are kept\n")
+
+
+def _drop_traceback(record: logging.LogRecord) -> bool:
+    record.exc_info, record.exc_text, record.stack_info = None, None, None
+    return True
+
+
+def _run(parser: argparse.ArgumentParser, cfg: TrainConfig, workdir: str) -> int:
     from jax_ast.xla_flags import prefer_fast_cpu_convolutions  # noqa: PLC0415
 
     prefer_fast_cpu_convolutions()
     from train import parallel  # noqa: PLC0415 - JAX starts here, after the flags are known to be valid
 
-    parallel.initialize_distributed(cfg.distributed)
+    try:
+        parallel.initialize_distributed(cfg.distributed)
+    except RuntimeError as error:
+        parser.exit(EXIT_USAGE, f"{parser.prog}: error: --distributed: {_one_line(str(error))}\n")
     import jax  # noqa: PLC0415
 
     from jax_ast.data import DataError  # noqa: PLC0415
+    from jax_ast.locking import LockedError  # noqa: PLC0415
     from jax_ast.pretrained import WeightsError  # noqa: PLC0415
-    from train.loop import WorkdirError, train  # noqa: PLC0415
+    from train.checkpointing import CheckpointError, CheckpointSaveError  # noqa: PLC0415
+    from train.loop import TrainingStopped, UsageError, WorkdirError, train  # noqa: PLC0415
 
     logging.info("devices: %d local, %d global, %d processes (%s)", jax.local_device_count(), jax.device_count(),
                  jax.process_count(), jax.devices()[0].platform)
     try:
-        metrics = train(cfg, args.workdir)
-    except (WorkdirError, DataError, WeightsError, FileNotFoundError, NotADirectoryError) as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")  # a runtime problem: no usage dump
+        metrics = train(cfg, workdir)
+    except (UsageError, WorkdirError, LockedError, DataError, WeightsError, CheckpointError, FileNotFoundError,
+            NotADirectoryError) as error:
+        parser.exit(EXIT_USAGE, f"{parser.prog}: error: {_one_line(str(error))}\n")  # no usage dump
     except FloatingPointError as error:
-        parser.exit(1, f"{parser.prog}: stopped: {error}; the last good checkpoint is kept in {args.workdir}\n")
+        parser.exit(EXIT_DIVERGED, f"{parser.prog}: stopped: {_one_line(str(error))}\n")
+    except TrainingStopped as stopped:
+        parser.exit(128 + stopped.signum, f"{parser.prog}: stopped: {_one_line(str(stopped))}\n")
+    except (CheckpointSaveError, OSError) as error:
+        parser.exit(EXIT_IO, f"{parser.prog}: error: {_one_line(str(error))}\n")
     logging.info("finished: %s", {k: round(v, 6) for k, v in metrics.items() if "/" not in k})
     return 0
 

@@ -188,5 +188,15 @@ def train_step(state: TrainState, batch: dict, constants: dict, *, spec: StepSpe
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = jax.tree.map(lambda p, u: p + u, state.params, updates)
     metrics = lax.pmean({k: jnp.mean(v) for k, v in metrics.items()}, AXIS)
-    metrics["grad_norm"] = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+    metrics["grad_norm"] = _global_norm(grads)
+    # The NaN guard checks these before a checkpoint is written, so no checkpoint stores non-finite
+    # parameters. The squares overflow float32 for entries above ~1e19, which flags a run that is
+    # diverging while its loss is still finite.
+    metrics["update_norm"] = _global_norm(updates)
+    metrics["param_norm"] = _global_norm((params, new_stats))  # BatchNorm statistics are saved too
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state, batch_stats=new_stats), metrics
+
+
+def _global_norm(tree: Any) -> jax.Array:
+    """sqrt(sum of squares) over every leaf: NaN if any entry is NaN, inf if any is inf."""
+    return jnp.sqrt(sum((jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)), jnp.float32(0.0)))

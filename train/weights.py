@@ -22,12 +22,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 import jax_ast.pretrained.adain as adain_weights
 import jax_ast.pretrained.linear as linear_weights
 import jax_ast.pretrained.sanet as sanet_weights
 from jax_ast.configs import TrainConfig
-from jax_ast.pretrained.convert import WeightsError
+from jax_ast.pretrained.convert import WeightsError, check_finite
 from jax_ast.pretrained.native import is_native, load_params
 from jax_ast.pretrained.torch_format import load_torch_params
 from jax_ast.pretrained.vgg import load_vgg
@@ -68,7 +69,7 @@ def initial_variables(model: Any, cfg: TrainConfig) -> tuple[dict, dict]:
         vgg = _vgg_params(cfg.encoder_variant, cfg.vgg_weights, deepest, original_file=cfg.encoder == "original")
         missing = sorted(set(params["encoder"]) - set(vgg))
         if missing:
-            raise ValueError(f"VGG weights {cfg.vgg_weights or '(default)'} lack layers {missing}")
+            raise WeightsError(f"VGG weights {cfg.vgg_weights or '(default)'} lack layers {missing}")
         params["encoder"] = {name: vgg[name] for name in params["encoder"]}
     if cfg.pretrained:
         params, batch_stats = _load_pretrained(cfg, params, batch_stats)
@@ -80,6 +81,10 @@ def initial_variables(model: Any, cfg: TrainConfig) -> tuple[dict, dict]:
     elif cfg.arch == "magenta":
         log.warning("Magenta style predictor starts from random init (no --inception-weights); the original "
                     "starts from ImageNet Inception-v3")
+    files = [f"--{name.replace('_', '-')} {getattr(cfg, name)}"
+             for name in ("vgg_weights", "pretrained", "inception_weights") if getattr(cfg, name)]
+    check_finite({"params": params, "batch_stats": batch_stats},
+                 "the initial weights" + (f" ({', '.join(files)})" if files else ""))
     return params, batch_stats
 
 
@@ -99,15 +104,16 @@ def _load_pretrained(cfg: TrainConfig, params: dict, batch_stats: dict) -> tuple
     path = Path(cfg.pretrained)
     if not path.exists():
         raise FileNotFoundError(f"--pretrained {path} does not exist")
-    if path.is_file() and is_native(path):
-        loaded, meta = load_params(path)
+    if path.is_file() and (is_native(path) or cfg.arch != "magenta"):
+        loaded, meta = load_params(path)  # WeightsError naming the file if it is not one of ours
         if meta.get("arch") not in (None, cfg.arch):
-            raise ValueError(f"{path} holds {meta.get('arch')!r} weights, not {cfg.arch!r}")
+            raise WeightsError(f"{path} holds {meta.get('arch')!r} weights, not {cfg.arch!r}")
         loaded_stats = loaded.pop("batch_stats", None)
         loaded = loaded.get("params", loaded)
         # A decoder pre-training export also holds the untrained transform of that stage: take its decoder only.
         wanted = {"decoder"} if meta.get("stage") == "decoder" else set(params)
         parts = {k: v for k, v in loaded.items() if k in wanted}
+        _check_tree(path, parts, {k: params[k] for k in params if k in wanted and (k in parts or k != "encoder")})
         log.info("pretrained parts %s from %s", sorted(parts), path)
         params = {**params, **jax.tree.map(jnp.asarray, parts)}
         return params, (loaded_stats if loaded_stats is not None else batch_stats)
@@ -117,8 +123,25 @@ def _load_pretrained(cfg: TrainConfig, params: dict, batch_stats: dict) -> tuple
         _, variables = load_magenta(path)
         return dict(variables["params"]), dict(variables.get("batch_stats", batch_stats))
     if not path.is_dir():
-        raise ValueError(f"--pretrained must be a directory of original files or a native .npz, got {path}")
+        raise WeightsError(f"--pretrained must be a directory of original files or a native .npz, got {path}")
     return {**params, **_load_original_parts(cfg, path, params)}, batch_stats
+
+
+def _check_tree(path: Path, loaded: dict, expected: dict) -> None:
+    """One WeightsError listing every layer of `expected` (the model's parts, the encoder optional)
+    that `loaded` lacks, has extra or has with another shape, so a partial file never reaches the model."""
+    def leaves(tree):
+        return {"/".join(str(getattr(k, "key", k)) for k in path): np.shape(v)
+                for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+    want, have = leaves(expected), leaves(loaded)
+    problems = [f"missing {k}" for k in want if k not in have]
+    problems += [f"unexpected {k}" for k in have if k not in want]
+    problems += [f"{k} has shape {have[k]}, the model needs {want[k]}"
+                 for k in want if k in have and have[k] != want[k]]
+    if problems:
+        shown = "; ".join(problems[:8]) + (f"; ... and {len(problems) - 8} more" if len(problems) > 8 else "")
+        raise WeightsError(f"--pretrained {path} does not match the {len(want)} parameters of this model: {shown}")
 
 
 def _one_file(directory: Path, pattern: str, *, required: bool = True) -> str | None:

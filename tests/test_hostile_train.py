@@ -421,7 +421,7 @@ def test_pretrained_missing_a_layer_names_it(tmp_path):
 
 
 @pytest.mark.parametrize("kind, message", [
-    ("pickled", "holds pickled Python objects"),
+    ("pickled", "pickled Python objects, which is never loaded"),
     ("pickled_no_meta", "is not a jax_ast params file"),
     ("nan", "non-finite weights (NaN or inf) in params/decoder/conv1_1/kernel"),
 ])

@@ -19,7 +19,7 @@ from eval import records
 from eval.analysis import format_number as fmt
 from eval.analysis import markdown_table, pearson_r
 
-# The paper's mean test-set losses (balanced, classic), as copied by the CENG501 reproduction (paper.md 3.3).
+# The paper's mean test-set losses (balanced, classic), as copied by the CENG501 reproduction (their README, section 3.3 of our notes on the paper).
 PAPER_TABLE = (("AdaIN original", 0.33, 7.05e8), ("AdaIN retrained (classic)", 0.43, 6.62e8),
                ("AdaIN balanced", 0.31, 6.58e8), ("SANet original", 0.28, 5.0e8),
                ("SANet classic", 0.41, 5.25e8), ("SANet balanced", 0.21, 4.03e8),
@@ -157,7 +157,7 @@ def markdown(out_dir: Path, rel: str, info: Mapping[str, str], discussion: str |
         f"[`{rel}/`]({rel}/): `runs.csv` (one row per evaluated model and pair set), `per_style.csv`, "
         "`pearson.csv`, `paper.csv` (the paper's numbers), `split.csv`, `run_info.csv`; the per-pair rows of "
         f"every evaluation are in `{rel}/pairs/`. Loss network: the real ImageNet VGG-16 (`vgg16_slim`), style "
-        f"layers {', '.join(layers)}, content relu3_3; paper.md has the definitions.", "",
+        f"layers {', '.join(layers)}, content relu3_3; `jax_ast/losses.py` has the definitions.", "",
         f"**Scale `{info['scale']}`**, wall time **{info['wall_time']}** on {info['machine']} "
         f"({info['cores']} cores, JAX {info['jax']} on {info['backend']}; load average at the start "
         f"{info['load_average']}), finished {info['finished']}.", "",

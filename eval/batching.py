@@ -7,7 +7,7 @@ compiled exactly once; the last, partial step is padded (edge copies) and the pa
 
 The model's variables are replicated onto the devices once and passed with ``in_axes=None``; there are
 no collectives in inference, but every step is still synchronised (``block_until_ready``): with fake CPU
-devices, many asynchronously dispatched pmapped steps can deadlock XLA:CPU (stack.md, trap 2).
+devices, many asynchronously dispatched pmapped steps can deadlock XLA:CPU (docs/parallelism.md).
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ class Stylizer:
             chunk = jax.tree.map(lambda leaf: np.asarray(leaf)[start:start + self.step_size], batched)
             padded, mask = pad_to_multiple(chunk, self.step_size)
             result = parallel_fn(self._variables, *split_for_devices(padded, self.n_devices), **static)
-            result = jax.block_until_ready(result)  # sync every step (stack.md trap 2)
+            result = jax.block_until_ready(result)  # sync every step (docs/parallelism.md)
             outputs.append(jax.tree.map(lambda leaf: leaf[mask], merge_from_devices(result)))
         return jax.tree.map(lambda *leaves: np.concatenate(leaves), *outputs)
 

@@ -3,14 +3,14 @@
 For each network and setting (512x512 batch 1, 256x256 batch 8; content and style the same size) it times
 the full stylisation ``(content, style) -> image`` on one device: JAX ``jax.jit`` of ``model.apply`` and the
 PyTorch module of the same layout (`eval._torch_reference`) under ``torch.inference_mode`` with
-``channels_last`` (the faster torch layout on this CPU, stack.md section 3). Both get the same random
+``channels_last`` (the faster torch layout on this CPU). Both get the same random
 weights, and the first outputs are compared before any timing. Rounds are interleaved (JAX, torch, JAX,
 ...) because this shared machine drifts by up to 2x between minutes; medians and minima are reported with
 the JAX/torch time ratio (< 1: JAX is faster). Compilation / first-call time is reported separately.
 
 XLA flag: ``--xla_cpu_experimental_ynn_fusion_type=`` (empty: no YNNPACK fusions) is added to XLA_FLAGS in
 this process only, unless XLA_FLAGS already sets it: on this AVX2 CPU, XLA's own convolution thunks are
-~1.4x faster than YNNPACK fusions for VGG-style 3x3 convs (stack.md section 3). It must be set before JAX
+~1.4x faster than YNNPACK fusions for VGG-style 3x3 convs (docs/performance.md). It must be set before JAX
 creates its CPU backend, hence `jax` is imported only inside `main`.
 """
 
@@ -26,7 +26,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+from jax_ast.xla_flags import YNN_FLAG
+
 ARCHS = ("adain", "sanet", "linear", "magenta")
 FULL_SETTINGS = ((512, 1), (256, 8))  # (side, batch)
 QUICK_SETTINGS = ((64, 1), (48, 2))

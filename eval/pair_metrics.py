@@ -180,6 +180,6 @@ class PairScorer:
             raise ValueError(f"step_size {step} must be a multiple of {self.n_devices} devices and >= {len(contents)}")
         padded, mask = pad_to_multiple((contents, styles, outputs), step)
         result = self._score(self._variables, *split_for_devices(padded, self.n_devices))
-        result = jax.block_until_ready(result)  # sync every step (stack.md trap 2)
+        result = jax.block_until_ready(result)  # sync every step (docs/parallelism.md)
         return {name: value[mask] for name, value in merge_from_devices(result).items()}
 

@@ -30,9 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
+from jax_ast.xla_flags import YNN_FLAG
+
 ARCHS = ("adain", "sanet", "linear", "magenta")
 LOSSES = ("native", "classic", "balanced")
-YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 DEVICE_FLAG = "--xla_force_host_platform_device_count"
 # With 8 devices on 2 cores, one device can reach the gradient all-reduce long before the last one at 256 px;
 # XLA's default 40 s rendezvous termination would abort such a step (every step is synced, so a real
@@ -56,7 +57,7 @@ def xla_flags(devices: int, environment: str) -> tuple[str, str]:
         note = f"XLA_FLAGS already sets {YNN_FLAG}; left as is"
     else:
         flags.append(f"{YNN_FLAG}=")
-        note = f"added {YNN_FLAG}= (YNNPACK fusions off, shared/docs/stack.md section 3) to XLA_FLAGS"
+        note = f"added {YNN_FLAG}= (YNNPACK fusions off, docs/performance.md) to XLA_FLAGS"
     if not any(f.startswith(TERMINATE_FLAG) for f in flags):
         flags.append(f"{TERMINATE_FLAG}={TERMINATE_S}")
     return " ".join([*flags, f"{DEVICE_FLAG}={devices}"]), note

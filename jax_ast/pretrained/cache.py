@@ -91,12 +91,17 @@ def cache_dir() -> Path:
     return Path(os.environ.get("JAX_AST_CACHE") or Path.home() / ".cache" / "jax_ast").expanduser()
 
 
-def sha256_of(path: str | Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file's bytes with `algorithm` (any `hashlib.new` name), read in chunks."""
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_of(path: str | Path) -> str:
+    return file_digest(path, "sha256")
 
 
 def _progress(total: int | None, name: str) -> Callable[[int], None]:
@@ -136,14 +141,6 @@ def _stream(response: BinaryIO, out: BinaryIO, name: str, total: int | None) -> 
     if total is not None and received != total:
         raise OSError(f"connection closed after {received} of {total} bytes")
     return digest.hexdigest(), md5.hexdigest()
-
-
-def md5_of(path: str | Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_hash(actual: str, name: str, entry: RemoteFile, sha256: str | None, md5: str | None = None) -> None:
@@ -191,7 +188,7 @@ def fetch(name: str, *, sha256: str | None = None, url: str | None = None, verif
     if target.is_file():
         if verify:
             try:
-                _check_hash(sha256_of(target), name, entry, sha256, md5_of(target) if entry.md5 else None)
+                _check_hash(sha256_of(target), name, entry, sha256, file_digest(target, "md5") if entry.md5 else None)
             except ValueError as err:
                 raise _failure(name, entry, target, f"the cached copy fails verification ({err}); delete it") from None
         return target

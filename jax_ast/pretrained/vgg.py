@@ -102,13 +102,14 @@ def _deepest_tap(variant: str, taps: Sequence[str] | None) -> str:
     return max(taps, key=all_taps.index)
 
 
-def _read_source(weights: Any) -> tuple[dict[str, np.ndarray] | None, dict | None, str]:
-    """-> (flat source dict, native params, description)."""
+def _read_source(weights: Any, variant: str) -> tuple[dict[str, np.ndarray] | None, dict | None, str]:
+    """-> (flat source dict, native params, description); the ImageNet VGG-16 files come adapted to `variant`."""
     if isinstance(weights, Mapping):
         return {str(k): np.asarray(v) for k, v in weights.items()}, None, "the given weights dict"
     path = Path(weights)
     if path.suffix in (".onnx", ".h5", ".hdf5"):
-        return None, {"params": imagenet_vgg16.read_file(path), "meta": {"caffe_order": True}}, str(path)
+        params = imagenet_vgg16.for_variant(imagenet_vgg16.read_file(path), variant)
+        return None, {"params": params, "meta": {}}, str(path)
     if native.is_native(path):
         params, meta = native.load_params(path)
         return None, {"params": params, "meta": meta}, str(path)
@@ -212,9 +213,7 @@ def load_vgg(variant: str, weights: Any = None, *, taps: Sequence[str] | None = 
     else:
         if weights is None:
             weights = cache.fetch(_default_file(variant, deepest))
-        source, stored, description = _read_source(weights)
-        if stored is not None and stored["meta"].get("caffe_order"):
-            stored["params"] = imagenet_vgg16.for_variant(stored["params"], variant)
+        source, stored, description = _read_source(weights, variant)
     needed = [t.replace("relu", "conv") for t in tap_names(variant)[: tap_names(variant).index(deepest) + 1]]
     if stored is not None:
         params = _from_native(variant, stored, description, expected)

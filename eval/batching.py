@@ -1,13 +1,9 @@
-"""Device-parallel batched inference: one `jax.pmap` per model entry point, padding, masks, shape groups.
+"""Device-parallel batched inference: one pmapped program per model entry point, and shape groups.
 
-Host arrays [B, ...] are padded to a whole number of steps, reshaped to [n_devices, per_device, ...],
-run, synchronised and unpadded. Every step of one `Stylizer` has the same global batch
-(`step_size` = batch_size rounded up to a multiple of the local device count), so each input shape is
-compiled exactly once; the last, partial step is padded (edge copies) and the padding dropped by its mask.
-
-The model's variables are replicated onto the devices once and passed with ``in_axes=None``; there are
-no collectives in inference, but every step is still synchronised (``block_until_ready``): with fake CPU
-devices, many asynchronously dispatched pmapped steps can deadlock XLA:CPU (docs/parallelism.md).
+Host arrays [B, ...] run in steps through `jax_ast.parallel.run_in_steps` (pad, shard, run, unpad). Every
+step of one `Stylizer` has the same global batch (`step_size` = batch_size rounded up to a multiple of the
+local device count), so each input shape is compiled exactly once. The model's variables are placed on the
+devices once (`jax_ast.parallel.replicate_variables`) and passed with ``in_axes=None``.
 """
 
 from __future__ import annotations
@@ -18,53 +14,10 @@ from typing import Any, Callable, Iterator, Sequence
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-AXIS = "batch"
+from jax_ast import parallel
+
 Tree = Any
-
-
-def pad_to_multiple(batch: Tree, multiple: int) -> tuple[Tree, np.ndarray]:
-    """Pads the leading axis of every leaf to a multiple of `multiple` by repeating the last entry.
-
-    Edge copies (rather than zeros) keep the padding numerically ordinary (no all-zero images whose
-    statistics are degenerate).
-
-    Args:
-      batch: an array or pytree of arrays sharing the leading size B >= 1.
-      multiple: >= 1.
-
-    Returns:
-      (padded tree with leading size ceil(B / multiple) * multiple, mask bool[padded B], True for real rows).
-    """
-    size = _leading_size(batch)
-    padded_size = -(-size // multiple) * multiple
-    mask = np.arange(padded_size) < size
-    if padded_size == size:
-        return batch, mask
-    take = np.minimum(np.arange(padded_size), size - 1)
-    return jax.tree.map(lambda leaf: np.asarray(leaf)[take], batch), mask
-
-
-def split_for_devices(batch: Tree, n_devices: int) -> Tree:
-    """[B, ...] -> [n_devices, B / n_devices, ...] for every leaf (B must be a multiple of n_devices)."""
-    size = _leading_size(batch)
-    if size % n_devices:
-        raise ValueError(f"batch of {size} does not split over {n_devices} devices; pad it first")
-    return jax.tree.map(lambda leaf: np.asarray(leaf).reshape((n_devices, size // n_devices) + leaf.shape[1:]),
-                        batch)
-
-
-def merge_from_devices(batch: Tree) -> Tree:
-    """[n_devices, per_device, ...] -> [n_devices * per_device, ...] host numpy, for every leaf."""
-    return jax.tree.map(lambda leaf: np.asarray(leaf).reshape((-1,) + leaf.shape[2:]), batch)
-
-
-def _leading_size(batch: Tree) -> int:
-    sizes = {np.shape(leaf)[0] for leaf in jax.tree.leaves(batch)}
-    if len(sizes) != 1 or 0 in sizes:
-        raise ValueError(f"every leaf needs the same non-zero leading size, got sizes {sorted(sizes)}")
-    return sizes.pop()
 
 
 def shape_signature(tree: Tree) -> tuple:
@@ -93,8 +46,7 @@ class Stylizer:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.step_size = -(-(batch_size or self.n_devices) // self.n_devices) * self.n_devices
         self.trace_counts: collections.Counter[str] = collections.Counter()
-        mesh = Mesh(np.array(jax.local_devices()), ("replica",))
-        self._variables = jax.device_put(variables, NamedSharding(mesh, PartitionSpec()))
+        self._variables = parallel.replicate_variables(variables)
         model_type = type(model)
 
         def stylize(variables, content, style, alpha):
@@ -165,27 +117,19 @@ class Stylizer:
 
     def _run(self, parallel_fn: Callable, batched: tuple, **static: Any) -> Tree:
         """Runs `parallel_fn` over `batched` (leading axis B) in steps of `step_size`; host numpy out."""
-        size = _leading_size(batched)
-        outputs = []
-        for start in range(0, size, self.step_size):
-            chunk = jax.tree.map(lambda leaf: np.asarray(leaf)[start:start + self.step_size], batched)
-            padded, mask = pad_to_multiple(chunk, self.step_size)
-            result = parallel_fn(self._variables, *split_for_devices(padded, self.n_devices), **static)
-            result = jax.block_until_ready(result)  # sync every step (docs/parallelism.md)
-            outputs.append(jax.tree.map(lambda leaf: leaf[mask], merge_from_devices(result)))
-        return jax.tree.map(lambda *leaves: np.concatenate(leaves), *outputs)
+        return parallel.run_in_steps(parallel_fn, self._variables, batched, self.step_size, **static)
 
 
 def _parallel(fn: Callable, *, num_batched: int, alpha_static: bool) -> Callable:
-    """The single place where entry points are pmapped: variables broadcast, batched args split on axis 0.
+    """`fn(variables, *batched, alpha)` pmapped: variables broadcast, batched args split on axis 0.
 
     ``alpha`` is static (a Python float) so model code may branch on it; a run uses one alpha, so this
     costs no extra compilations.
     """
     in_axes = (None,) + (0,) * num_batched
     if not alpha_static:
-        return jax.pmap(fn, axis_name=AXIS, in_axes=in_axes)
-    mapped = jax.pmap(fn, axis_name=AXIS, in_axes=in_axes, static_broadcasted_argnums=(num_batched + 1,))
+        return parallel.pmap(fn, in_axes=in_axes)
+    mapped = parallel.pmap(fn, in_axes=in_axes, static_broadcasted_argnums=(num_batched + 1,))
 
     @functools.wraps(fn)
     def call(variables, *batched, alpha):

@@ -1,8 +1,8 @@
 """Per-pair evaluation metrics on device: loss-network losses, SSIM, PSNR and colour-statistics distances.
 
 Every metric is a pure jnp function of a batch and returns one float32 value per pair ([B]). `PairScorer`
-runs all of them in one `jax.pmap` over the local devices (the last, partial batch is padded with edge
-copies and the padding dropped by its mask, as `eval.batching` does for the models).
+runs all of them in one pmapped program over the local devices (`jax_ast.parallel.run_in_steps`: the last,
+partial batch is padded with edge copies and the padding dropped by its mask).
 
 Definitions (images are float RGB in [0, 1], NHWC):
 
@@ -23,10 +23,9 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import jax_ast.losses as L
-from eval.batching import merge_from_devices, pad_to_multiple, split_for_devices
+from jax_ast import parallel
 
 PSNR_CAP_DB = 100.0
 SSIM_WINDOW, SSIM_SIGMA, SSIM_K1, SSIM_K2 = 11, 1.5, 0.01, 0.03
@@ -104,31 +103,17 @@ def image_metrics(content: jax.Array, style: jax.Array, output: jax.Array) -> di
 def loss_metrics(loss_net, loss_net_params, content: jax.Array, style: jax.Array, output: jax.Array, *,
                  style_layers: Sequence[str], content_layers: Sequence[str],
                  normalised_gram: str) -> dict[str, jax.Array]:
-    """Every loss of `jax_ast.losses` for (C, S, P) triples of equal size, one loss-network call.
+    """Every loss of `jax_ast.losses` for (C, S, P) triples, through `jax_ast.losses.loss_terms` (the entry
+    point training uses too).
 
     Returns {"<term>/<layer>": [B]} and "<term>/total" for term in content, classic (un-normalised Gram, the
     paper's), classic_<normalised_gram> (Gram / HW or / CHW), bound (supremum of the un-normalised classic
     loss), balanced and mean_std (the AdaIN statistics loss on the style layers).
     """
-    layers = tuple(dict.fromkeys((*style_layers, *content_layers)))
-    feats = loss_net.clone(taps=layers).apply(loss_net_params, jnp.concatenate([content, style, output]))
-    size = content.shape[0]
-    content_feats, style_feats, output_feats = ({k: v[i * size:(i + 1) * size] for k, v in feats.items()}
-                                                for i in range(3))
-    terms = {
-        "content": L.content_loss(content_feats, output_feats, layers=content_layers),
-        "classic": L.classic_style_loss(style_feats, output_feats, layers=style_layers, gram_norm="none"),
-        f"classic_{normalised_gram}": L.classic_style_loss(style_feats, output_feats, layers=style_layers,
-                                                           gram_norm=normalised_gram),
-        "bound": L.style_loss_bound(style_feats, output_feats, layers=style_layers, gram_norm="none"),
-        "balanced": L.balanced_style_loss(style_feats, output_feats, layers=style_layers),
-        "mean_std": L.mean_std_style_loss(style_feats, output_feats, layers=style_layers),
-    }
-    metrics = {}
-    for name, (total, parts) in terms.items():
-        metrics.update({f"{name}/{key.split('/', 1)[1]}": value for key, value in parts.items()})
-        metrics[f"{name}/total"] = total
-    return metrics
+    terms = ("content", "classic", f"classic_{normalised_gram}", "bound", "balanced", "mean_std")
+    values = L.loss_terms(loss_net, loss_net_params, content, style, output, terms=terms,
+                          style_layers=tuple(style_layers), content_layers=tuple(content_layers), gram_norm="none")
+    return {(f"{name}/total" if name in terms else name): value for name, value in values.items()}
 
 
 def metric_names(style_layers: Sequence[str], content_layers: Sequence[str], normalised_gram: str) -> list[str]:
@@ -157,8 +142,7 @@ class PairScorer:
         self.names = metric_names(style_layers, content_layers, normalised_gram)
         self.n_devices = jax.local_device_count()
         self.trace_count = 0
-        mesh = Mesh(np.array(jax.local_devices()), ("replica",))
-        self._variables = jax.device_put({"params": loss_net_params}, NamedSharding(mesh, PartitionSpec()))
+        self._variables = parallel.replicate_variables({"params": loss_net_params})
 
         def score(variables, content, style, output):
             self.trace_count += 1  # runs once per trace
@@ -166,7 +150,7 @@ class PairScorer:
                                    content_layers=tuple(content_layers), normalised_gram=normalised_gram)
             return {**metrics, **image_metrics(content, style, output)}
 
-        self._score = jax.pmap(score, in_axes=(None, 0, 0, 0))
+        self._score = parallel.pmap(score, in_axes=(None, 0, 0, 0))
 
     def score(self, contents: np.ndarray, styles: np.ndarray, outputs: np.ndarray, *,
               step_size: int | None = None) -> dict[str, np.ndarray]:
@@ -178,8 +162,5 @@ class PairScorer:
         step = step_size or -(-len(contents) // self.n_devices) * self.n_devices
         if step % self.n_devices or step < len(contents):
             raise ValueError(f"step_size {step} must be a multiple of {self.n_devices} devices and >= {len(contents)}")
-        padded, mask = pad_to_multiple((contents, styles, outputs), step)
-        result = self._score(self._variables, *split_for_devices(padded, self.n_devices))
-        result = jax.block_until_ready(result)  # sync every step (docs/parallelism.md)
-        return {name: value[mask] for name, value in merge_from_devices(result).items()}
+        return parallel.run_in_steps(self._score, self._variables, (contents, styles, outputs), step)
 

@@ -35,14 +35,15 @@ import numpy as np
 
 from eval import guards
 from eval.batching import Stylizer, group_by_shape
-from jax_ast import color, imageio, pretrained
-from jax_ast.models import ARCHS, build
+from jax_ast import archs, color, imageio
+from jax_ast.archs import ARCHS
+from jax_ast.models import build
 from jax_ast.pretrained import native
 from jax_ast.pretrained.convert import check_finite
 
 # Shorter-side resize per network's own inference default (architectures.md 2.5, 3.5, 4.5, 5.6); SANet's
 # original runs at native size, which can exhaust memory (quadratic attention), so 512 is used like AdaIN.
-DEFAULT_SIZES = {"adain": 512, "sanet": 512, "linear": 512, "magenta": 256}
+DEFAULT_SIZES = {arch: archs.get(arch).stylize_size for arch in ARCHS}
 CONTENT_CHUNK = 16  # contents held in memory at once (their pairs with every style are run together)
 
 
@@ -235,12 +236,6 @@ def _save(stylized: np.ndarray, content: np.ndarray, label: str, options: Option
 
 # ---------------------------------------------------------------------------------------------- checkpoints
 
-RELEASE_FILES = {
-    "adain": "vgg_normalised.pth + decoder.pth",
-    "sanet": "vgg_normalised.pth + decoder_iter_*.pth + transformer_iter_*.pth",
-    "linear": "vgg_r41.pth + dec_r41.pth + r41.pth (the r31 files with --variant r31)",
-    "magenta": "model.ckpt.index + model.ckpt.data-* (a TF checkpoint; or pass the .npz of its variables)",
-}
 _FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 PROBE_SIZE = 64  # init probe: a multiple of 16 (SANet) and large enough for Magenta's Inception
 
@@ -301,38 +296,17 @@ def _random_init(arch: str, config: tuple, seed: int) -> tuple[Any, Any]:
     return model, init(key, probe, probe)
 
 
-def _find(directory: Path, patterns: Sequence[str], what: str) -> Path:
-    """The first pattern with a match; among several matches, the highest trailing iteration number."""
-    for pattern in patterns:
-        matches = list(directory.glob(pattern))
-        if matches:
-            return max(matches, key=lambda p: (int("".join(filter(str.isdigit, p.stem)) or 0), p.name))
-    present = ", ".join(sorted(p.name for p in directory.iterdir())) or "nothing"
-    raise CheckpointError(f"{directory}: no {what} file (looked for {' or '.join(patterns)}); found: {present}")
-
-
-def _release_files(arch: str, path: Path, config: dict) -> list[Path]:
-    """The original release files of `arch` under `path`, in the order its importer takes them."""
-    if arch == "magenta":
-        return [path]  # a TF checkpoint prefix/directory or an .npz of its variables
-    if not path.is_dir():
-        raise CheckpointError(f"--arch {arch} needs a directory with {RELEASE_FILES[arch]} or a native params "
-                              f"file, got {path}")
-    vgg = ("vgg_normalised.pth", "vgg_normalized.pth")
-    if arch == "adain":
-        return [_find(path, vgg, "VGG"), _find(path, ("decoder.pth", "decoder_iter_*.pth", "iter_*.pth"), "decoder")]
-    if arch == "sanet":
-        return [_find(path, vgg, "VGG"), _find(path, ("decoder_iter_*.pth", "decoder.pth"), "decoder"),
-                _find(path, ("transformer_iter_*.pth", "transformer.pth"), "transform")]
-    layer = config.get("variant", "r41")
-    return [_find(path, (f"vgg_{layer}.pth",), "VGG"), _find(path, (f"dec_{layer}.pth",), "decoder"),
-            _find(path, (f"{layer}.pth",), "transform")]
-
-
 def _load_release(arch: str, path: Path, config: dict) -> tuple[Any, Any]:
-    """Original release files through `jax_ast.pretrained.load_<arch>(*files, **config) -> (model, variables)`."""
-    importer = getattr(pretrained, f"load_{arch}")
-    return importer(*_release_files(arch, path, config), **config)
+    """Original release files through the plug-in's importer: ``load_release(*files, **config)``."""
+    plugin = archs.get(arch)
+    if plugin.release_patterns is not None and not path.is_dir():
+        raise CheckpointError(f"--arch {arch} needs a directory with {plugin.release_files} or a native params "
+                              f"file, got {path}")
+    try:
+        files = plugin.find_release_files(path, config.get("variant"))
+    except FileNotFoundError as error:
+        raise CheckpointError(str(error)) from None
+    return plugin.load_release(*files, **config)
 
 
 def _load_native(arch: str, path: Path, config: dict) -> tuple[Any, Any]:
@@ -354,7 +328,7 @@ def _load_native(arch: str, path: Path, config: dict) -> tuple[Any, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    release = "\n".join(f"  {arch:8s} {files}" for arch, files in RELEASE_FILES.items())
+    release = "\n".join(f"  {arch:8s} {archs.get(arch).release_files}" for arch in ARCHS)
     parser = argparse.ArgumentParser(prog="python -m eval.stylize", description=__doc__,
                                      epilog=f"release files per --arch:\n{release}",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -390,7 +364,7 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tupl
         parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(ARCHS)}")
     if args.checkpoint != "random" and not Path(args.checkpoint).exists() and not _is_tf_prefix(args.checkpoint):
         parser.error(f"--checkpoint {args.checkpoint} does not exist; give a directory with "
-                     f"{RELEASE_FILES[args.arch]}, a native params file, or 'random'")
+                     f"{archs.get(args.arch).release_files}, a native params file, or 'random'")
     if not 0.0 <= args.alpha <= 1.0:
         parser.error(f"--alpha must be in [0, 1], got {args.alpha}")
     for flag in ("size", "style_size", "batch_size"):

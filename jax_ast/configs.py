@@ -2,7 +2,7 @@
 
 `TrainConfig` is the single source of truth: `train/run.py` generates its command-line flags from the
 fields, so a flag and a field can never drift. `default_config(arch, loss)` gives the original
-setting of each network (paper.md section 2, architectures.md sections 2.4, 3.4, 4.4, 5.5).
+setting of each network (the `recipe` of its `jax_ast.archs` plug-in).
 """
 
 from __future__ import annotations
@@ -12,22 +12,18 @@ import json
 import math
 from typing import Any
 
-ARCHS = ("adain", "sanet", "linear", "magenta")
+from jax_ast import archs
+from jax_ast.archs import ARCHS
+
 LOSSES = ("native", "classic", "balanced")
 STAGES = ("transfer", "decoder")
 # Frozen encoder of AdaIN, SANet and LinearTransfer: each original's own VGG-19 file, or the real ImageNet
 # VGG-16 that installs from PyPI with jax-ast, normalised like theirs (train from scratch on it when the
 # originals' files are absent).
 ENCODERS = ("original", "vgg16_normalised")
-ORIGINAL_ENCODERS = {"adain": "vgg19_normalised", "sanet": "vgg19_normalised", "linear": "vgg19_lst"}
 # The paper's VGG-16 loss network for classic/balanced: Magenta's avg-pool VGG-16 (default; the paper's layers
 # are its conv1..conv4 end-points), the same weights with max pooling, or torchvision's VGG-16 (a download).
 LOSS_NETWORKS = ("vgg16_slim", "vgg16_caffe", "vgg16")
-# Smallest training crop per network: the deepest feature map its losses take unbiased statistics of
-# needs at least 2x2 positions; Magenta's style predictor (Inception-v3 up to Mixed_6e) needs 43 px.
-MIN_CROP_SIZE = {"adain": 16, "sanet": 32, "linear": 16, "magenta": 43}
-_MIN_CROP_WHY = {"adain": "2x2 positions at relu4_1, stride 8", "sanet": "2x2 positions at relu5_1, stride 16",
-                 "linear": "2x2 positions at relu4_1, stride 8", "magenta": "Inception-v3 up to Mixed_6e"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,15 +76,19 @@ class TrainConfig:
         _check_choice("arch", self.arch, ARCHS)
         _check_choice("loss", self.loss, LOSSES)
         _check_choice("stage", self.stage, STAGES)
-        if self.arch == "linear":
-            _check_choice("variant", self.variant, ("r41", "r31"))
+        plugin = self.plugin
+        if plugin.variants:
+            _check_choice("variant", self.variant, plugin.variants)
         _check_choice("encoder", self.encoder, ENCODERS)
         _check_choice("loss_network", self.loss_network, LOSS_NETWORKS)
-        if self.encoder != "original" and self.arch not in ORIGINAL_ENCODERS:
-            raise ValueError(f"encoder={self.encoder!r} applies to {', '.join(ORIGINAL_ENCODERS)}; {self.arch} "
+        if self.encoder != "original" and plugin.original_encoder is None:
+            with_encoder = [name for name in ARCHS if archs.get(name).original_encoder is not None]
+            raise ValueError(f"encoder={self.encoder!r} applies to {', '.join(with_encoder)}; {self.arch} "
                              "has no VGG encoder (its loss network is always the ImageNet VGG-16)")
-        if self.stage == "decoder" and self.arch != "linear":
-            raise ValueError("stage='decoder' (auto-encoder pre-training) exists only for arch='linear'")
+        if self.stage == "decoder" and not plugin.pretrains_decoder:
+            with_stage = [name for name in ARCHS if archs.get(name).pretrains_decoder]
+            raise ValueError(f"stage='decoder' (auto-encoder pre-training) exists only for arch="
+                             f"{' or '.join(repr(name) for name in with_stage)}")
         for name in ("iterations", "decoder_iterations", "batch_size", "crop_size", "log_every", "checkpoint_every", "keep_checkpoints",
                      "sample_every", "auto_style_batches"):
             if getattr(self, name) <= 0:
@@ -96,9 +96,9 @@ class TrainConfig:
         if self.decoder_learning_rate is not None and not self.decoder_learning_rate > 0:
             raise ValueError(f"decoder_learning_rate must be positive, got {self.decoder_learning_rate}")
         _check_numbers(self)
-        if self.crop_size < MIN_CROP_SIZE[self.arch]:
+        if self.crop_size < plugin.min_crop:
             raise ValueError(f"crop_size {self.crop_size} is too small for {self.arch}: its minimum is "
-                             f"{MIN_CROP_SIZE[self.arch]} px ({_MIN_CROP_WHY[self.arch]})")
+                             f"{plugin.min_crop} px ({plugin.min_crop_why})")
         if self.content_dir and self.content_tfds or self.style_dir and self.style_tfds:
             raise ValueError("give either a folder or a tfds dataset for content/style, not both")
 
@@ -107,32 +107,24 @@ class TrainConfig:
         return self.style_weight == "auto"
 
     @property
+    def plugin(self) -> archs.Architecture:
+        """The `jax_ast.archs` plug-in of `arch`."""
+        return archs.get(self.arch)
+
+    @property
     def encoder_variant(self) -> str | None:
         """VGG variant of the frozen encoder (None for Magenta, which has none)."""
-        if self.arch not in ORIGINAL_ENCODERS:
-            return None
-        return ORIGINAL_ENCODERS[self.arch] if self.encoder == "original" else self.encoder
+        return self.plugin.encoder_variant(self.encoder)
 
     @property
     def native_loss_network(self) -> tuple[str, str] | None:
-        """(VGG variant, deepest tap) of a native loss network separate from the encoder, or None.
-
-        LinearTransfer's original loss network is its VGG-19 up to relu5_1 (`vgg_r51.pth`); on the ImageNet
-        VGG-16 encoder the same network serves (its loss taps stop at relu4_1). Magenta's is the avg-pool
-        VGG-16. AdaIN and SANet compute their native losses with their own encoder.
-        """
-        if self.arch == "linear":
-            return ("vgg19_lst", "relu5_1") if self.encoder == "original" else (self.encoder, "relu4_1")
-        if self.arch == "magenta":
-            return ("vgg16_slim", "relu4_3")
-        return None
+        """(VGG variant, deepest tap) of a native loss network separate from the encoder, or None (the native
+        loss runs on the encoder)."""
+        return self.plugin.native_loss_network(self.encoder_variant)
 
     def model_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `jax_ast.models.build(arch, ...)` for this run."""
-        kwargs: dict[str, Any] = {"variant": self.variant} if self.arch == "linear" else {}
-        if self.encoder_variant is not None:
-            kwargs["encoder"] = self.encoder_variant
-        return kwargs
+        return self.plugin.model_kwargs(variant=self.variant, encoder=self.encoder)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -175,19 +167,10 @@ def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
         raise ValueError(f"unknown {name} {value!r}; valid choices: {', '.join(choices)}")
 
 
-# Original settings per network (native loss). The style weight of classic/balanced is the paper's beta,
-# which the paper tunes so that beta * style ~ content: "auto" calibrates that on the first batches, as the
-# content term of outputting the style image over the style term of outputting the content image.
-_ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
-    "adain": dict(learning_rate=1e-4, lr_decay=5e-5, iterations=160_000, batch_size=8, crop_size=256,
-                  content_weight=1.0, style_weight="10"),
-    "sanet": dict(learning_rate=1e-4, lr_decay=5e-5, iterations=160_000, batch_size=5, crop_size=256,
-                  content_weight=1.0, style_weight="3"),
-    "linear": dict(learning_rate=1e-4, lr_decay=1e-5, iterations=100_000, batch_size=8, crop_size=256,
-                   content_weight=1.0, style_weight="0.02"),
-    "magenta": dict(learning_rate=1e-5, lr_decay=0.0, iterations=8_000_000, batch_size=8, crop_size=256,
-                    content_weight=1.0, style_weight="1"),
-}
+# The original settings per network (native loss) are each plug-in's `recipe`. The style weight of
+# classic/balanced is the paper's beta, which the paper tunes so that beta * style ~ content: "auto" calibrates
+# that on the first batches, as the content term of outputting the style image over the style term of
+# outputting the content image.
 
 
 # Named schedules that replace parts of the original recipe; explicit overrides still win.
@@ -207,11 +190,12 @@ def default_config(arch: str, loss: str = "native", *, preset: str | None = None
     """
     _check_choice("arch", arch, ARCHS)
     _check_choice("loss", loss, LOSSES)
-    values = dict(_ARCH_DEFAULTS[arch])
+    values = dict(archs.get(arch).recipe)
     if loss != "native":
         values["style_weight"] = "auto"
     if preset is not None:
         _check_choice("preset", preset, tuple(PRESETS))
-        values.update({k: v for k, v in PRESETS[preset].items() if k != "encoder" or arch in ORIGINAL_ENCODERS})
+        has_encoder = archs.get(arch).original_encoder is not None
+        values.update({k: v for k, v in PRESETS[preset].items() if k != "encoder" or has_encoder})
     values.update(overrides)
     return TrainConfig(arch=arch, loss=loss, **values)

@@ -36,7 +36,7 @@ SANET_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1
 __all__ = [
     "gram", "content_loss", "classic_style_loss", "style_loss_bound", "balanced_style_loss",
     "mean_std_style_loss", "total_variation_loss", "adain_native_loss", "sanet_native_loss",
-    "linear_native_loss", "magenta_native_loss", "loss_terms",
+    "linear_native_loss", "magenta_native_loss", "feature_terms", "loss_terms", "compute_loss_terms",
 ]
 
 
@@ -367,46 +367,90 @@ def magenta_native_loss(*, output_feats: Feats, content_feats: Feats, style_feat
 # The shared entry point: one loss-network pass per image, every term training and evaluation need.
 
 
-def loss_terms(loss_net, loss_net_params, content: jax.Array, style: jax.Array, output: jax.Array, *,
-               style_layers: Sequence[str] = PAPER_STYLE_LAYERS,
-               content_layers: Sequence[str] = PAPER_CONTENT_LAYERS,
-               gram_norm: GramNorm = "none") -> dict[str, jax.Array]:
-    """All loss terms for (content, style, output) triples, each [B].
+STYLE_TERMS: tuple[str, ...] = ("classic", "bound", "balanced", "mean_std")
+TERMS: tuple[str, ...] = ("content", *STYLE_TERMS)
+
+
+def feature_terms(content_feats: Feats | None, style_feats: Feats, output_feats: Feats, *,
+                  terms: Sequence[str] = TERMS, style_layers: Sequence[str] = PAPER_STYLE_LAYERS,
+                  content_layers: Sequence[str] = PAPER_CONTENT_LAYERS, gram_norm: GramNorm = "none",
+                  detach_denominator: bool = False) -> dict[str, jax.Array]:
+    """The named loss terms of (content, style, output) features, each [B].
+
+    Args:
+      terms: names from `TERMS`, plus "classic_hw" / "classic_chw": the classic loss with that Gram
+        normalisation (plain "classic" uses `gram_norm`; "bound" too). `content_feats` may be None when
+        "content" is not asked for.
+      detach_denominator: of the balanced loss (see `balanced_style_loss`).
+
+    Returns:
+      {term: total [B]} plus {"<term>/<layer>": [B]} for every asked term.
+    """
+    computed: dict[str, jax.Array] = {}
+    for term in terms:
+        if term == "content":
+            if content_feats is None:
+                raise ValueError("the content term needs content features, got None")
+            total, parts = content_loss(content_feats, output_feats, layers=content_layers)
+        elif term == "classic" or term in ("classic_hw", "classic_chw"):
+            norm = gram_norm if term == "classic" else term.split("_", 1)[1]
+            total, parts = classic_style_loss(style_feats, output_feats, layers=style_layers, gram_norm=norm)
+        elif term == "bound":
+            total, parts = style_loss_bound(style_feats, output_feats, layers=style_layers, gram_norm=gram_norm)
+        elif term == "balanced":
+            total, parts = balanced_style_loss(style_feats, output_feats, layers=style_layers,
+                                               detach_denominator=detach_denominator)
+        elif term == "mean_std":
+            total, parts = mean_std_style_loss(style_feats, output_feats, layers=style_layers)
+        else:
+            raise ValueError(f"unknown loss term {term!r}; valid: {', '.join(TERMS)}, classic_hw, classic_chw")
+        computed[term] = total
+        computed.update({f"{term}/{key.split('/', 1)[1]}": value for key, value in parts.items()})
+    return computed
+
+
+def loss_terms(loss_net, loss_net_params, content: jax.Array | None, style: jax.Array, output: jax.Array, *,
+               terms: Sequence[str] = TERMS, style_layers: Sequence[str] = PAPER_STYLE_LAYERS,
+               content_layers: Sequence[str] = PAPER_CONTENT_LAYERS, gram_norm: GramNorm = "none",
+               detach_denominator: bool = False) -> dict[str, jax.Array]:
+    """The loss terms of (content, style, output) triples on a loss network: the one entry point of
+    training's classic/balanced style term and of eval's per-pair scores.
+
+    The network is an argument, so this module still imports no model: the loss network's features are
+    computed here, and every term by `feature_terms`.
 
     Args:
       loss_net: a `jax_ast.models.vgg.VGG` module (its `taps` are replaced by the layers needed).
       loss_net_params: its variables ({"params": ...}).
-      content, style, output: float[B, H, W, 3] RGB in [0, 1]. Content and style are targets: no
-        gradient flows to them; gradients flow to `output` (and the loss-network params).
+      content, style, output: float[B, H, W, 3] RGB in [0, 1]; `content` may be None without the content
+        term. Content and style are targets: no gradient flows to them; gradients flow to `output` (and
+        the loss-network params).
+      terms, style_layers, content_layers, gram_norm, detach_denominator: see `feature_terms`.
 
     Returns:
-      {"content", "classic", "bound", "balanced", "mean_std"} totals plus "<term>/<layer>" parts.
+      {term: total [B]} plus {"<term>/<layer>": [B]} for every term in `terms`.
     """
-    layers = tuple(dict.fromkeys((*style_layers, *content_layers)))
+    wants_content = "content" in terms
+    wants_style = any(term != "content" for term in terms)
+    layers = tuple(dict.fromkeys((*(style_layers if wants_style else ()), *(content_layers if wants_content else ()))))
     net = loss_net.clone(taps=layers)
+    targets = [x for x in ((content if wants_content else None), style) if x is not None]
     # The targets are constants of the loss (the style Gram and content features are detached, as in
     # every reference implementation), so their pass is kept out of the backward graph; batching
     # content and style together halves the number of loss-network calls.
-    if content.shape == style.shape:
-        stacked = net.apply(loss_net_params, jnp.concatenate([content, style], axis=0))
-        content_feats = {k: v[: content.shape[0]] for k, v in stacked.items()}
-        style_feats = {k: v[content.shape[0]:] for k, v in stacked.items()}
+    if len(targets) == 2 and content.shape == style.shape:
+        stacked = net.apply(loss_net_params, jnp.concatenate(targets, axis=0))
+        target_feats = [{k: v[: content.shape[0]] for k, v in stacked.items()},
+                        {k: v[content.shape[0]:] for k, v in stacked.items()}]
     else:
-        content_feats, style_feats = (net.apply(loss_net_params, x) for x in (content, style))
-    content_feats, style_feats = jax.lax.stop_gradient((content_feats, style_feats))
+        target_feats = [net.apply(loss_net_params, x) for x in targets]
+    target_feats = jax.lax.stop_gradient(target_feats)
+    content_feats = target_feats[0] if len(target_feats) == 2 else None
     output_feats = net.apply(loss_net_params, output)
-    terms: dict[str, jax.Array] = {}
-    for name, (total, parts) in {
-        "content": content_loss(content_feats, output_feats, layers=content_layers),
-        "classic": classic_style_loss(style_feats, output_feats, layers=style_layers, gram_norm=gram_norm),
-        "bound": style_loss_bound(style_feats, output_feats, layers=style_layers, gram_norm=gram_norm),
-        "balanced": balanced_style_loss(style_feats, output_feats, layers=style_layers),
-        "mean_std": mean_std_style_loss(style_feats, output_feats, layers=style_layers),
-    }.items():
-        terms[name] = total
-        terms.update(parts)
-    return terms
+    return feature_terms(content_feats, target_feats[-1], output_feats, terms=terms, style_layers=style_layers,
+                         content_layers=content_layers, gram_norm=gram_norm, detach_denominator=detach_denominator)
 
 
-compute_loss_terms = jax.jit(loss_terms, static_argnames=("loss_net", "style_layers", "content_layers", "gram_norm"))
-"""`loss_terms`, jit-compiled once per (network, layers, shapes)."""
+compute_loss_terms = jax.jit(loss_terms, static_argnames=("loss_net", "terms", "style_layers", "content_layers",
+                                                          "gram_norm", "detach_denominator"))
+"""`loss_terms`, jit-compiled once per (network, terms, layers, shapes)."""

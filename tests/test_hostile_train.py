@@ -28,8 +28,8 @@ import pytest
 
 import jax
 
-from jax_ast import models
-from jax_ast.configs import MIN_CROP_SIZE, TrainConfig, default_config
+from jax_ast import archs, models
+from jax_ast.configs import TrainConfig, default_config
 from jax_ast.locking import LockedError, exclusive_lock
 from jax_ast.pretrained import WeightsError
 from jax_ast.pretrained.native import save_params
@@ -141,7 +141,7 @@ def test_every_float_field_must_be_finite():
 def test_magenta_minimum_crop_is_the_inception_minimum():
     from jax_ast.models.inception import MIN_INPUT_SIZE
 
-    assert MIN_CROP_SIZE["magenta"] == MIN_INPUT_SIZE
+    assert archs.get("magenta").min_crop == MIN_INPUT_SIZE
 
 
 def test_nan_learning_rate_in_a_subprocess_exits_2_without_traceback(tmp_path):

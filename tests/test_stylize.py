@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval import batching, stylize
+from eval import stylize
 from eval.batching import Stylizer
-from jax_ast import color, imageio
+from jax_ast import archs, color, imageio, parallel
 
 
 @pytest.fixture(scope="module")
@@ -44,23 +44,23 @@ def _assert_close(actual, expected):
 
 def test_pad_to_multiple_repeats_the_last_row_and_masks_it():
     batch = {"a": np.arange(5.0)[:, None] * np.ones((5, 2)), "b": np.arange(5)}
-    padded, mask = batching.pad_to_multiple(batch, 8)
+    padded, mask = parallel.pad_to_multiple(batch, 8)
     assert padded["a"].shape == (8, 2) and padded["b"].shape == (8,)
     np.testing.assert_array_equal(mask, [True] * 5 + [False] * 3)
     np.testing.assert_array_equal(padded["b"], [0, 1, 2, 3, 4, 4, 4, 4])
-    same, full_mask = batching.pad_to_multiple(np.ones((8, 3)), 4)
+    same, full_mask = parallel.pad_to_multiple(np.ones((8, 3)), 4)
     assert same.shape == (8, 3) and full_mask.all()
     with pytest.raises(ValueError, match="same non-zero leading size"):
-        batching.pad_to_multiple({"a": np.ones((2, 1)), "b": np.ones((3, 1))}, 2)
+        parallel.pad_to_multiple({"a": np.ones((2, 1)), "b": np.ones((3, 1))}, 2)
 
 
 def test_split_and_merge_for_devices_round_trip():
     batch = np.arange(8 * 3 * 2).reshape(8, 3, 2)
-    split = batching.split_for_devices(batch, 4)
+    split = parallel.shard(batch, 4)
     assert split.shape == (4, 2, 3, 2)
-    np.testing.assert_array_equal(batching.merge_from_devices(split), batch)
+    np.testing.assert_array_equal(parallel.unshard(split), batch)
     with pytest.raises(ValueError, match="pad it first"):
-        batching.split_for_devices(batch[:5], 4)
+        parallel.shard(batch[:5], 4)
 
 
 # ------------------------------------------------------------------------------------------------ Stylizer
@@ -176,9 +176,9 @@ def test_preserve_color_and_style_encoded_once(stylizer, one_at_a_time, tmp_path
 def test_release_directory_picks_the_latest_iteration(tmp_path):
     for name in ("decoder_iter_5000.pth", "decoder_iter_500000.pth", "decoder_iter_60000.pth"):
         (tmp_path / name).write_bytes(b"")
-    assert stylize._find(tmp_path, ("decoder_iter_*.pth",), "decoder").name == "decoder_iter_500000.pth"
-    with pytest.raises(stylize.CheckpointError, match="no transform file.*found: decoder_iter_5000.pth"):
-        stylize._find(tmp_path, ("transformer_iter_*.pth",), "transform")
+    assert archs.find_file(tmp_path, ("decoder_iter_*.pth",), "decoder").name == "decoder_iter_500000.pth"
+    with pytest.raises(FileNotFoundError, match="no transform file.*found: decoder_iter_5000.pth"):
+        archs.find_file(tmp_path, ("transformer_iter_*.pth",), "transform")
 
 
 def _flat(tree, prefix=()):

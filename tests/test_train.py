@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from jax_ast import models
 from jax_ast.configs import default_config
-from train import parallel
+from jax_ast import parallel
 from train.checkpointing import Checkpointer
 from train.loop import train
 from train.state import create_train_state, make_optimizer
@@ -36,9 +36,13 @@ def tiny_config(arch, loss, **overrides):
     return default_config(arch, loss, **values)
 
 
+# Every arch once and every loss once: the loss terms are shared by all networks (`train.step.objective`),
+# so the full arch x loss product would repeat the same compiled code paths at 2x the test time.
+ARCH_LOSS_RUNS = [("adain", "balanced"), ("sanet", "classic"), ("linear", "native"), ("magenta", "native")]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("arch", models.ARCHS)
-@pytest.mark.parametrize("loss", ["native", "classic", "balanced"])
+@pytest.mark.parametrize("arch, loss", ARCH_LOSS_RUNS)
 def test_three_steps_every_arch_and_loss(tmp_path, arch, loss):
     # "auto" (calibrated beta) costs one more compilation: exercise it once, elsewhere give beta.
     auto = arch == "adain" and loss == "balanced"

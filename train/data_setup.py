@@ -6,7 +6,7 @@ import jax
 
 from jax_ast.configs import TrainConfig
 from jax_ast.data import StyleTransferStream, default_augment, open_source
-from train.parallel import local_batch_size
+from jax_ast.parallel import local_batch_size
 
 
 def make_stream(cfg: TrainConfig) -> StyleTransferStream:

@@ -35,17 +35,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_ast import models
 from jax_ast.configs import TrainConfig
 from jax_ast.locking import exclusive_lock
 from jax_ast.pretrained.native import save_params
-from train import parallel
+from jax_ast import parallel
 from train.checkpointing import Checkpointer, CheckpointSaveError, checkpoint_steps
 from train.data_setup import make_stream
 from train.metrics import MetricsWriter, ProgressReporter, check_finite, sample_grid
-from train.state import create_train_state, make_optimizer
-from train.step import make_step_spec, objective, train_step
-from train.weights import FAST_COMPILE, initial_variables, loss_network_params
+from train.factory import create_run
+from train.step import objective
+from train.weights import FAST_COMPILE
 
 log = logging.getLogger(__name__)
 EXPORT_NAME = "params.npz"  # final params (all parts) in the native format, for eval and later stages
@@ -233,7 +232,7 @@ def _stopped(stop: _StopRequested, step: int, total: int, workdir: Path, what: s
 def _stages(cfg: TrainConfig, workdir: Path) -> list[tuple[TrainConfig, Path, str]]:
     """[(config, workdir, name)] of the stages of this run: one, or LinearTransfer's decoder
     pre-training followed by its transfer training."""
-    if cfg.arch == "linear" and cfg.stage == "transfer" and not cfg.pretrained:
+    if cfg.plugin.pretrains_decoder and cfg.stage == "transfer" and not cfg.pretrained:
         decoder_dir = workdir / "decoder_stage"
         decoder_cfg = dataclasses.replace(cfg, stage="decoder", loss="native", style_weight="0",
                                           iterations=cfg.decoder_iterations,
@@ -302,16 +301,10 @@ def _last_checkpoint_note(checkpointer: Checkpointer) -> str:
 
 def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: str) -> dict[str, float]:
     is_main = jax.process_index() == 0
-    model = models.build(cfg.arch, **cfg.model_kwargs())
     stream = make_stream(cfg)
-    params, batch_stats = initial_variables(model, cfg)
-    trainable, frozen = models.split_trainable(model, params)
-    if cfg.stage == "decoder":  # LinearTransfer auto-encoder pre-training trains the decoder only
-        trainable, frozen = {"decoder": params["decoder"]}, {k: v for k, v in params.items() if k != "decoder"}
-    optimizer = make_optimizer(cfg)
-    state = create_train_state(trainable, batch_stats, optimizer, cfg.seed)
-    constants = {"frozen": frozen, **loss_network_params(cfg), "style_weight": jnp.float32(0.0)}
-    spec = make_step_spec(model, cfg)
+    run = create_run(cfg)
+    state, constants, spec = run.state, run.constants, run.spec
+    trainable, batch_stats = run.state.params, run.state.batch_stats
 
     checkpointer = Checkpointer(workdir / "checkpoints", keep=cfg.keep_checkpoints)
     writer = progress = None
@@ -331,7 +324,8 @@ def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: st
         if is_main:  # everything is valid: from here on the workdir is written
             _write_config(workdir, cfg)
 
-        step_fn = parallel.pmap_step(lambda s, b, c: train_step(s, b, c, spec=spec, optimizer=optimizer))
+        step_fn = run.step_fn
+        sample_fn = parallel.pmap(functools.partial(_stylize_for_sample, spec=spec))
         replicated_state, replicated_constants = parallel.replicate(state), parallel.replicate(constants)
         step = int(state.step)
         writer = MetricsWriter(workdir, enabled=is_main)
@@ -346,24 +340,31 @@ def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: st
                                "config": json.loads(cfg.to_json())})
 
         metrics: dict[str, float] = {}
+        window: list[tuple[int, dict]] = []  # (step, device metrics) not yet fetched to the host
         while step < cfg.iterations and not stop.requested:
             step += 1
             batch = next(stream)
             replicated_state, device_metrics = step_fn(replicated_state, parallel.shard(batch), replicated_constants)
-            # Fetching the metrics syncs every step: async dispatch of collectives can deadlock
-            # XLA:CPU with fake devices, and the NaN guard needs them before the state is saved.
-            metrics = {k: float(v[0]) for k, v in jax.device_get(device_metrics).items()}
-            check_finite(step, metrics)
+            parallel.sync_on_cpu(replicated_state)
+            window.append((step, device_metrics))
             checkpointer.check()  # a failed asynchronous save stops the run now, not at the next save
+            log_now = step % cfg.log_every == 0 or step == cfg.iterations
+            save_now = step % cfg.checkpoint_every == 0 or step == cfg.iterations or stop.requested
+            sample_now = step % cfg.sample_every == 0
+            if log_now or save_now or sample_now:
+                # The host waits for the device only here. The NaN guard checks every step of the window
+                # before this step's checkpoint is written, so no checkpoint holds non-finite parameters.
+                metrics = _fetch_window(window)
+                window.clear()
             progress.update(step, {k: v for k, v in metrics.items() if "/" not in k})
-            if step % cfg.log_every == 0 or step == cfg.iterations:
+            if log_now:
                 writer.write_scalars(step, {**{f"train/{k}": v for k, v in metrics.items()},
                                             "data/skipped_images": float(stream.skipped),
                                             "perf/images_per_second": progress.images_per_second})
-            if step % cfg.sample_every == 0:
-                writer.write_images(step, {"content_style_output": _sample(spec, replicated_state,
+            if sample_now:
+                writer.write_images(step, {"content_style_output": _sample(sample_fn, replicated_state,
                                                                           replicated_constants, batch)})
-            if step % cfg.checkpoint_every == 0 or step == cfg.iterations or stop.requested:
+            if save_now:
                 save(step)
         checkpointer.wait()
     except FloatingPointError as error:
@@ -377,7 +378,7 @@ def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: st
     if step < cfg.iterations:
         raise _stopped(stop, step, cfg.iterations, workdir, what)
     if is_main:
-        _export(cfg, workdir, frozen, replicated_state)
+        _export(cfg, workdir, run.frozen, replicated_state)
     return metrics
 
 
@@ -396,15 +397,25 @@ def step_of(replicated_state) -> int:
     return int(jax.device_get(replicated_state.step)[0])
 
 
-@functools.partial(jax.jit, static_argnames="spec")
-def _stylize_for_sample(params, batch_stats, batch, constants, *, spec):
-    return objective(params, batch_stats, batch, constants, spec=spec)[1][1]
+def _fetch_window(window: list[tuple[int, dict]]) -> dict[str, float]:
+    """The metrics of every step in `window` on the host (first device's copy, all equal after the
+    step's pmean), checked by the NaN guard step by step; returns the last step's."""
+    fetched = parallel.unreplicate([device_metrics for _, device_metrics in window])
+    metrics: dict[str, float] = {}
+    for (step, _), values in zip(window, fetched):
+        metrics = {k: float(v) for k, v in values.items()}
+        check_finite(step, metrics)
+    return metrics
 
 
-def _sample(spec, replicated_state, replicated_constants, batch) -> np.ndarray:
-    """content | style | output grid of the first samples of `batch`, at the current parameters."""
-    state = parallel.unreplicate(replicated_state)
-    constants = parallel.unreplicate(replicated_constants)
-    small = {k: v[:4] for k, v in batch.items()}
-    stylized = _stylize_for_sample(state.params, state.batch_stats, small, constants, spec=spec)
-    return sample_grid(small["content"] / 255.0, small["style"] / 255.0, np.asarray(stylized))
+def _stylize_for_sample(state, batch, constants, *, spec):
+    return objective(state.params, state.batch_stats, batch, constants, spec=spec)[1][1]
+
+
+def _sample(sample_fn, replicated_state, replicated_constants, batch, count: int = 4) -> np.ndarray:
+    """content | style | output grid of the first `count` samples of `batch`, at the current parameters.
+
+    The outputs are computed where the state lives; only they come to the host, never the state."""
+    stylized = parallel.unshard(sample_fn(replicated_state, parallel.shard(batch), replicated_constants))[:count]
+    small = {k: v[:count] for k, v in batch.items()}
+    return sample_grid(small["content"] / 255.0, small["style"] / 255.0, stylized)

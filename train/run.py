@@ -143,7 +143,7 @@ def _run(parser: argparse.ArgumentParser, cfg: TrainConfig, workdir: str) -> int
     from jax_ast.xla_flags import prefer_fast_cpu_convolutions  # noqa: PLC0415
 
     prefer_fast_cpu_convolutions()
-    from train import parallel  # noqa: PLC0415 - JAX starts here, after the flags are known to be valid
+    from jax_ast import parallel  # noqa: PLC0415 - JAX starts here, after the flags are known to be valid
 
     try:
         parallel.initialize_distributed(cfg.distributed)

@@ -14,15 +14,18 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 from jax import lax
 
 import jax_ast.losses as L
+from jax_ast.archs import ObjectiveInputs, ObjectiveResult
 from jax_ast.configs import TrainConfig
 from jax_ast.models.vgg import VGG
-from train.parallel import AXIS
+from jax_ast.parallel import AXIS
 from train.state import TrainState
 
-LST_LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+# Native terms that classic/balanced replace; they are still logged, as "native/<term>".
+NATIVE_STYLE_TERMS = ("style", "mean_std", "lst_style", "classic")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,15 +51,15 @@ def _feats(net: VGG, params: Any, images: jax.Array, layers, *, constant: bool =
 
 
 def _native(spec: StepSpec, variables: dict, content, style, constants, style_weight, rngs: dict,
-            output_override=None):
-    """(per-sample total [B], unweighted terms, stylized image, new batch_stats) of the native objective.
+            output_override=None) -> ObjectiveResult:
+    """The native objective of `spec.cfg.arch` (its `jax_ast.archs` plug-in).
 
     When classic/balanced replace the style term (`spec.paper_net` set), the native style features are
     not computed at all (SANet still needs them for its identity losses). `output_override` replaces the
     network's output in every loss term (the style-weight calibration scores fixed images).
     """
     cfg = spec.cfg
-    model_apply = functools.partial(spec.model.apply, rngs=rngs)
+    model_apply = functools.partial(spec.model.apply, variables, rngs=rngs)
 
     def apply(*args, **kwargs):
         result = model_apply(*args, **kwargs)
@@ -67,55 +70,16 @@ def _native(spec: StepSpec, variables: dict, content, style, constants, style_we
             return (output_override, aux), updates
         return output_override, result[1]
 
-    native_style = spec.paper_net is None
-    frozen_encoder = constants["frozen"].get("encoder")
-    if cfg.arch == "adain":
-        stylized, aux = apply(variables, content, style, train=True)
-        layers = L.ADAIN_STYLE_LAYERS
-        total, terms = L.adain_native_loss(
-            output_feats=_feats(spec.native_net, frozen_encoder, stylized, layers),
-            style_feats=_feats(spec.native_net, frozen_encoder, style, layers, constant=True) if native_style else None,
-            target=aux["target"], content_weight=cfg.content_weight, style_weight=style_weight)
-        return total, terms, stylized, {}
-    if cfg.arch == "sanet":
-        stylized, aux = apply(variables, content, style, train=True, with_identity=True)
-        layers = L.SANET_STYLE_LAYERS
-        feats = lambda x, constant=False: _feats(spec.native_net, frozen_encoder, x, layers, constant=constant)  # noqa: E731
-        total, terms = L.sanet_native_loss(
-            output_feats=feats(stylized), content_feats=feats(content, True), style_feats=feats(style, True),
-            content=content, style=style, identity_content=aux["identity_content"],
-            identity_style=aux["identity_style"], identity_content_feats=feats(aux["identity_content"]),
-            identity_style_feats=feats(aux["identity_style"]), content_weight=cfg.content_weight,
-            style_weight=style_weight, identity_pixel_weight=cfg.identity_pixel_weight,
-            identity_feature_weight=cfg.identity_feature_weight)
-        return total, terms, stylized, {}
-    if cfg.arch == "linear":
-        loss_params = constants["native_loss_net"]
-        if cfg.stage == "decoder":  # auto-encoder: alpha=0 decodes the content's own features
-            stylized, _ = apply(variables, content, content, alpha=0.0)
-            pixel = jnp.mean(jnp.square(stylized - content), axis=(1, 2, 3))
-            feature, _ = L.content_loss(_feats(spec.native_net, loss_params, content, LST_LOSS_LAYERS, constant=True),
-                                        _feats(spec.native_net, loss_params, stylized, LST_LOSS_LAYERS),
-                                        layers=LST_LOSS_LAYERS)
-            return pixel + cfg.content_weight * feature, {"pixel": pixel, "feature": feature}, stylized, {}
-        stylized, _ = apply(variables, content, style, train=True)
-        total, terms = L.linear_native_loss(
-            output_feats=_feats(spec.native_net, loss_params, stylized, LST_LOSS_LAYERS),
-            content_feats=_feats(spec.native_net, loss_params, content, LST_LOSS_LAYERS, constant=True),
-            style_feats=(_feats(spec.native_net, loss_params, style, LST_LOSS_LAYERS, constant=True)
-                         if native_style else None),
-            content_weight=cfg.content_weight, style_weight=style_weight)
-        return total, terms, stylized, {}
-    # magenta: BatchNorms run on batch statistics in training (mutable batch_stats).
-    (stylized, _), updates = apply(variables, content, style, train=True, mutable=["batch_stats"])
-    loss_params = constants["native_loss_net"]
-    layers = L.PAPER_STYLE_LAYERS
-    total, terms = L.magenta_native_loss(
-        output_feats=_feats(spec.native_net, loss_params, stylized, layers),
-        content_feats=_feats(spec.native_net, loss_params, content, layers, constant=True),
-        style_feats=_feats(spec.native_net, loss_params, style, layers, constant=True) if native_style else None,
-        output=stylized, content_weight=cfg.content_weight, style_weight=style_weight, tv_weight=cfg.tv_weight)
-    return total, terms, stylized, updates["batch_stats"]
+    # The native loss runs on a separate loss network (LinearTransfer, Magenta) or on the frozen encoder.
+    loss_params = (constants["native_loss_net"] if cfg.native_loss_network is not None
+                   else constants["frozen"].get("encoder"))
+
+    def features(images, layers, *, constant=False):
+        return _feats(spec.native_net, loss_params, images, layers, constant=constant)
+
+    return cfg.plugin.objective(ObjectiveInputs(apply=apply, content=content, style=style, features=features,
+                                                weights=cfg, style_weight=style_weight,
+                                                native_style=spec.paper_net is None, stage=cfg.stage))
 
 
 def device_rng(state_rng: jax.Array, step: jax.Array) -> jax.Array:
@@ -154,17 +118,14 @@ def objective(trainable: Any, batch_stats: Any, batch: dict, constants: dict, *,
     rngs = {} if rng is None else dict(zip(("dropout", "noise"), jax.random.split(rng)))
     total, terms, stylized, new_stats = _native(spec, variables, content, style, constants, native_style_weight,
                                                 rngs, override)
-    metrics = {f"native/{k}" if replaced and k.startswith(("style", "mean_std", "lst_style", "classic"))
-               else k: v for k, v in terms.items()}
-    if replaced:
-        paper_params = constants["paper_loss_net"]
-        style_feats = _feats(spec.paper_net, paper_params, style, L.PAPER_STYLE_LAYERS, constant=True)
-        output_feats = _feats(spec.paper_net, paper_params, stylized, L.PAPER_STYLE_LAYERS)
-        loss_fn = L.balanced_style_loss if spec.cfg.loss == "balanced" else L.classic_style_loss
-        kwargs = {"detach_denominator": spec.cfg.detach_denominator} if spec.cfg.loss == "balanced" else {}
-        style_term, parts = loss_fn(style_feats, output_feats, **kwargs)
+    metrics = {f"native/{k}" if replaced and k.startswith(NATIVE_STYLE_TERMS) else k: v for k, v in terms.items()}
+    if replaced:  # the same entry point as eval's per-pair scores
+        paper = L.loss_terms(spec.paper_net, {"params": constants["paper_loss_net"]}, None, style, stylized,
+                             terms=(spec.cfg.loss,), style_layers=L.PAPER_STYLE_LAYERS,
+                             detach_denominator=spec.cfg.detach_denominator)
+        style_term = paper.pop(spec.cfg.loss)
         total = total + constants["style_weight"] * style_term
-        metrics.update({"style": style_term, **parts})
+        metrics.update({"style": style_term, **paper})
     metrics["loss"] = total
     return total, (metrics, stylized, new_stats)
 
@@ -186,7 +147,7 @@ def train_step(state: TrainState, batch: dict, constants: dict, *, spec: StepSpe
     grads = lax.pmean(grads, AXIS)
     new_stats = lax.pmean(new_stats, AXIS)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = jax.tree.map(lambda p, u: p + u, state.params, updates)
+    params = optax.apply_updates(state.params, updates)
     metrics = lax.pmean({k: jnp.mean(v) for k, v in metrics.items()}, AXIS)
     metrics["grad_norm"] = _global_norm(grads)
     # The NaN guard checks these before a checkpoint is written, so no checkpoint stores non-finite

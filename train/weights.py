@@ -14,9 +14,7 @@
 
 from __future__ import annotations
 
-import glob
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import jax_ast.pretrained.adain as adain_weights
-import jax_ast.pretrained.linear as linear_weights
-import jax_ast.pretrained.sanet as sanet_weights
+from jax_ast.archs import find_file
 from jax_ast.configs import TrainConfig
 from jax_ast.pretrained.convert import WeightsError, check_finite
 from jax_ast.pretrained.native import is_native, load_params
@@ -34,12 +30,9 @@ from jax_ast.pretrained.torch_format import load_torch_params
 from jax_ast.pretrained.vgg import load_vgg
 
 log = logging.getLogger(__name__)
-# The deepest tap decides which default file is fetched (e.g. LinearTransfer's vgg_r41.pth vs vgg_r51.pth).
-ENCODER_DEEPEST = {"adain": "relu4_1", "sanet": "relu5_1", ("linear", "r41"): "relu4_1", ("linear", "r31"): "relu3_1"}
 PAPER_DEEPEST = "relu4_3"
 IMAGENET_HINT = ("To train on the real ImageNet VGG-16 that installs with jax-ast instead (no download), add "
                  "--encoder vgg16_normalised; for a run sized for a CPU add --preset cpu as well.")
-INIT_SIZE = {"magenta": 128}  # Magenta's Inception stem needs a larger probe image; others use 64
 # Code that runs once (init, calibration) is compiled without XLA's expensive passes: 3x faster to build.
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
@@ -58,14 +51,16 @@ def _vgg_params(variant: str, weights: str | None, deepest: str, *, original_fil
 
 def initial_variables(model: Any, cfg: TrainConfig) -> tuple[dict, dict]:
     """(params, batch_stats) of `model` for the start of training (before any checkpoint restore)."""
-    size = INIT_SIZE.get(cfg.arch, 64)
+    plugin = cfg.plugin
+    size = plugin.init_size
     probe = jnp.zeros((1, size, size, 3), jnp.float32)
     key = jax.random.PRNGKey(cfg.seed)
     variables = jax.jit(model.init).lower(key, probe, probe).compile(compiler_options=FAST_COMPILE)(key, probe, probe)
     params = jax.tree.map(jnp.asarray, dict(variables["params"]))
     batch_stats = dict(variables.get("batch_stats", {}))
     if cfg.encoder_variant is not None:
-        deepest = ENCODER_DEEPEST[(cfg.arch, cfg.variant) if cfg.arch == "linear" else cfg.arch]
+        # The deepest tap decides which default file is fetched (e.g. LinearTransfer's vgg_r41.pth vs vgg_r51.pth).
+        deepest = plugin.encoder_deepest(cfg.variant if plugin.variants else None)
         vgg = _vgg_params(cfg.encoder_variant, cfg.vgg_weights, deepest, original_file=cfg.encoder == "original")
         missing = sorted(set(params["encoder"]) - set(vgg))
         if missing:
@@ -73,14 +68,9 @@ def initial_variables(model: Any, cfg: TrainConfig) -> tuple[dict, dict]:
         params["encoder"] = {name: vgg[name] for name in params["encoder"]}
     if cfg.pretrained:
         params, batch_stats = _load_pretrained(cfg, params, batch_stats)
-    if cfg.arch == "magenta" and cfg.inception_weights:
-        from jax_ast.pretrained.magenta import load_inception_v3, with_inception  # noqa: PLC0415
-
-        merged = with_inception({"params": params, "batch_stats": batch_stats}, load_inception_v3(cfg.inception_weights))
-        params, batch_stats = merged["params"], merged["batch_stats"]
-    elif cfg.arch == "magenta":
-        log.warning("Magenta style predictor starts from random init (no --inception-weights); the original "
-                    "starts from ImageNet Inception-v3")
+    if plugin.initialise is not None:
+        variables = plugin.initialise({"params": params, "batch_stats": batch_stats}, cfg)
+        params, batch_stats = dict(variables["params"]), dict(variables.get("batch_stats", {}))
     files = [f"--{name.replace('_', '-')} {getattr(cfg, name)}"
              for name in ("vgg_weights", "pretrained", "inception_weights") if getattr(cfg, name)]
     check_finite({"params": params, "batch_stats": batch_stats},
@@ -104,7 +94,8 @@ def _load_pretrained(cfg: TrainConfig, params: dict, batch_stats: dict) -> tuple
     path = Path(cfg.pretrained)
     if not path.exists():
         raise FileNotFoundError(f"--pretrained {path} does not exist")
-    if path.is_file() and (is_native(path) or cfg.arch != "magenta"):
+    plugin = cfg.plugin
+    if path.is_file() and (is_native(path) or plugin.release_patterns is not None):
         loaded, meta = load_params(path)  # WeightsError naming the file if it is not one of ours
         if meta.get("arch") not in (None, cfg.arch):
             raise WeightsError(f"{path} holds {meta.get('arch')!r} weights, not {cfg.arch!r}")
@@ -117,10 +108,8 @@ def _load_pretrained(cfg: TrainConfig, params: dict, batch_stats: dict) -> tuple
         log.info("pretrained parts %s from %s", sorted(parts), path)
         params = {**params, **jax.tree.map(jnp.asarray, parts)}
         return params, (loaded_stats if loaded_stats is not None else batch_stats)
-    if cfg.arch == "magenta":
-        from jax_ast.pretrained.magenta import load_magenta  # noqa: PLC0415
-
-        _, variables = load_magenta(path)
+    if plugin.release_patterns is None:  # one file or TF checkpoint holding every part (Magenta)
+        _, variables = plugin.load_release(path)
         return dict(variables["params"]), dict(variables.get("batch_stats", batch_stats))
     if not path.is_dir():
         raise WeightsError(f"--pretrained must be a directory of original files or a native .npz, got {path}")
@@ -144,30 +133,28 @@ def _check_tree(path: Path, loaded: dict, expected: dict) -> None:
         raise WeightsError(f"--pretrained {path} does not match the {len(want)} parameters of this model: {shown}")
 
 
-def _one_file(directory: Path, pattern: str, *, required: bool = True) -> str | None:
-    matches = sorted(glob.glob(os.path.join(directory, pattern)))
-    if not matches and required:
-        raise FileNotFoundError(f"--pretrained {directory} has no file matching {pattern!r}")
-    return matches[-1] if matches else None
-
-
-def _convert(file: str, table, expected) -> Any:
+def _convert(file: Path, table, expected) -> Any:
     return jax.tree.map(jnp.asarray, load_torch_params(file, table, expected))
 
 
 def _load_original_parts(cfg: TrainConfig, directory: Path, params: dict) -> dict:
-    """The trainable/pretrained parts from the original release files in `directory`."""
-    if cfg.arch == "linear":
-        parts = {"decoder": _convert(_one_file(directory, f"dec_{cfg.variant}.pth"),
-                                     linear_weights.decoder_table(cfg.variant), params["decoder"])}
-        transform = _one_file(directory, f"{cfg.variant}.pth", required=False)
-        if transform and cfg.stage == "transfer":
-            parts["transform"] = _convert(transform, linear_weights.transform_table(), params["transform"])
-        return parts
-    if cfg.arch == "adain":
-        return {"decoder": _convert(_one_file(directory, "decoder*.pth"), adain_weights.decoder_table(),
-                                    params["decoder"])}
-    return {"decoder": _convert(_one_file(directory, "decoder_iter_*.pth"), adain_weights.decoder_table(),
-                                params["decoder"]),
-            "transform": _convert(_one_file(directory, "transformer_iter_*.pth"), sanet_weights.transform_table(),
-                                  params["transform"])}
+    """The trained parts (decoder, transform) from the original release files in `directory`.
+
+    The encoder comes from `--vgg-weights`; a part in `plugin.optional_parts` may be absent (a decoder-only
+    directory), and a decoder pre-training stage takes the decoder only.
+    """
+    plugin = cfg.plugin
+    variant = cfg.variant if plugin.variants else None
+    patterns = plugin.release_patterns(variant)
+    parts = {}
+    for part, table in plugin.release_tables(variant).items():
+        if part != "decoder" and cfg.stage == "decoder":
+            continue
+        try:
+            file = find_file(directory, patterns[part], part)
+        except FileNotFoundError as error:
+            if part in plugin.optional_parts:
+                continue
+            raise FileNotFoundError(f"--pretrained {error}") from None
+        parts[part] = _convert(file, table, params[part])
+    return parts

@@ -14,31 +14,20 @@ Every registered network is a Flax linen module with
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Callable
+from typing import Any
 
-# name -> (module path, factory attribute); imported lazily so a broken optional model never breaks the others.
-_REGISTRY: dict[str, tuple[str, str]] = {
-    "adain": ("jax_ast.models.adain", "build_adain"),
-    "sanet": ("jax_ast.models.sanet", "build_sanet"),
-    "linear": ("jax_ast.models.linear", "build_linear"),
-    "magenta": ("jax_ast.models.magenta", "build_magenta"),
-}
+from jax_ast.archs import ARCHS, get
 
-ARCHS: tuple[str, ...] = tuple(_REGISTRY)
+__all__ = ["ARCHS", "build", "split_trainable"]
 
 
 def build(arch: str, **config: Any):
-    """Build a network by name, e.g. ``build("linear", variant="r41")``.
+    """Build a network by name, e.g. ``build("linear", variant="r41")`` (the factory of its `jax_ast.archs` plug-in).
 
     Raises:
       ValueError: for an unknown name, listing the valid ones.
     """
-    if arch not in _REGISTRY:
-        raise ValueError(f"unknown architecture {arch!r}; valid names: {', '.join(ARCHS)}")
-    module_path, factory_name = _REGISTRY[arch]
-    factory: Callable[..., Any] = getattr(importlib.import_module(module_path), factory_name)
-    return factory(**config)
+    return get(arch).build(**config)
 
 
 def split_trainable(model: Any, params: dict) -> tuple[dict, dict]:

@@ -1,0 +1,60 @@
+"""AdaIN (Huang & Belongie, ICCV 2017): VGG-19 encoder to relu4_1, adaptive instance norm, mirrored decoder.
+
+Trains its decoder only. Native loss: content = MSE to the AdaIN target at relu4_1, style = mean/std
+distance at relu1_1..relu4_1 of the frozen encoder (docs/architectures.md, AdaIN).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax_ast.losses as L
+from jax_ast.archs.base import Architecture, ObjectiveInputs, ObjectiveResult
+from jax_ast.models.adain import ENCODER_VARIANT, ENCODER_VARIANTS, build_adain
+
+VGG_FILES = ("vgg_normalised.pth", "vgg_normalized.pth")
+
+
+def objective(inputs: ObjectiveInputs) -> ObjectiveResult:
+    stylized, aux = inputs.apply(inputs.content, inputs.style, train=True)
+    layers = L.ADAIN_STYLE_LAYERS
+    style_feats = inputs.features(inputs.style, layers, constant=True) if inputs.native_style else None
+    total, terms = L.adain_native_loss(output_feats=inputs.features(stylized, layers), style_feats=style_feats,
+                                       target=aux["target"], content_weight=inputs.weights.content_weight,
+                                       style_weight=inputs.style_weight)
+    return ObjectiveResult(total, terms, stylized, {})
+
+
+def square_resize_crop(crop: int):
+    """``Resize((2 crop, 2 crop))`` (aspect distorted) then ``RandomCrop(crop)`` for content and style."""
+    from jax_ast.data import CropSpec  # noqa: PLC0415 - jax_ast.data reads the plug-ins
+
+    spec = CropSpec(resize="square", resize_to=2 * crop, crop=crop)
+    return spec, spec
+
+
+def release_tables(variant: str | None) -> dict:
+    from jax_ast.pretrained import adain as weights  # noqa: PLC0415
+
+    return {"decoder": weights.decoder_table()}
+
+
+def load_release(vgg_file: Path, decoder_file: Path, **_: object):
+    from jax_ast.pretrained.adain import load_adain  # noqa: PLC0415
+
+    return load_adain(vgg_file, decoder_file)
+
+
+PLUGIN = Architecture(
+    name="adain", title="AdaIN (Huang & Belongie, ICCV 2017)", build=build_adain,
+    original_encoder=ENCODER_VARIANT, encoders=ENCODER_VARIANTS, encoder_deepest=lambda variant: "relu4_1",
+    native_loss_network=lambda encoder: None, objective=objective,
+    min_crop=16, min_crop_why="2x2 positions at relu4_1, stride 8",
+    recipe=dict(learning_rate=1e-4, lr_decay=5e-5, iterations=160_000, batch_size=8, crop_size=256,
+                content_weight=1.0, style_weight="10"),
+    augment=square_resize_crop,
+    release_files="vgg_normalised.pth + decoder.pth",
+    release_patterns=lambda variant: {"encoder": VGG_FILES,
+                                      "decoder": ("decoder.pth", "decoder_iter_*.pth", "iter_*.pth")},
+    release_tables=release_tables, load_release=load_release,
+)

@@ -1,0 +1,150 @@
+"""What jax-ast knows about one style-transfer network, in one object: `Architecture`.
+
+A plug-in module `jax_ast/archs/<name>.py` defines `PLUGIN = Architecture(...)`; `jax_ast.archs.get(name)`
+finds it. Training, evaluation, stylisation and the benchmarks read everything network-specific from it:
+the model factory, the frozen encoder and its deepest tap, the native objective and the loss network it
+runs on, the data augmentation, the original training recipe, and the release files with their importer.
+docs/architecture.md shows where a new network plugs in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Mapping, NamedTuple, Protocol
+
+import jax
+
+Feats = Mapping[str, jax.Array]
+
+
+class FeatureFn(Protocol):
+    def __call__(self, images: jax.Array, layers: tuple[str, ...], *, constant: bool = False) -> Feats:
+        """Loss-network features of float[B, H, W, 3] RGB images in [0, 1] at `layers`; `constant`: no gradient."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveInputs:
+    """Everything a native objective reads, for one local batch.
+
+    Attributes:
+      apply: `model.apply` with the variables bound: ``apply(content, style, **kwargs) -> (stylized, aux)``;
+        with ``mutable=[...]`` it returns ``((stylized, aux), updates)`` as flax does.
+      content, style: float32[B, H, W, 3] RGB in [0, 1].
+      features: the native loss network (see `FeatureFn`).
+      weights: the run's loss weights, as named by `TrainConfig` (content_weight, tv_weight, ...).
+      style_weight: the native style term's weight (0 when classic/balanced replace that term).
+      native_style: False when classic/balanced replace the style term: skip the native style features.
+      stage: "transfer", or "decoder" for an auto-encoder pre-training stage.
+    """
+
+    apply: Callable[..., Any]
+    content: jax.Array
+    style: jax.Array
+    features: FeatureFn
+    weights: Any
+    style_weight: Any
+    native_style: bool
+    stage: str = "transfer"
+
+
+class ObjectiveResult(NamedTuple):
+    total: jax.Array  # float32[B] per-sample loss
+    terms: dict[str, jax.Array]  # unweighted terms, each float32[B]
+    stylized: jax.Array  # float32[B, H, W, 3]
+    batch_stats: Any  # new BatchNorm statistics ({} when the network has none)
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """One network's plug-in. Sizes in pixels; `recipe` uses `TrainConfig` field names.
+
+    Attributes:
+      name: the --arch name. title: its display name and paper.
+      build: ``build(**model_kwargs) -> flax module`` following the `jax_ast.models` interface.
+      original_encoder: VGG variant of the original's frozen encoder; None when the network has none.
+      encoders: the encoder variants it can be built on (the original first).
+      variants: architecture variants (`--variant`), the default first; () when there are none.
+      encoder_deepest: ``(variant) -> deepest VGG tap`` the encoder needs (picks the default weights file).
+      native_loss_network: ``(encoder variant) -> (VGG variant, deepest tap)`` of a native loss network
+        separate from the encoder, or None: the native loss runs on the encoder.
+      objective: ``(ObjectiveInputs) -> ObjectiveResult``: the native loss of the original.
+      min_crop, min_crop_why: the smallest training crop and the reason.
+      init_size: side of the probe image used to initialise the parameters.
+      stylize_size: default content shorter side of `eval.stylize`.
+      recipe: the original training settings (`TrainConfig` fields).
+      augment: ``(crop) -> (content CropSpec, style CropSpec)`` of the original data pipeline.
+      pretrains_decoder: True when training without a pretrained decoder first trains one as an
+        auto-encoder (LinearTransfer).
+      release_files: the original release files, in words (help texts and error messages).
+      release_patterns: ``(variant) -> {part: file-name patterns}`` of the release files in a directory, in
+        the order `load_release` takes them ("encoder" first); None when the release is one file or TF
+        checkpoint that `load_release` takes as it is (Magenta).
+      release_tables: ``(variant) -> {part: conversion table}`` of the trained parts, for starting a training
+        run from a directory of release files (`--pretrained DIR`).
+      optional_parts: parts a training run may start without (LinearTransfer's transform).
+      load_release: ``(*files, **model_kwargs) -> (model, variables)``.
+      initialise: ``(variables, cfg) -> variables``: network-specific changes to the initial variables
+        (Magenta's Inception-v3 weights); None when there are none.
+    """
+
+    name: str
+    title: str
+    build: Callable[..., Any]
+    original_encoder: str | None
+    encoders: tuple[str, ...]
+    encoder_deepest: Callable[[str | None], str] | None
+    native_loss_network: Callable[[str | None], tuple[str, str] | None]
+    objective: Callable[[ObjectiveInputs], ObjectiveResult]
+    min_crop: int
+    min_crop_why: str
+    recipe: Mapping[str, Any]
+    augment: Callable[[int], tuple[Any, Any]]
+    release_files: str
+    release_patterns: Callable[[str | None], dict[str, tuple[str, ...]]] | None
+    release_tables: Callable[[str | None], dict[str, Any]]
+    load_release: Callable[..., tuple[Any, Any]]
+    optional_parts: tuple[str, ...] = ()
+    initialise: Callable[[dict, Any], dict] | None = None
+    variants: tuple[str, ...] = ()
+    init_size: int = 64
+    stylize_size: int = 512
+    pretrains_decoder: bool = False
+
+    @property
+    def default_variant(self) -> str | None:
+        return self.variants[0] if self.variants else None
+
+    def encoder_variant(self, encoder: str) -> str | None:
+        """VGG variant of the frozen encoder for `--encoder` ("original" or a variant name); None without one."""
+        if self.original_encoder is None:
+            return None
+        return self.original_encoder if encoder == "original" else encoder
+
+    def find_release_files(self, directory: Path, variant: str | None = None) -> list[Path]:
+        """The release files of this network in `directory`, in the order `load_release` takes them."""
+        if self.release_patterns is None:
+            return [directory]
+        return [find_file(directory, patterns, part)
+                for part, patterns in self.release_patterns(variant or self.default_variant).items()]
+
+    def model_kwargs(self, *, variant: str | None = None, encoder: str = "original") -> dict[str, Any]:
+        """Keyword arguments of `build` for a variant and an `--encoder` choice."""
+        kwargs: dict[str, Any] = {"variant": variant or self.default_variant} if self.variants else {}
+        if self.original_encoder is not None:
+            kwargs["encoder"] = self.encoder_variant(encoder)
+        return kwargs
+
+
+def find_file(directory: Path, patterns: tuple[str, ...], what: str) -> Path:
+    """The first of `patterns` with a match in `directory`; among several, the highest trailing number.
+
+    Raises:
+      FileNotFoundError: naming the patterns and what the directory holds.
+    """
+    for pattern in patterns:
+        matches = list(directory.glob(pattern))
+        if matches:
+            return max(matches, key=lambda p: (int("".join(filter(str.isdigit, p.stem)) or 0), p.name))
+    present = ", ".join(sorted(p.name for p in directory.iterdir())) or "nothing"
+    raise FileNotFoundError(f"{directory}: no {what} file (looked for {' or '.join(patterns)}); found: {present}")

@@ -1,0 +1,68 @@
+"""Magenta's arbitrary stylisation (Ghiasi et al., BMVC 2017): an Inception-v3 style predictor gives a
+100-d style embedding that conditions a transformer network through its normalisation parameters.
+
+Trains all three parts end to end; its native loss runs on the average-pooling ImageNet VGG-16:
+content at relu3_3, Gram style at relu1_2..relu4_3, plus total variation (docs/architectures.md, Magenta).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import jax_ast.losses as L
+from jax_ast.archs.base import Architecture, ObjectiveInputs, ObjectiveResult
+from jax_ast.models.magenta import build_magenta
+
+log = logging.getLogger(__name__)
+
+
+def objective(inputs: ObjectiveInputs) -> ObjectiveResult:
+    # BatchNorms run on batch statistics in training (mutable batch_stats).
+    (stylized, _), updates = inputs.apply(inputs.content, inputs.style, train=True, mutable=["batch_stats"])
+    layers, features = L.PAPER_STYLE_LAYERS, inputs.features
+    w = inputs.weights
+    total, terms = L.magenta_native_loss(
+        output_feats=features(stylized, layers), content_feats=features(inputs.content, layers, constant=True),
+        style_feats=features(inputs.style, layers, constant=True) if inputs.native_style else None,
+        output=stylized, content_weight=w.content_weight, style_weight=inputs.style_weight, tv_weight=w.tv_weight)
+    return ObjectiveResult(total, terms, stylized, updates["batch_stats"])
+
+
+def augment(crop: int):
+    """Content: shorter side crop + 2, centre crop. Style: the original's colour jitter, flips, random shorter
+    side in [258, 456) and random batch rescale, simplified to shorter side crop + 2, random crop, flip."""
+    from jax_ast.data import CropSpec  # noqa: PLC0415 - jax_ast.data reads the plug-ins
+
+    return (CropSpec(resize="shorter", resize_to=crop + 2, crop=crop, random_crop=False),
+            CropSpec(resize="shorter", resize_to=crop + 2, crop=crop, hflip=True))
+
+
+def load_release(checkpoint: Path, **_: object):
+    from jax_ast.pretrained.magenta import load_magenta  # noqa: PLC0415
+
+    return load_magenta(checkpoint)
+
+
+def initialise(variables: dict, cfg) -> dict:
+    """The style predictor starts from ImageNet Inception-v3 when `--inception-weights` is given."""
+    if not cfg.inception_weights:
+        log.warning("Magenta style predictor starts from random init (no --inception-weights); the original "
+                    "starts from ImageNet Inception-v3")
+        return variables
+    from jax_ast.pretrained.magenta import load_inception_v3, with_inception  # noqa: PLC0415
+
+    return with_inception(variables, load_inception_v3(cfg.inception_weights))
+
+
+PLUGIN = Architecture(
+    name="magenta", title="Magenta arbitrary stylisation (Ghiasi et al., BMVC 2017)", build=build_magenta,
+    original_encoder=None, encoders=(), encoder_deepest=None,
+    native_loss_network=lambda encoder: ("vgg16_slim", "relu4_3"), objective=objective,
+    min_crop=43, min_crop_why="Inception-v3 up to Mixed_6e", init_size=128, stylize_size=256,
+    recipe=dict(learning_rate=1e-5, lr_decay=0.0, iterations=8_000_000, batch_size=8, crop_size=256,
+                content_weight=1.0, style_weight="1"),
+    augment=augment,
+    release_files="model.ckpt.index + model.ckpt.data-* (a TF checkpoint; or pass the .npz of its variables)",
+    release_patterns=None, release_tables=lambda variant: {}, load_release=load_release, initialise=initialise,
+)

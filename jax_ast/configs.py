@@ -2,7 +2,8 @@
 
 `TrainConfig` is the single source of truth: `train/run.py` generates its command-line flags from the
 fields, so a flag and a field can never drift. `default_config(arch, loss)` gives the original
-setting of each network (paper.md section 2, architectures.md sections 2.4, 3.4, 4.4, 5.5).
+setting of each network (docs/architectures.md, each network's training recipe; docs/losses.md, The
+objective and beta).
 """
 
 from __future__ import annotations
@@ -136,15 +137,6 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "TrainConfig":
-        data = json.loads(text)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config fields {unknown}")
-        return cls(**data)
 
 
 def _check_numbers(cfg: TrainConfig) -> None:

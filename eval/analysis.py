@@ -4,9 +4,9 @@ Everything takes numpy arrays (one value per pair) and returns plain dicts/lists
 Conventions: statistics ignore non-finite values (counted in ``nonfinite``); ``std`` is the population
 standard deviation (ddof = 0, NumPy's default); the median of an even count is the mean of the middle two.
 
-IST (paper.md section 1.8): with the balanced loss, a high value means under-stylised (the output's Gram
-statistics are far from the style's, relative to their size) and a low value over-stylised. Styles are
-therefore ranked by their mean balanced loss over the contents they were paired with.
+IST (docs/losses.md, What the paper reports): with the balanced loss, a high value means under-stylised
+(the output's Gram statistics are far from the style's, relative to their size) and a low value
+over-stylised. Styles are therefore ranked by their mean balanced loss over the contents they were paired with.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def bound_correlations(columns: Mapping[str, np.ndarray], layers: Sequence[str]) -> dict[str, float]:
-    """Per style layer, Pearson r between the classic loss and its bound (paper.md section 1.8)."""
+    """Per style layer, Pearson r between the classic loss and its bound (docs/losses.md, The bound)."""
     return {layer: pearson_r(columns[f"bound/{layer}"], columns[f"classic/{layer}"]) for layer in layers}
 
 

@@ -1,7 +1,7 @@
 """Set several `eval.run` outputs side by side: ``python -m eval.compare DIR [DIR ...] [--out FILE.md]``.
 
 Prints (or writes) a markdown table with one row per run: the paper-style columns (mean, median, std of the
-classic and balanced style losses; paper.md section 3.3) followed by the means of `--extra` metrics
+classic and balanced style losses; docs/losses.md, What the paper reports) followed by the means of `--extra` metrics
 (default: content loss, SSIM, PSNR, Lab colour distance), and a second table of the per-layer Pearson r of
 the classic loss against its bound. Runs are labelled by arch and checkpoint name, or by ``--labels``.
 

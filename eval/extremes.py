@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import heapq
 import os
-import uuid
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 from PIL import Image
+
+from jax_ast.files import atomic_writer
 
 SIDES = ("lowest", "highest")
 
@@ -97,14 +98,8 @@ class ExtremeKeeper:
             arrays[f"{prefix}|values"] = np.asarray([e[2] for e in heap], np.float64)
             arrays[f"{prefix}|thumbs"] = (np.stack([e[3] for e in heap]) if heap else
                                           np.zeros((0, 3, self.thumb_size, self.thumb_size, 3), np.uint8))
-        path = Path(path)
-        temp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp.npz"
-        try:
-            np.savez(temp, **arrays)
-            os.replace(temp, path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
+        with atomic_writer(path) as stream:
+            np.savez(stream, **arrays)
 
     def load(self, path: str | os.PathLike, keep_pairs: Iterable[int] | None = None) -> None:
         """Re-offers the entries saved at `path` (only pairs in `keep_pairs`, when given); no-op if missing."""

@@ -1,8 +1,9 @@
 """PNG figures of an evaluation run (matplotlib, Agg backend; no display needed).
 
-paper.md section 5: histograms of the classic (log-x) and balanced style losses, per-layer scatter of the
-classic loss against its supremum with Pearson r, grids of the lowest/highest-loss pairs, and the per-style
-(imbalanced style transferability) figure. Every function writes one file and returns its path.
+docs/losses.md, What the paper reports: histograms of the classic (log-x) and balanced style losses,
+per-layer scatter of the classic loss against its supremum with Pearson r, grids of the lowest/highest-loss
+pairs, and the per-style (imbalanced style transferability) figure. Every function writes one file and
+returns its path.
 """
 
 from __future__ import annotations

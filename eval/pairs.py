@@ -8,7 +8,7 @@ first ``M`` pairs are all distinct (a sample without replacement of the grid), a
 ever held in memory (COCO x Painter-by-Numbers has ~9e9 cells).
 
 Images are resized (shorter side to `size`, PIL bilinear) and centre-cropped to ``size x size``, so content,
-style and output share one spatial size, which the balanced loss needs (paper.md section 1.6).
+style and output share one spatial size, which the balanced loss needs (docs/losses.md, Balanced loss).
 """
 
 from __future__ import annotations

@@ -18,11 +18,12 @@ import io
 import json
 import math
 import os
-import uuid
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+
+from jax_ast import files
 
 
 class RecordsError(RuntimeError):
@@ -160,12 +161,6 @@ class CsvLog:
         self.close()
 
 
-def read_header(path: str | os.PathLike) -> list[str]:
-    """The header row of a results CSV."""
-    with open(path, newline="", encoding="utf-8") as stream:
-        return next(csv.reader(stream))
-
-
 def read_columns(path: str | os.PathLike, names: Sequence[str]) -> dict[str, np.ndarray]:
     """Selected numeric columns of a results CSV as float64 arrays, streamed row by row.
 
@@ -227,16 +222,8 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Writes `data` to a temporary file in the same folder and renames it over `path` (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        temp.write_bytes(data)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return path
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return files.write_bytes(path, data)
 
 
 def read_json(path: str | os.PathLike) -> Any:

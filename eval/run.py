@@ -59,6 +59,7 @@ from jax_ast import losses as L
 from jax_ast.configs import LOSS_NETWORKS
 from jax_ast.data import DataError, FolderSource, open_source
 from jax_ast.models import ARCHS
+from jax_ast.progress import Progress
 
 ALL_ARCHS = (*ARCHS, *pairing_lib.BASELINES)
 RESUME_KEYS = ("arch", "checkpoint", "variant", "model_seed", "alpha", "clip", "precision", "size", "seed",
@@ -264,21 +265,16 @@ def check_resume(out_dir: Path, settings: dict) -> None:
         raise records.RecordsError(f"{out_dir} holds a run with other settings ({details}); use another --out")
 
 
-class _Progress:
-    """A progress line to stderr about every 10 % or 30 s."""
+class _Progress(Progress):
+    """Progress in pairs (`jax_ast.progress`): a bar, or a line with the pair rate about every 10 % or 30 s."""
 
     def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled, self.done = total, enabled, 0
-        self.start = self._last = time.perf_counter()
-        self._next = max(1, total // 10)
+        self.start = time.perf_counter()
+        super().__init__(total, unit="pair", enabled=enabled, every_seconds=30.0, line=self._line)
 
-    def update(self, count: int) -> None:
-        self.done += count
-        now = time.perf_counter()
-        if self.enabled and (self.done >= self._next or now - self._last > 30 or self.done == self.total):
-            rate = self.done / max(now - self.start, 1e-9)
-            print(f"[{self.done}/{self.total} pairs] {rate:.1f} pairs/s", file=sys.stderr, flush=True)
-            self._last, self._next = now, self.done + max(1, self.total // 10)
+    def _line(self, done: int, total: int) -> str:
+        rate = done / max(time.perf_counter() - self.start, 1e-9)
+        return f"[{done}/{total} pairs] {rate:.1f} pairs/s"
 
 
 def _rows(chunk: pairing_lib.Chunk, metrics: dict[str, np.ndarray], names: list[str],
@@ -379,6 +375,7 @@ def stream_pairs(args: argparse.Namespace, context: dict, logs: tuple[records.Cs
         if timings["first_batch"] is None:
             timings["first_batch"] = (time.perf_counter() - start, computed)
         progress.update(finished)
+    progress.close()
     timings["total"] = time.perf_counter() - start
     keeper.save(args.out / report.EXTREMES_NAME)
     if timings["nonfinite"]:

@@ -36,12 +36,15 @@ import numpy as np
 from eval import guards
 from eval.batching import Stylizer, group_by_shape
 from jax_ast import archs, color, imageio
+from jax_ast import progress as progress_lib
 from jax_ast.archs import ARCHS
+from jax_ast.errors import CheckpointError
 from jax_ast.models import build
 from jax_ast.pretrained import native
 from jax_ast.pretrained.convert import check_finite
+from jax_ast.xla_flags import FAST_COMPILE
 
-# Shorter-side resize per network's own inference default (architectures.md 2.5, 3.5, 4.5, 5.6); SANet's
+# Shorter-side resize per network's own inference default (docs/architectures.md, each network's inference); SANet's
 # original runs at native size, which can exhaust memory (quadratic attention), so 512 is used like AdaIN.
 DEFAULT_SIZES = {arch: archs.get(arch).stylize_size for arch in ARCHS}
 CONTENT_CHUNK = 16  # contents held in memory at once (their pairs with every style are run together)
@@ -63,37 +66,14 @@ class Summary:
         return "\n".join(lines)
 
 
-class Progress:
-    """tqdm progress bar when available, otherwise a line per ~10 %; `write` keeps messages readable."""
+class Progress(progress_lib.Progress):
+    """Progress in images (`jax_ast.progress`: a bar or a line per ~10 %); `write` keeps messages readable."""
 
     def __init__(self, total: int, enabled: bool = True):
-        self.total, self.done, self._next_print, self.enabled = total, 0, 0, enabled
-        self._bar = None
-        if enabled:
-            try:
-                from tqdm import tqdm
-                self._bar = tqdm(total=total, unit="img", file=sys.stderr)
-            except ImportError:
-                pass
-
-    def update(self, count: int) -> None:
-        self.done += count
-        if self._bar is not None:
-            self._bar.update(count)
-        elif self.enabled and self.done >= self._next_print:
-            print(f"[{self.done}/{self.total}]", file=sys.stderr)
-            self._next_print = self.done + max(1, self.total // 10)
+        super().__init__(total, unit="img", enabled=enabled)
 
     def write(self, message: str) -> None:
-        message = guards.printable(message)
-        if self._bar is not None:
-            self._bar.write(message, file=sys.stderr)
-        else:
-            print(message, file=sys.stderr)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+        super().write(guards.printable(message))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,12 +216,7 @@ def _save(stylized: np.ndarray, content: np.ndarray, label: str, options: Option
 
 # ---------------------------------------------------------------------------------------------- checkpoints
 
-_FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 PROBE_SIZE = 64  # init probe: a multiple of 16 (SANet) and large enough for Magenta's Inception
-
-
-class CheckpointError(ValueError):
-    """A --checkpoint that cannot be loaded; the message says what was expected."""
 
 
 def load_model(arch: str, checkpoint: str, *, variant: str | None = None, seed: int = 0) -> tuple[Any, Any]:
@@ -292,7 +267,7 @@ def _random_init(arch: str, config: tuple, seed: int) -> tuple[Any, Any]:
     model = build(arch, **dict(config))
     probe = np.zeros((1, PROBE_SIZE, PROBE_SIZE, 3), np.float32)
     key = jax.random.key(seed)
-    init = jax.jit(model.init).lower(key, probe, probe).compile(compiler_options=_FAST_COMPILE)
+    init = jax.jit(model.init).lower(key, probe, probe).compile(compiler_options=FAST_COMPILE)
     return model, init(key, probe, probe)
 
 

@@ -3,7 +3,7 @@
 Two common methods, both host-side numpy on float [H, W, 3] RGB images:
 
 * `coral(style, content)`, applied to the **style pixels before encoding** (AdaIN ``test.py``,
-  architectures.md section 2.5): the style image is recoloured so that its per-channel mean and 3x3 colour
+  docs/architectures.md, AdaIN): the style image is recoloured so that its per-channel mean and 3x3 colour
   covariance equal the content's, then stylised as usual.
 * `preserve_luminance(stylized, content)`, applied **after** stylisation (Gatys et al. 2016, "luminance-only
   transfer"): luminance (YIQ's Y) from the stylised image, chroma (I, Q) from the content.

@@ -2,7 +2,8 @@
 
 `TrainConfig` is the single source of truth: `train/run.py` generates its command-line flags from the
 fields, so a flag and a field can never drift. `default_config(arch, loss)` gives the original
-setting of each network (the `recipe` of its `jax_ast.archs` plug-in).
+setting of each network (the `recipe` of its `jax_ast.archs` plug-in; docs/architectures.md, each
+network's training recipe; docs/losses.md, The objective and beta).
 """
 
 from __future__ import annotations
@@ -128,15 +129,6 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> "TrainConfig":
-        data = json.loads(text)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config fields {unknown}")
-        return cls(**data)
 
 
 def _check_numbers(cfg: TrainConfig) -> None:

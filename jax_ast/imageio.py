@@ -33,13 +33,14 @@ import errno
 import numbers
 import os
 import stat
-import uuid
 import warnings
 from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
 from PIL import ExifTags, Image
+
+from jax_ast.files import atomic_writer
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                                      ".ppm", ".pgm", ".pbm", ".pnm")
@@ -321,16 +322,8 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     quantised = np.floor(np.clip(pixels, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     options = {"quality": JPEG_QUALITY} if file_format in ("JPEG", "WEBP") else {}
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh hidden name in the same directory (so the rename is atomic); opened with "x" so the file gets
-    # the ordinary umask permissions (tempfile.mkstemp would make it owner-only).
-    temp_path = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(temp_path, "xb") as stream:
-            Image.fromarray(quantised).save(stream, format=file_format, **options)
-        os.replace(temp_path, path)
-    except BaseException:
-        temp_path.unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as stream:
+        Image.fromarray(quantised).save(stream, format=file_format, **options)
     return path
 
 

@@ -13,7 +13,7 @@ naming the layer and the shapes.
 The balanced loss (Cheng et al., CVPR 2021) divides each layer's classic Gram loss by its supremum
 V^l = (||G(F(S))||^2 + ||G(F(P))||^2) / N^l. With N^l the same constant as in the MSE (C_l^2), N^l
 cancels and the balanced layer loss is ||A - B||^2 / (||A||^2 + ||B||^2) in [0, 1], invariant to the
-Gram normalisation and to any common scale of the features (paper.md section 1.6).
+Gram normalisation and to any common scale of the features (docs/losses.md, Balanced loss).
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ def style_loss_bound(style_feats: Feats, output_feats: Feats, *, layers: Sequenc
     """The paper's per-layer supremum V^l = (||G(F(S))||^2 + ||G(F(P))||^2) / C_l^2 of the classic loss.
 
     N^l = C_l^2 is the constant of the classic loss's MSE, which makes V^l a true upper bound
-    (classic^l <= V^l for any features; paper.md section 1.4). The total is the unweighted layer sum.
+    (classic^l <= V^l for any features; docs/losses.md, The bound). The total is the unweighted layer sum.
     Both maps of a layer must have the same channel count (C_l is one number).
     """
     layers = _check_layers(layers, "style_loss_bound")
@@ -248,9 +248,9 @@ def total_variation_loss(images: jax.Array) -> jax.Array:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Native training losses of the four networks (architectures.md sections 2.4, 3.4, 4.4, 5.5).
+# Native training losses of the four networks (docs/architectures.md, each network's native loss).
 # Each returns (weighted total [B], breakdown of *unweighted* terms). Pass style_weight=0 to drop the
-# native style term when training with the classic or balanced loss instead (paper.md section 2).
+# native style term when training with the classic or balanced loss instead (docs/losses.md, The objective and beta).
 
 
 def _optional_style(style_feats: Feats | None, compute) -> tuple[jax.Array | float, Breakdown]:

@@ -48,6 +48,26 @@ def mean_variance_norm(feats: jax.Array, *, ddof: int = 1, eps: float = 1e-5) ->
     return ((feats.astype(mean.dtype) - mean) / std).astype(feats.dtype)
 
 
+def adain_with_stats(content: jax.Array, mean: jax.Array, std: jax.Array, *, ddof: int = 1,
+                     eps: float = 1e-5) -> jax.Array:
+    """std * (x - mean(x)) / std(x) + mean: content normalised per sample and channel, then re-scaled.
+
+    The one normalise-and-rescale of the library: AdaIN (target = a style's statistics) and Magenta's
+    conditional style norm (target = predicted beta, gamma) both use it.
+
+    Args:
+      content: [B, H, W, C] features.
+      mean, std: target statistics broadcastable to [B, 1, 1, C] (e.g. `channel_mean_std` of a style).
+      ddof, eps: as in `channel_mean_std`, for the content's own statistics.
+
+    Returns:
+      float32 [B, H, W, C] (float64 for float64 input).
+    """
+    content_mean, content_std = channel_mean_std(content, ddof=ddof, eps=eps)
+    normalized = (content.astype(content_mean.dtype) - content_mean) / content_std
+    return normalized * std + mean
+
+
 def adain(content: jax.Array, style: jax.Array, *, ddof: int = 1, eps: float = 1e-5) -> jax.Array:
     """Adaptive instance normalisation: content re-scaled to the style's channel mean and std.
 
@@ -59,9 +79,7 @@ def adain(content: jax.Array, style: jax.Array, *, ddof: int = 1, eps: float = 1
       [B, Hc, Wc, C] with, per channel, mean = mean(style) and std = std(style) (eps-adjusted).
     """
     style_mean, style_std = channel_mean_std(style, ddof=ddof, eps=eps)
-    content_mean, content_std = channel_mean_std(content, ddof=ddof, eps=eps)
-    normalized = (content.astype(content_mean.dtype) - content_mean) / content_std
-    return (normalized * style_std + style_mean).astype(content.dtype)
+    return adain_with_stats(content, style_mean, style_std, ddof=ddof, eps=eps).astype(content.dtype)
 
 
 def gram(feats: jax.Array, normalize: GramNorm = "none") -> jax.Array:

@@ -34,3 +34,8 @@ def _backend_started() -> bool:
     except ImportError:
         return False
     return bool(getattr(xla_bridge, "_backends", None))
+
+
+# Compiler options for one-off programs (model.init, a probe step): XLA's slow optimisation passes buy nothing
+# for code that runs once, and skipping them cuts compile time (pass as `.compile(compiler_options=...)`).
+FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}

@@ -263,7 +263,7 @@ def test_coral_matches_content_mean_and_covariance():
 
 
 def _coral_original_torch(source, target):
-    """pytorch-AdaIN's coral as described in architectures.md 2.5 (CHW tensors, SVD square roots)."""
+    """pytorch-AdaIN's coral as described in docs/architectures.md, AdaIN (CHW tensors, SVD square roots)."""
     import torch
 
     def flat_stats(image):

@@ -3,7 +3,7 @@
 The torch modules below follow the original's layout and key names (libs/models.py encoder/decoder
 with named `convN` attributes, libs/Matrix.py `CNN` with a `convs` Sequential and `fc`, `MulLayer`
 with `snet`, `cnet`, `compress`, `unzip`); they are written here from the description in
-architectures.md section 4, with random weights saved by `torch.save(state_dict)` and read back
+docs/architectures.md, LinearTransfer, with random weights saved by `torch.save(state_dict)` and read back
 through the real importer.
 """
 

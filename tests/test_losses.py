@@ -1,4 +1,4 @@
-"""Properties and reference parity of jax_ast.losses (paper.md sections 1.4-1.6)."""
+"""Properties and reference parity of jax_ast.losses (docs/losses.md, The bound and Balanced loss)."""
 
 import numpy as np
 import pytest

@@ -314,7 +314,7 @@ def _normalised_state(n_convs: int, *, exact_preprocess: bool = True, seed: int 
     pre = preprocess_params()
     state = {"0.weight": torch.from_numpy(pre["kernel"].transpose(3, 2, 0, 1).copy()) if exact_preprocess
              else torch.randn(3, 3, 1, 1, generator=gen), "0.bias": torch.from_numpy(pre["bias"])}
-    indices = (2, 5, 9, 12, 16, 19, 22, 25, 29, 32, 35, 38, 42, 45, 48, 51)  # architectures.md 1.1
+    indices = (2, 5, 9, 12, 16, 19, 22, 25, 29, 32, 35, 38, 42, 45, 48, 51)  # docs/architectures.md, VGG encoders
     for index, (cin, cout) in zip(indices[:n_convs], _VGG19_CONVS):
         state[f"{index}.weight"] = torch.randn(cout, cin, 3, 3, generator=gen) * 0.05
         state[f"{index}.bias"] = torch.randn(cout, generator=gen) * 0.05

@@ -25,9 +25,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read or does not match the run (one message, files untouched)."""
+from jax_ast.errors import CheckpointError
 
 
 class CheckpointSaveError(RuntimeError):
@@ -56,9 +54,6 @@ class Checkpointer:
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
-
-    def all_steps(self) -> list[int]:
-        return list(self._manager.all_steps())
 
     def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
         """Save host copies of `state` (a pytree) and the JSON-able `meta` at `step` (no-op if it exists).

@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jax_ast import files
 from jax_ast.configs import TrainConfig
 from jax_ast.locking import exclusive_lock
 from jax_ast.pretrained.native import save_params
@@ -138,12 +139,7 @@ def _write_config(path: Path, cfg: TrainConfig) -> None:
     saved, text = path / "config.json", cfg.to_json()
     if saved.exists() and saved.read_text(encoding="utf-8") == text:
         return
-    temp = path / f".config.json.{uuid.uuid4().hex}.tmp"
-    try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, saved)
-    finally:
-        temp.unlink(missing_ok=True)
+    files.write_text(saved, text)
 
 
 def _check_devices(cfg: TrainConfig) -> None:

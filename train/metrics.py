@@ -11,9 +11,7 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import re
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -23,6 +21,8 @@ from typing import TextIO
 import numpy as np
 from PIL import Image
 
+from jax_ast import files
+from jax_ast.progress import Progress
 from train.tensorboard import EventFileWriter
 
 _RESERVED_KEYS = ("step", "time")
@@ -62,13 +62,6 @@ def _encode_png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary sibling, then rename: readers never see a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _file_stem(name: str) -> str:
@@ -140,7 +133,7 @@ class MetricsWriter:
             pixels = _to_uint8(f"image {name!r}", image)
             _check_rgb(f"image {name!r}", pixels, batched=False)
             png = _encode_png(np.ascontiguousarray(pixels))
-            _atomic_write(samples_dir / f"{_file_stem(name)}_{int(step):08d}.png", png)
+            files.write_bytes(samples_dir / f"{_file_stem(name)}_{int(step):08d}.png", png)
             if self._events is not None:
                 height, width = pixels.shape[:2]
                 self._events.add_image(int(step), name, png, height=height, width=width)
@@ -216,13 +209,6 @@ def check_finite(step: int, scalars: Mapping[str, float], *, window_start: int |
         raise FloatingPointError(message)
 
 
-def _is_terminal(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
 def _format_duration(seconds: float) -> str:
     if not math.isfinite(seconds):
         return "?"
@@ -269,30 +255,13 @@ class ProgressReporter:
         self.enabled = enabled
         self.images_per_second = 0.0
         self.eta_seconds = math.inf
-        self._file = file
-        self._print_every = print_every_seconds
         self._clock = clock
         self._points = deque([(clock(), initial_step)], maxlen=window + 1)
         self._has_start_point = True
-        self._step = initial_step
-        self._last_line_time = self._points[0][0]
-        self._last_printed_step = initial_step
         self._last_scalars: Mapping[str, float] = {}
-        self._closed = False
-        self._bar = self._make_bar(initial_step, use_tqdm) if enabled else None
-
-    def _stream(self) -> TextIO:
-        return self._file if self._file is not None else sys.stderr
-
-    def _make_bar(self, initial_step: int, use_tqdm: bool | None):
-        if use_tqdm is False or (use_tqdm is None and not _is_terminal(self._stream())):
-            return None
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            return None
-        return tqdm(total=self.total_steps, initial=initial_step, unit="step", file=self._stream(),
-                    dynamic_ncols=True)
+        self._display = Progress(total_steps, initial=initial_step, unit="step", enabled=enabled, file=file,
+                                 use_tqdm=use_tqdm, line=self._line, every_fraction=None,
+                                 every_seconds=print_every_seconds, clock=clock, dynamic_ncols=True)
 
     def _update_rates(self, now: float, step: int) -> None:
         self._points.append((now, step))
@@ -307,41 +276,21 @@ class ProgressReporter:
 
     def update(self, step: int, scalars: Mapping[str, float]) -> None:
         """Record that `step` steps are complete, with the latest scalars to display."""
-        now = self._clock()
-        self._update_rates(now, step)
-        self._step = step
+        self._update_rates(self._clock(), step)
         self._last_scalars = dict(scalars)
-        if not self.enabled or self._closed:
-            return
-        if self._bar is not None:
-            postfix = f"{self.images_per_second:.1f} img/s {_format_scalars(scalars)}"
-            self._bar.set_postfix_str(postfix, refresh=False)
-            self._bar.update(step - self._bar.n)
-        elif now - self._last_line_time >= self._print_every or step >= self.total_steps:
-            self._print_line(now)
+        self._display.goto(step, postfix=f"{self.images_per_second:.1f} img/s {_format_scalars(scalars)}")
 
-    def _print_line(self, now: float) -> None:
-        percent = 100.0 * self._step / self.total_steps if self.total_steps else 100.0
-        parts = [f"step {self._step}/{self.total_steps} ({percent:.1f}%)", f"{self.images_per_second:.1f} img/s",
+    def _line(self, step: int, total_steps: int) -> str:
+        percent = 100.0 * step / total_steps if total_steps else 100.0
+        parts = [f"step {step}/{total_steps} ({percent:.1f}%)", f"{self.images_per_second:.1f} img/s",
                  f"ETA {_format_duration(self.eta_seconds)}"]
         if self._last_scalars:
             parts.append(_format_scalars(self._last_scalars))
-        stream = self._stream()
-        stream.write(" | ".join(parts) + "\n")
-        stream.flush()
-        self._last_line_time = now
-        self._last_printed_step = self._step
+        return " | ".join(parts)
 
     def close(self) -> None:
         """Finish the bar, or print the last state if it was not printed yet (idempotent)."""
-        if not self.enabled or self._closed:
-            return
-        self._closed = True
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
-        elif self._last_printed_step != self._step:
-            self._print_line(self._clock())
+        self._display.close()
 
     def __enter__(self) -> ProgressReporter:
         return self

@@ -2,7 +2,7 @@
 
 `objective` wires a network's outputs to `jax_ast.losses`: the method's native loss, or its native
 non-style terms plus beta * the classic/balanced style loss on the paper's VGG-16 loss network
-(paper.md section 2: classic and balanced replace only the style term). `train_step` differentiates
+(docs/losses.md, The objective and beta: classic and balanced replace only the style term). `train_step` differentiates
 it w.r.t. the trainable parameters and averages gradients and metrics over `parallel.AXIS`.
 """
 

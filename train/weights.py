@@ -28,13 +28,12 @@ from jax_ast.pretrained.convert import WeightsError, check_finite
 from jax_ast.pretrained.native import is_native, load_params
 from jax_ast.pretrained.torch_format import load_torch_params
 from jax_ast.pretrained.vgg import load_vgg
+from jax_ast.xla_flags import FAST_COMPILE
 
 log = logging.getLogger(__name__)
 PAPER_DEEPEST = "relu4_3"
 IMAGENET_HINT = ("To train on the real ImageNet VGG-16 that installs with jax-ast instead (no download), add "
                  "--encoder vgg16_normalised; for a run sized for a CPU add --preset cpu as well.")
-# Code that runs once (init, calibration) is compiled without XLA's expensive passes: 3x faster to build.
-FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 def _vgg_params(variant: str, weights: str | None, deepest: str, *, original_file: bool = False) -> dict:

@@ -1,6 +1,6 @@
 """AdaIN arbitrary style transfer (Huang & Belongie 2017), PyTorch-port conventions.
 
-Pipeline (architectures.md section 2): c4 = relu4_1(content), s4 = relu4_1(style) of
+Pipeline (docs/architectures.md, AdaIN): c4 = relu4_1(content), s4 = relu4_1(style) of
 `vgg19_normalised`, t = AdaIN(c4, s4) with unbiased variance + 1e-5 inside both square roots,
 t <- alpha * t + (1 - alpha) * c4, stylized = D(t) with the `decoder.pth` topology (`DECODER_R41`).
 
@@ -25,7 +25,8 @@ import jax.numpy as jnp
 from jax_ast.models.decoders import DECODER_R41, Decoder
 from jax_ast.models.layers import blend_features, pad_to_multiple
 from jax_ast.models.vgg import VGG, check_encoder
-from jax_ast.ops import channel_mean_std
+from jax_ast.checks import check_images
+from jax_ast.ops import adain_with_stats, channel_mean_std
 
 ENCODER_VARIANT = "vgg19_normalised"
 # Encoders AdaIN can be trained on: the original normalised VGG-19, or the ImageNet VGG-16 installed from PyPI.
@@ -37,17 +38,9 @@ STAT_EPS = 1e-5  # inside the square root of both sigmas
 StyleCode = dict[str, jax.Array]  # {"mean": f32[B,1,1,C], "std": f32[B,1,1,C]}
 
 
-def check_images(images: jax.Array, name: str) -> None:
-    """Raise one clear error unless `images` is [B, H, W, 3]."""
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"{name} must be RGB images of shape [B, H, W, 3], got shape {images.shape}")
-
-
 def adain_with_code(content_feats: jax.Array, code: StyleCode) -> jax.Array:
     """AdaIN(c, s) given the style's code: sigma_s * (c - mu_c) / sigma_c + mu_s, float32 [B,h,w,C]."""
-    content_mean, content_std = channel_mean_std(content_feats, ddof=STAT_DDOF, eps=STAT_EPS)
-    normalized = (content_feats.astype(jnp.float32) - content_mean) / content_std
-    return normalized * code["std"] + code["mean"]
+    return adain_with_stats(content_feats, code["mean"], code["std"], ddof=STAT_DDOF, eps=STAT_EPS)
 
 
 def mix_style_codes(codes: Sequence[StyleCode], weights: Any) -> StyleCode:

@@ -1,4 +1,4 @@
-"""TF-slim Inception-v3 base up to Mixed_6e: the style predictor trunk of Magenta (architectures.md 5.4).
+"""TF-slim Inception-v3 base up to Mixed_6e: the style predictor trunk of Magenta (docs/architectures.md, Magenta).
 
 Conventions of the original (`inception_v3_base` under Magenta's `_inception_v3_arg_scope`):
 
@@ -25,6 +25,8 @@ from typing import Any, Sequence, Union
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from jax_ast.checks import check_images
 
 BN_EPSILON = 1e-3
 BN_MOMENTUM = 0.9997  # slim `decay` in Magenta's `_inception_v3_arg_scope`
@@ -111,7 +113,6 @@ MIXED_BLOCKS: tuple[tuple[str, tuple[Branch, ...]], ...] = (
 )
 
 ENDPOINTS: tuple[str, ...] = tuple(u.name for u in STEM) + tuple(name for name, _ in MIXED_BLOCKS)
-OUTPUT_FEATURES = 768
 
 
 def conv_unit_paths() -> tuple[tuple[str, ...], ...]:
@@ -258,11 +259,8 @@ class InceptionV3(nn.Module):
     def __call__(self, images: jax.Array, train: bool = False) -> jax.Array:
         if self.final_endpoint not in ENDPOINTS:
             raise ValueError(f"unknown endpoint {self.final_endpoint!r}; choose one of {ENDPOINTS}")
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"InceptionV3 expects [B, H, W, 3] images, got shape {images.shape}")
-        if self.final_endpoint == "Mixed_6e" and min(images.shape[1:3]) < MIN_INPUT_SIZE:
-            raise ValueError(f"InceptionV3 up to Mixed_6e needs images of at least {MIN_INPUT_SIZE}x"
-                             f"{MIN_INPUT_SIZE} pixels, got {images.shape[1]}x{images.shape[2]}")
+        check_images(images, "images", min_size=MIN_INPUT_SIZE if self.final_endpoint == "Mixed_6e" else 0,
+                     model=f"InceptionV3 up to {self.final_endpoint}")
         x = images
         for unit in STEM:
             x = _apply_unit(x, unit, train, self.dtype)

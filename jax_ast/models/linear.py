@@ -1,6 +1,6 @@
 """LinearTransfer (Li et al., CVPR 2019, "Learning Linear Transformations for Fast Arbitrary Style Transfer").
 
-Mirrors `sunshineatnoon/LinearStyleTransfer` (architectures.md section 4) for its two released models:
+Mirrors `sunshineatnoon/LinearStyleTransfer` (docs/architectures.md, LinearTransfer) for its two released models:
 
 | variant | encoder tap | channels | CNN widths         | decoder       | output multiple |
 |---------|-------------|----------|--------------------|---------------|-----------------|
@@ -41,6 +41,7 @@ import numpy as np
 from jax_ast.models.decoders import DECODER_R31, DECODER_R41, Decoder, DecoderLayer
 from jax_ast.models.layers import TORCH_KERNEL_INIT, blend_features, pad_to_multiple, padded_conv, torch_bias_init
 from jax_ast.models.vgg import VGG, check_encoder
+from jax_ast.checks import check_images
 from jax_ast.ops import gram
 
 _HIGHEST = jax.lax.Precision.HIGHEST
@@ -212,13 +213,15 @@ class LinearTransfer(nn.Module):
           the features that were decoded (after the alpha blend) [B, h, w, C]}.
         """
         del train
-        _check_images(content, "content", variant_spec(self.variant).size_multiple)  # before encoding the style
+        # checked before encoding the style
+        check_images(content, "content", min_size=variant_spec(self.variant).size_multiple,
+                     model=f"LinearTransfer {self.variant}")
         return self._stylize(content, self.encode_style(style), alpha)
 
     def encode_style(self, style: jax.Array) -> dict[str, jax.Array]:
         """Style images [B, Hs, Ws, 3] -> code {"style_matrix": [B, m, m], "style_mean": [B, 1, 1, C]}."""
         spec = variant_spec(self.variant)
-        _check_images(style, "style", spec.size_multiple)
+        check_images(style, "style", min_size=spec.size_multiple, model=f"LinearTransfer {self.variant}")
         style_feats = self.encoder(style)[spec.tap]
         style_matrix, style_mean = self.transform.encode_style(style_feats)
         return {"style_matrix": style_matrix, "style_mean": style_mean}
@@ -256,7 +259,7 @@ class LinearTransfer(nn.Module):
     def _encode_content(self, content: jax.Array) -> tuple[jax.Array, int, int]:
         """Reflect-pad to the size multiple and encode: -> (feats float32 [B, h, w, C], Hc, Wc)."""
         spec = variant_spec(self.variant)
-        _check_images(content, "content", spec.size_multiple)
+        check_images(content, "content", min_size=spec.size_multiple, model=f"LinearTransfer {self.variant}")
         height, width = content.shape[1], content.shape[2]
         padded = pad_to_multiple(content, spec.size_multiple)
         return self.encoder(padded)[spec.tap].astype(jnp.float32), height, width
@@ -272,14 +275,6 @@ class LinearTransfer(nn.Module):
         aux = {"transform_matrix": transform_matrix, "content_feats": content_feats,
                "transformed_feats": decoded_feats}
         return stylized, aux
-
-
-def _check_images(images: jax.Array, role: str, multiple: int) -> None:
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"{role} must have shape [B, H, W, 3], got {images.shape}")
-    if images.shape[1] < multiple or images.shape[2] < multiple:
-        raise ValueError(f"{role} must be at least {multiple}x{multiple} pixels for this variant, "
-                         f"got {images.shape[1]}x{images.shape[2]}")
 
 
 def _check_alpha(alpha: Any) -> None:

@@ -1,4 +1,4 @@
-"""Magenta arbitrary image stylization (Ghiasi et al., BMVC 2017), architectures.md section 5.
+"""Magenta arbitrary image stylization (Ghiasi et al., BMVC 2017), docs/architectures.md, Magenta.
 
 style image -> Inception-v3 (to Mixed_6e) -> spatial mean (768) -> 1x1 conv "bottleneck" -> code b (100)
 code b -> 13 pairs of 1x1 convs -> (beta, gamma) for the 13 conditional style norm (CSN) sites
@@ -26,7 +26,8 @@ import jax.numpy as jnp
 
 from jax_ast.models.inception import MIN_INPUT_SIZE, InceptionV3, conv_hwio
 from jax_ast.models.layers import reflect_pad, upsample_nearest
-from jax_ast.ops import channel_mean_std
+from jax_ast.checks import check_images
+from jax_ast.ops import adain_with_stats
 
 CSN_EPSILON = 1e-5  # `conditional_style_norm`: tf.nn.moments (biased) + 1e-5
 CONTRACT_BN_EPSILON = 1e-3  # slim batch_norm defaults
@@ -63,9 +64,8 @@ def conditional_style_norm(feats: jax.Array, beta: jax.Array, gamma: jax.Array) 
       feats: [B, H, W, C].
       beta, gamma: [B, C] or [1, C] (broadcast over the batch).
     """
-    mean, std = channel_mean_std(feats, ddof=0, eps=CSN_EPSILON)
-    normalized = (feats.astype(jnp.float32) - mean) / std
-    return (normalized * gamma[:, None, None, :] + beta[:, None, None, :]).astype(feats.dtype)
+    styled = adain_with_stats(feats, beta[:, None, None, :], gamma[:, None, None, :], ddof=0, eps=CSN_EPSILON)
+    return styled.astype(feats.dtype)
 
 
 class ReflectConv(nn.Module):
@@ -152,14 +152,6 @@ class StyleParams(nn.Module):
         return {site: StyleNormParams(depth, name=site)(code) for site, _, depth in STYLE_NORM_SITES}
 
 
-def _check_images(name: str, images: jax.Array, min_size: int) -> None:
-    if images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"Magenta expects {name} of shape [B, H, W, 3], got {images.shape}")
-    if min(images.shape[1:3]) < min_size:
-        raise ValueError(f"Magenta needs {name} images of at least {min_size}x{min_size} pixels, "
-                         f"got {images.shape[1]}x{images.shape[2]}")
-
-
 class Magenta(nn.Module):
     """Arbitrary stylization network of Ghiasi et al. 2017 (the interface of `jax_ast.models`).
 
@@ -187,7 +179,7 @@ class Magenta(nn.Module):
 
     def encode_style(self, style: jax.Array, train: bool = False) -> jax.Array:
         """style float[B, Hs, Ws, 3] in [0, 1] -> style code float32[B, bottleneck]."""
-        _check_images("style", style, MIN_INPUT_SIZE)
+        check_images(style, "style", min_size=MIN_INPUT_SIZE, model="Magenta")
         return self.style_predictor(style, train)
 
     def stylize_with_code(self, content: jax.Array, code: jax.Array, alpha: Any = 1.0, train: bool = False,
@@ -199,7 +191,7 @@ class Magenta(nn.Module):
         `identity_code` when given, else it is computed here, which runs Inception on the content
         (so the content then needs >= 43 pixels per side).
         """
-        _check_images("content", content, MIN_CONTENT_SIZE)
+        check_images(content, "content", min_size=MIN_CONTENT_SIZE, model="Magenta")
         return self._render(content, self._mix_identity(content, code, alpha, train, identity_code), train)
 
     def __call__(self, content: jax.Array, style: jax.Array, alpha: Any = 1.0,
@@ -208,7 +200,7 @@ class Magenta(nn.Module):
 
         aux["style_embedding"] is the code actually applied, after the alpha interpolation, [B or 1, 100].
         """
-        _check_images("content", content, MIN_CONTENT_SIZE)
+        check_images(content, "content", min_size=MIN_CONTENT_SIZE, model="Magenta")
         code = self._mix_identity(content, self.encode_style(style, train), alpha, train, None)
         return self._render(content, code, train), {"style_embedding": code}
 

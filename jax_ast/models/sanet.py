@@ -1,6 +1,6 @@
 """SANet arbitrary style transfer (Park & Lee, CVPR 2019), GlebSBrykin port conventions.
 
-Pipeline (architectures.md section 3): c4, c5 = relu4_1, relu5_1(content) and s4, s5 of the style
+Pipeline (docs/architectures.md, SANet): c4, c5 = relu4_1, relu5_1(content) and s4, s5 of the style
 (`vgg19_normalised`); CS = merge_conv(reflect_pad(SA4(c4, s4) + up2(SA5(c5, s5)))); CS is blended
 with the content's relu4_1, CS <- alpha * CS + (1 - alpha) * c4 (the same feature-space strength knob
 as AdaIN; alpha = 1 is the original), and stylized = D(CS) with the `DECODER_R41` topology.
@@ -23,10 +23,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jax_ast.models.adain import check_images
 from jax_ast.models.decoders import DECODER_R41, Decoder
 from jax_ast.models.layers import blend_features, pad_to_multiple, reflect_pad, upsample_nearest
 from jax_ast.models.vgg import VGG, check_encoder
+from jax_ast.checks import check_images
 from jax_ast.ops import mean_variance_norm
 
 ENCODER_VARIANT = "vgg19_normalised"

@@ -1,6 +1,6 @@
 """One VGG encoder module for the five VGG feature spaces used in arbitrary style transfer.
 
-The variants are NOT interchangeable (architectures.md section 1 and pitfall 1): each has its own
+The variants are NOT interchangeable (docs/architectures.md, VGG encoders and Pitfalls): each has its own
 input convention, padding and pooling, and pretrained decoders only work with their own encoder.
 
 | variant            | input convention (applied inside)      | padding | pooling     | source                    |
@@ -25,6 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jax_ast.checks import check_images
 from jax_ast.models.layers import avg_pool_2x2, max_pool_2x2, padded_conv
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -103,8 +104,7 @@ class VGG(nn.Module):
         unknown = [t for t in wanted if t not in all_taps]
         if unknown or not wanted:
             raise ValueError(f"unknown taps {unknown or wanted} for {self.variant}; valid taps: {all_taps}")
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"VGG expects images of shape [B, H, W, 3], got {images.shape}")
+        check_images(images, "images", model=f"VGG {self.variant}")
         deepest = max(all_taps.index(t) for t in wanted)
 
         x = self._preprocess(images.astype(jnp.float32), spec).astype(self.dtype)

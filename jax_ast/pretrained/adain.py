@@ -28,7 +28,7 @@ Table = dict[tuple[str, ...], tuple[str, str]]
 PathLike = str | os.PathLike
 
 # Sequential index of each conv in the 29-module decoder (pad, conv, ReLU blocks and 3 Upsample modules),
-# in the order of DECODER_R41 (architectures.md 2.3).
+# in the order of DECODER_R41 (docs/architectures.md, AdaIN).
 DECODER_TORCH_INDICES = (1, 5, 8, 11, 14, 18, 21, 25, 28)
 
 

@@ -17,12 +17,13 @@ import hashlib
 import logging
 import os
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from jax_ast.files import atomic_writer
 from jax_ast.pretrained.convert import WeightsError
+from jax_ast.progress import Progress
 
 logger = logging.getLogger(__name__)
 _CHUNK = 1 << 20
@@ -104,40 +105,22 @@ def sha256_of(path: str | Path) -> str:
     return file_digest(path, "sha256")
 
 
-def _progress(total: int | None, name: str) -> Callable[[int], None]:
-    """Returns an `advance(n_bytes)` callback: tqdm bar if available, else a print every 10%."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        state = {"done": 0, "shown": -1}
-
-        def advance(n: int) -> None:
-            state["done"] += n
-            tenth = state["done"] * 10 // total if total else -1
-            if tenth > state["shown"]:
-                state["shown"] = tenth
-                print(f"downloading {name}: {state['done'] / 1e6:.1f} MB"
-                      + (f" of {total / 1e6:.1f} MB" if total else ""), file=sys.stderr)
-        return advance
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc=name, file=sys.stderr, leave=False)
-
-    def advance(n: int) -> None:
-        bar.update(n)
-        if total and bar.n >= total:
-            bar.close()
-    return advance
+def _download_line(name: str) -> Callable[[int, int | None], str]:
+    """Plain progress line of a download (bytes done, total bytes)."""
+    return lambda done, total: (f"downloading {name}: {done / 1e6:.1f} MB"
+                                + (f" of {total / 1e6:.1f} MB" if total else ""))
 
 
 def _stream(response: BinaryIO, out: BinaryIO, name: str, total: int | None) -> tuple[str, str]:
     digest, md5 = hashlib.sha256(), hashlib.md5()
-    advance = _progress(total, name)
     received = 0
-    for chunk in iter(lambda: response.read(_CHUNK), b""):
-        out.write(chunk)
-        digest.update(chunk)
-        md5.update(chunk)
-        received += len(chunk)
-        advance(len(chunk))
+    with Progress(total, unit="B", desc=name, line=_download_line(name), unit_scale=True, leave=False) as progress:
+        for chunk in iter(lambda: response.read(_CHUNK), b""):
+            out.write(chunk)
+            digest.update(chunk)
+            md5.update(chunk)
+            received += len(chunk)
+            progress.update(len(chunk))
     if total is not None and received != total:
         raise OSError(f"connection closed after {received} of {total} bytes")
     return digest.hexdigest(), md5.hexdigest()
@@ -195,18 +178,13 @@ def fetch(name: str, *, sha256: str | None = None, url: str | None = None, verif
     if entry.url is None:
         raise _failure(name, entry, target, "it is not in the cache")
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{name}.", suffix=".part")
     try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(entry.url, timeout=60) as response:
-            length = response.headers.get("Content-Length") if hasattr(response, "headers") else None
-            actual, actual_md5 = _stream(response, out, name, int(length) if length else None)
-        _check_hash(actual, name, entry, sha256, actual_md5)
-        os.replace(tmp_name, target)
+        with atomic_writer(target) as out:  # the hash is checked before the file is renamed into place
+            with urllib.request.urlopen(entry.url, timeout=60) as response:
+                length = response.headers.get("Content-Length") if hasattr(response, "headers") else None
+                actual, actual_md5 = _stream(response, out, name, int(length) if length else None)
+            _check_hash(actual, name, entry, sha256, actual_md5)
     except (OSError, ValueError) as err:  # URLError/HTTPError are OSErrors
-        Path(tmp_name).unlink(missing_ok=True)
         raise _failure(name, entry, target, f"{type(err).__name__}: {err}") from None
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
     logger.info("saved %s to %s", name, target)
     return target

@@ -1,7 +1,7 @@
 """LinearTransfer checkpoints (sunshineatnoon/LinearStyleTransfer) -> Flax params.
 
-The released files are plain `state_dict`s of modules with named attributes (architectures.md 1.2,
-4.2, 4.3):
+The released files are plain `state_dict`s of modules with named attributes (docs/architectures.md,
+VGG encoders and LinearTransfer):
 
 | file                       | torch keys                                  | Flax subtree                     |
 |----------------------------|---------------------------------------------|----------------------------------|

@@ -1,4 +1,4 @@
-"""Magenta arbitrary-stylization and Inception-v3 checkpoints -> Flax variables (architectures.md 5.6, 10).
+"""Magenta arbitrary-stylization and Inception-v3 checkpoints -> Flax variables (docs/architectures.md, Magenta).
 
 Sources:
 

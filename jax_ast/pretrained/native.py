@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -18,6 +17,7 @@ import jax
 import ml_dtypes
 import numpy as np
 
+from jax_ast.files import atomic_writer
 from jax_ast.pretrained.convert import WeightsError, check_finite, check_readable, read_budget
 
 FORMAT = "jax_ast.params"
@@ -56,14 +56,8 @@ def save_params(path: str | Path, params: Mapping[str, Any], *, meta: Mapping[st
     header = {"format": FORMAT, "version": VERSION, "meta": dict(meta or {}), "stored_dtypes": dtypes}
     flat[META_KEY] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            np.savez(f, **flat)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path) as stream:
+        np.savez(stream, **flat)
     return path
 
 

@@ -1,6 +1,6 @@
 """`load_vgg`: a VGG encoder module plus its weights from the original files (or seeded random init).
 
-Each variant reads its own original layout (architectures.md section 1):
+Each variant reads its own original layout (docs/architectures.md, VGG encoders):
 
 | variant            | default file (cache name)           | layout                                   |
 |--------------------|-------------------------------------|------------------------------------------|

@@ -182,7 +182,7 @@ def open_source(role: str, *, folder: str | os.PathLike | None = None, tfds_name
     if folder:
         return FolderSource(folder)
     if tfds_name:
-        from jax_ast.data_tfds import TfdsSource
+        from jax_ast.data.tfds import TfdsSource
 
         return TfdsSource(tfds_name, split=tfds_split, data_dir=data_dir)
     return BundledSource(role)
@@ -197,7 +197,7 @@ def describe(source: Source, index: int) -> str:
 
 def __getattr__(name: str) -> Any:  # PEP 562: `from jax_ast.data import TfdsSource` without importing tfds early
     if name == "TfdsSource":
-        from jax_ast.data_tfds import TfdsSource
+        from jax_ast.data.tfds import TfdsSource
 
         return TfdsSource
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,8 +1,10 @@
-"""Tests for the host-side input pipeline (jax_ast.data, jax_ast.data_tfds): tiny images written by the tests."""
+"""Tests for the host-side input pipeline (the jax_ast.data package): tiny images written by the tests."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -127,6 +129,17 @@ def test_bundled_sources_feed_batches():
     assert isinstance(data.open_source("style"), data.BundledSource)
     with pytest.raises(ValueError, match="content, style"):
         data.BundledSource("painting")
+
+
+def test_importing_the_data_package_leaves_tensorflow_datasets_unimported():
+    """tfds (and TensorFlow, which it may pull in) load only when a `TfdsSource` is first asked for."""
+    probe = ("import sys, jax_ast.data as data; heavy = ('tensorflow', 'tensorflow_datasets'); "
+             "print(sorted(m for m in heavy if m in sys.modules)); from jax_ast.data import TfdsSource; "
+             "print(TfdsSource.__module__, 'tensorflow_datasets' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[:2] == ["[]", "jax_ast.data.tfds False"], result.stdout
 
 
 def test_tfds_mock_source_without_tensorflow():

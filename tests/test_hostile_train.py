@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import jax
 
@@ -461,4 +462,32 @@ def test_corrupt_checkpoint_exits_2_with_one_message_and_keeps_every_file(tmp_pa
     result = _cli("--workdir", str(workdir), "--iterations", "1")
     _assert_message(result.returncode, result.stderr, 2, f"cannot restore checkpoint step 2 from {workdir}",
                     "Nothing was deleted")
+    assert _snapshot(workdir) == before
+
+
+def test_checkpoint_that_cannot_resume_this_data_exits_2_and_keeps_every_file(capsys, tmp_path):
+    """A checkpoint that restores but cannot resume the run: its data-stream position was taken over
+    fewer content images (one was added since), or its metadata holds no stream position at all."""
+    content, workdir = tmp_path / "content", tmp_path / "run"
+    content.mkdir()
+    for i in range(9):
+        Image.fromarray(np.full((40, 40, 3), 20 * i, np.uint8)).save(content / f"{i}.png")
+    (content / "8.png").rename(tmp_path / "8.png")  # the image added after the first run
+    assert run.main([*BASE, "--batch-size", "8", "--workdir", str(workdir), "--content-dir", str(content),
+                     "--iterations", "1"]) == 0
+    (tmp_path / "8.png").rename(content / "8.png")
+    before = _snapshot(workdir)
+    code, err = _main(capsys, "--workdir", str(workdir), "--content-dir", str(content))
+    _assert_message(code, err, 2, f"checkpoint step 1 in {workdir / 'checkpoints'} cannot "
+                    "resume this run", "content_size: saved 8, now 9", "Nothing was deleted")
+    assert _snapshot(workdir) == before
+
+    (content / "8.png").unlink()
+    meta_file = workdir / "checkpoints" / "1" / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    del meta["data"]
+    meta_file.write_text(json.dumps(meta))
+    before = _snapshot(workdir)
+    code, err = _main(capsys, "--workdir", str(workdir), "--content-dir", str(content))
+    _assert_message(code, err, 2, "cannot resume this run: no 'data' entry in its metadata")
     assert _snapshot(workdir) == before

@@ -301,8 +301,13 @@ def _random_init(arch: str, config: tuple, seed: int) -> tuple[Any, Any]:
     return model, init(key, probe, probe)
 
 
-def _find(directory: Path, patterns: Sequence[str], what: str) -> Path:
-    """The first pattern with a match; among several matches, the highest trailing iteration number."""
+def find_release_file(directory: Path, patterns: Sequence[str], what: str) -> Path:
+    """The file in `directory` matching the first pattern with a match (glob patterns, e.g. "decoder_iter_*.pth");
+    among several matches, the highest trailing iteration number. `what` ("decoder", ...) names it in the error.
+
+    Raises:
+      CheckpointError: no pattern matches (the message lists what the directory holds).
+    """
     for pattern in patterns:
         matches = list(directory.glob(pattern))
         if matches:
@@ -320,13 +325,16 @@ def _release_files(arch: str, path: Path, config: dict) -> list[Path]:
                               f"file, got {path}")
     vgg = ("vgg_normalised.pth", "vgg_normalized.pth")
     if arch == "adain":
-        return [_find(path, vgg, "VGG"), _find(path, ("decoder.pth", "decoder_iter_*.pth", "iter_*.pth"), "decoder")]
+        return [find_release_file(path, vgg, "VGG"),
+                find_release_file(path, ("decoder.pth", "decoder_iter_*.pth", "iter_*.pth"), "decoder")]
     if arch == "sanet":
-        return [_find(path, vgg, "VGG"), _find(path, ("decoder_iter_*.pth", "decoder.pth"), "decoder"),
-                _find(path, ("transformer_iter_*.pth", "transformer.pth"), "transform")]
+        return [find_release_file(path, vgg, "VGG"),
+                find_release_file(path, ("decoder_iter_*.pth", "decoder.pth"), "decoder"),
+                find_release_file(path, ("transformer_iter_*.pth", "transformer.pth"), "transform")]
     layer = config.get("variant", "r41")
-    return [_find(path, (f"vgg_{layer}.pth",), "VGG"), _find(path, (f"dec_{layer}.pth",), "decoder"),
-            _find(path, (f"{layer}.pth",), "transform")]
+    return [find_release_file(path, (f"vgg_{layer}.pth",), "VGG"),
+            find_release_file(path, (f"dec_{layer}.pth",), "decoder"),
+            find_release_file(path, (f"{layer}.pth",), "transform")]
 
 
 def _load_release(arch: str, path: Path, config: dict) -> tuple[Any, Any]:

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from PIL import Image
 
@@ -195,22 +196,28 @@ def test_sigterm_in_linear_decoder_pretraining_stops_the_whole_run(tmp_path):
 # ------------------------------------------------------------------ cases 3 and 4: NaN guard
 
 
-def test_non_finite_parameters_stop_before_they_are_checkpointed(tmp_path, monkeypatch):
-    """An optimizer that blows up at step 2 (as --learning-rate 1e30 did): the loss of step 2 is still
-    finite, its updates and parameters are not, and they must never reach a checkpoint."""
+def _blow_up_optimizer_at(monkeypatch, step: int) -> None:
+    """The training optimizer, plus an inf added to every update of `step` (1-based), as --learning-rate 1e30 did."""
     import optax
 
     import train.loop as loop
 
     real_make_optimizer = loop.make_optimizer
 
-    def blow_up_at_step_2():
+    def blow_up():
         def update(updates, count, params=None):
-            return jax.tree.map(lambda u: u + jax.numpy.where(count == 1, jax.numpy.inf, 0.0), updates), count + 1
+            boost = jax.numpy.where(count == step - 1, jax.numpy.inf, 0.0)
+            return jax.tree.map(lambda u: u + boost, updates), count + 1
 
         return optax.GradientTransformation(lambda params: jax.numpy.zeros((), jax.numpy.int32), update)
 
-    monkeypatch.setattr(loop, "make_optimizer", lambda cfg: optax.chain(real_make_optimizer(cfg), blow_up_at_step_2()))
+    monkeypatch.setattr(loop, "make_optimizer", lambda cfg: optax.chain(real_make_optimizer(cfg), blow_up()))
+
+
+def test_non_finite_parameters_stop_before_they_are_checkpointed(tmp_path, monkeypatch):
+    """An optimizer that blows up at step 2: the loss of step 2 is still finite, its updates and
+    parameters are not, and they must never reach a checkpoint."""
+    _blow_up_optimizer_at(monkeypatch, 2)
     cfg = _cli_config(iterations=4, checkpoint_every=1)
     with pytest.raises(FloatingPointError) as raised:
         train(cfg, tmp_path)
@@ -220,21 +227,23 @@ def test_non_finite_parameters_stop_before_they_are_checkpointed(tmp_path, monke
     assert f"the last checkpoint, step 1 in {tmp_path / 'checkpoints'}, is kept" in message, message
     checkpointer = Checkpointer(tmp_path / "checkpoints")
     assert checkpointer.all_steps() == [1]
-    restored = checkpointer._manager.restore(1)
+    state, _ = checkpointer.read(1)
     checkpointer.close()
-    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(restored["state"]["params"]))
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state["params"]))
     assert not (tmp_path / "params.npz").exists()
     with exclusive_lock(tmp_path / ".lock", what="workdir"):  # released although the run failed
         pass
 
 
-def test_nan_guard_says_when_no_checkpoint_exists(tmp_path):
-    from train.loop import _last_checkpoint_note
-
-    checkpointer = Checkpointer(tmp_path / "checkpoints")
-    note = _last_checkpoint_note(checkpointer)
-    checkpointer.close()
-    assert note == f"no checkpoint exists in {tmp_path / 'checkpoints'}, so there is nothing to resume from"
+def test_nan_guard_says_when_no_checkpoint_exists(tmp_path, monkeypatch):
+    _blow_up_optimizer_at(monkeypatch, 1)
+    with pytest.raises(FloatingPointError) as raised:
+        train(_cli_config(iterations=2, checkpoint_every=1), tmp_path)
+    message = str(raised.value)
+    assert message.startswith("non-finite loss at step 1: "), message
+    assert message.endswith(f"; no checkpoint exists in {tmp_path / 'checkpoints'}, so there is nothing to resume "
+                            "from"), message
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
 
 
 # ------------------------------------------------------------------ case 5: resuming another run
@@ -352,7 +361,7 @@ def test_failed_save_stops_with_exit_3_and_keeps_the_previous_checkpoint(capsys,
     monkeypatch.undo()
     checkpointer = Checkpointer(tmp_path / "checkpoints")
     assert checkpointer.latest_step() == 1
-    assert checkpointer._manager.restore(1)["state"]["step"] == 1
+    assert checkpointer.read(1)[0]["step"] == 1
     checkpointer.close()
     assert not (tmp_path / "params.npz").exists()
 
@@ -363,7 +372,7 @@ def test_save_errors_are_reported_once_by_the_checkpointer(tmp_path, monkeypatch
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "checkpoints" / "3"))
 
-    monkeypatch.setattr(checkpointer._manager, "save", disk_full)
+    monkeypatch.setattr(ocp.CheckpointManager, "save", disk_full)
     with pytest.raises(CheckpointSaveError, match="cannot save checkpoint step 3 .*No space left on device.*"
                                                   "no earlier checkpoint exists"):
         checkpointer.save(3, {"x": np.zeros(3)}, {})

@@ -176,9 +176,9 @@ def test_preserve_color_and_style_encoded_once(stylizer, one_at_a_time, tmp_path
 def test_release_directory_picks_the_latest_iteration(tmp_path):
     for name in ("decoder_iter_5000.pth", "decoder_iter_500000.pth", "decoder_iter_60000.pth"):
         (tmp_path / name).write_bytes(b"")
-    assert stylize._find(tmp_path, ("decoder_iter_*.pth",), "decoder").name == "decoder_iter_500000.pth"
+    assert stylize.find_release_file(tmp_path, ("decoder_iter_*.pth",), "decoder").name == "decoder_iter_500000.pth"
     with pytest.raises(stylize.CheckpointError, match="no transform file.*found: decoder_iter_5000.pth"):
-        stylize._find(tmp_path, ("transformer_iter_*.pth",), "transform")
+        stylize.find_release_file(tmp_path, ("transformer_iter_*.pth",), "transform")
 
 
 def _flat(tree, prefix=()):

@@ -310,8 +310,8 @@ def stylize_and_score(stylizer: Any, scorer: PairScorer, chunk: pairing_lib.Chun
     return outputs, metrics
 
 
-def _drop_nonfinite(chunk: pairing_lib.Chunk, outputs: np.ndarray, metrics: dict[str, np.ndarray],
-                    names: list[str]) -> tuple[pairing_lib.Chunk, np.ndarray, dict, list[tuple[int, int, int, str]]]:
+def drop_nonfinite(chunk: pairing_lib.Chunk, outputs: np.ndarray, metrics: dict[str, np.ndarray],
+                   names: list[str]) -> tuple[pairing_lib.Chunk, np.ndarray, dict, list[tuple[int, int, int, str]]]:
     """Removes the pairs whose output or any score is NaN or inf; returns them as (pair, c, s, reason) too."""
     bad_output = ~np.isfinite(outputs.reshape(len(outputs), -1)).all(axis=1)
     bad_scores = {name: ~np.isfinite(metrics[name]) for name in names}
@@ -360,7 +360,7 @@ def stream_pairs(args: argparse.Namespace, context: dict, logs: tuple[records.Cs
             outputs, metrics = stylize_and_score(stylizer, scorer, chunk, alpha=args.alpha, clip=not args.no_clip,
                                                  precision=args.precision, step_size=context["step_size"],
                                                  timings=timings)
-            chunk, outputs, metrics, nonfinite = _drop_nonfinite(chunk, outputs, metrics, scorer.names)
+            chunk, outputs, metrics, nonfinite = drop_nonfinite(chunk, outputs, metrics, scorer.names)
             _log_skipped(skipped_log, nonfinite, caches)
             timings["nonfinite"] += len(nonfinite)
             write_start = time.perf_counter()

@@ -1,8 +1,10 @@
-"""Tests for the host-side input pipeline (jax_ast.data, jax_ast.data_tfds): tiny images written by the tests."""
+"""Tests for the host-side input pipeline (the jax_ast.data package): tiny images written by the tests."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -129,6 +131,17 @@ def test_bundled_sources_feed_batches():
         data.BundledSource("painting")
 
 
+def test_importing_the_data_package_leaves_tensorflow_datasets_unimported():
+    """tfds (and TensorFlow, which it may pull in) load only when a `TfdsSource` is first asked for."""
+    probe = ("import sys, jax_ast.data as data; heavy = ('tensorflow', 'tensorflow_datasets'); "
+             "print(sorted(m for m in heavy if m in sys.modules)); from jax_ast.data import TfdsSource; "
+             "print(TfdsSource.__module__, 'tensorflow_datasets' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[:2] == ["[]", "jax_ast.data.tfds False"], result.stdout
+
+
 def test_tfds_mock_source_without_tensorflow():
     # tf_flowers: RGB images of varied sizes (some narrower than the crop), and its feature spec does not use TF
     # dtypes, so mock_data works without TensorFlow (coco/2017's mock needs TF; mnist is greyscale).
@@ -248,10 +261,10 @@ def test_augment_hflip_flips_about_half_the_time():
 
 
 def test_default_augment_follows_the_originals():
-    assert data.DEFAULT_AUGMENT["adain"] == (CropSpec("square", 512, 256),) * 2
-    assert data.DEFAULT_AUGMENT["sanet"] == data.DEFAULT_AUGMENT["adain"]
-    assert data.DEFAULT_AUGMENT["linear"] == (CropSpec("shorter", 256, 256, hflip=True),) * 2
-    content, style = data.DEFAULT_AUGMENT["magenta"]
+    assert data.default_augment("adain") == (CropSpec("square", 512, 256),) * 2
+    assert data.default_augment("sanet") == data.default_augment("adain")
+    assert data.default_augment("linear") == (CropSpec("shorter", 256, 256, hflip=True),) * 2
+    content, style = data.default_augment("magenta")
     assert content == CropSpec("shorter", 258, 256, random_crop=False) and style.random_crop
     assert data.default_augment("adain", crop=32)[0] == CropSpec("square", 64, 32)
     with pytest.raises(ValueError, match="adain, sanet, linear, magenta"):

@@ -344,7 +344,7 @@ def test_inf_in_a_native_params_file(tmp_path):
 def test_nan_in_a_magenta_npz(tmp_path):
     from jax_ast.models.magenta import Magenta
 
-    shapes = magenta._magenta_shapes(Magenta())
+    shapes = magenta.magenta_shapes(Magenta())
     arrays = {}
     for flax_path, (name, _) in magenta.magenta_table().items():
         node = shapes

@@ -24,7 +24,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
+from PIL import Image
 
 import jax
 
@@ -194,22 +196,28 @@ def test_sigterm_in_linear_decoder_pretraining_stops_the_whole_run(tmp_path):
 # ------------------------------------------------------------------ cases 3 and 4: NaN guard
 
 
-def test_non_finite_parameters_stop_before_they_are_checkpointed(tmp_path, monkeypatch):
-    """An optimizer that blows up at step 2 (as --learning-rate 1e30 did): the loss of step 2 is still
-    finite, its updates and parameters are not, and they must never reach a checkpoint."""
+def _blow_up_optimizer_at(monkeypatch, step: int) -> None:
+    """The training optimizer, plus an inf added to every update of `step` (1-based), as --learning-rate 1e30 did."""
     import optax
 
     import train.loop as loop
 
     real_make_optimizer = loop.make_optimizer
 
-    def blow_up_at_step_2():
+    def blow_up():
         def update(updates, count, params=None):
-            return jax.tree.map(lambda u: u + jax.numpy.where(count == 1, jax.numpy.inf, 0.0), updates), count + 1
+            boost = jax.numpy.where(count == step - 1, jax.numpy.inf, 0.0)
+            return jax.tree.map(lambda u: u + boost, updates), count + 1
 
         return optax.GradientTransformation(lambda params: jax.numpy.zeros((), jax.numpy.int32), update)
 
-    monkeypatch.setattr(loop, "make_optimizer", lambda cfg: optax.chain(real_make_optimizer(cfg), blow_up_at_step_2()))
+    monkeypatch.setattr(loop, "make_optimizer", lambda cfg: optax.chain(real_make_optimizer(cfg), blow_up()))
+
+
+def test_non_finite_parameters_stop_before_they_are_checkpointed(tmp_path, monkeypatch):
+    """An optimizer that blows up at step 2: the loss of step 2 is still finite, its updates and
+    parameters are not, and they must never reach a checkpoint."""
+    _blow_up_optimizer_at(monkeypatch, 2)
     cfg = _cli_config(iterations=4, checkpoint_every=1)
     with pytest.raises(FloatingPointError) as raised:
         train(cfg, tmp_path)
@@ -219,21 +227,23 @@ def test_non_finite_parameters_stop_before_they_are_checkpointed(tmp_path, monke
     assert f"the last checkpoint, step 1 in {tmp_path / 'checkpoints'}, is kept" in message, message
     checkpointer = Checkpointer(tmp_path / "checkpoints")
     assert checkpoint_steps(tmp_path / "checkpoints") == [1]
-    restored = checkpointer._manager.restore(1)
+    state, _ = checkpointer.read(1)
     checkpointer.close()
-    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(restored["state"]["params"]))
+    assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(state["params"]))
     assert not (tmp_path / "params.npz").exists()
     with exclusive_lock(tmp_path / ".lock", what="workdir"):  # released although the run failed
         pass
 
 
-def test_nan_guard_says_when_no_checkpoint_exists(tmp_path):
-    from train.loop import _last_checkpoint_note
-
-    checkpointer = Checkpointer(tmp_path / "checkpoints")
-    note = _last_checkpoint_note(checkpointer)
-    checkpointer.close()
-    assert note == f"no checkpoint exists in {tmp_path / 'checkpoints'}, so there is nothing to resume from"
+def test_nan_guard_says_when_no_checkpoint_exists(tmp_path, monkeypatch):
+    _blow_up_optimizer_at(monkeypatch, 1)
+    with pytest.raises(FloatingPointError) as raised:
+        train(_cli_config(iterations=2, checkpoint_every=1), tmp_path)
+    message = str(raised.value)
+    assert message.startswith("non-finite loss at step 1: "), message
+    assert message.endswith(f"; no checkpoint exists in {tmp_path / 'checkpoints'}, so there is nothing to resume "
+                            "from"), message
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
 
 
 # ------------------------------------------------------------------ case 5: resuming another run
@@ -351,7 +361,7 @@ def test_failed_save_stops_with_exit_3_and_keeps_the_previous_checkpoint(capsys,
     monkeypatch.undo()
     checkpointer = Checkpointer(tmp_path / "checkpoints")
     assert checkpointer.latest_step() == 1
-    assert checkpointer._manager.restore(1)["state"]["step"] == 1
+    assert checkpointer.read(1)[0]["step"] == 1
     checkpointer.close()
     assert not (tmp_path / "params.npz").exists()
 
@@ -362,7 +372,7 @@ def test_save_errors_are_reported_once_by_the_checkpointer(tmp_path, monkeypatch
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "checkpoints" / "3"))
 
-    monkeypatch.setattr(checkpointer._manager, "save", disk_full)
+    monkeypatch.setattr(ocp.CheckpointManager, "save", disk_full)
     with pytest.raises(CheckpointSaveError, match="cannot save checkpoint step 3 .*No space left on device.*"
                                                   "no earlier checkpoint exists"):
         checkpointer.save(3, {"x": np.zeros(3)}, {})
@@ -461,4 +471,32 @@ def test_corrupt_checkpoint_exits_2_with_one_message_and_keeps_every_file(tmp_pa
     result = _cli("--workdir", str(workdir), "--iterations", "1")
     _assert_message(result.returncode, result.stderr, 2, f"cannot restore checkpoint step 2 from {workdir}",
                     "Nothing was deleted")
+    assert _snapshot(workdir) == before
+
+
+def test_checkpoint_that_cannot_resume_this_data_exits_2_and_keeps_every_file(capsys, tmp_path):
+    """A checkpoint that restores but cannot resume the run: its data-stream position was taken over
+    fewer content images (one was added since), or its metadata holds no stream position at all."""
+    content, workdir = tmp_path / "content", tmp_path / "run"
+    content.mkdir()
+    for i in range(9):
+        Image.fromarray(np.full((40, 40, 3), 20 * i, np.uint8)).save(content / f"{i}.png")
+    (content / "8.png").rename(tmp_path / "8.png")  # the image added after the first run
+    assert run.main([*BASE, "--batch-size", "8", "--workdir", str(workdir), "--content-dir", str(content),
+                     "--iterations", "1"]) == 0
+    (tmp_path / "8.png").rename(content / "8.png")
+    before = _snapshot(workdir)
+    code, err = _main(capsys, "--workdir", str(workdir), "--content-dir", str(content))
+    _assert_message(code, err, 2, f"checkpoint step 1 in {workdir / 'checkpoints'} cannot "
+                    "resume this run", "content_size: saved 8, now 9", "Nothing was deleted")
+    assert _snapshot(workdir) == before
+
+    (content / "8.png").unlink()
+    meta_file = workdir / "checkpoints" / "1" / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    del meta["data"]
+    meta_file.write_text(json.dumps(meta))
+    before = _snapshot(workdir)
+    code, err = _main(capsys, "--workdir", str(workdir), "--content-dir", str(content))
+    _assert_message(code, err, 2, "cannot resume this run: no 'data' entry in its metadata")
     assert _snapshot(workdir) == before

@@ -87,7 +87,7 @@ def test_port_matches_onnxruntime_on_the_original_graph_at_every_tap(caffe_vgg):
 def _write_keras_h5(path: Path, params: dict) -> None:
     """Keras's legacy weights layout: root attr layer_names, per layer attr weight_names + datasets."""
     with h5py.File(path, "w") as f:
-        layers = [imagenet_vgg16._keras_name(conv) for conv in imagenet_vgg16.CONV_NAMES]
+        layers = [imagenet_vgg16.keras_name(conv) for conv in imagenet_vgg16.CONV_NAMES]
         f.attrs["layer_names"] = [name.encode() for name in layers]
         for conv, layer in zip(imagenet_vgg16.CONV_NAMES, layers):
             group = f.create_group(layer)
@@ -175,7 +175,7 @@ def test_training_on_the_installed_vgg16_exports_what_eval_rebuilds(tmp_path):
 def test_normalised_encoder_has_unit_mean_channels_on_the_bundled_images():
     raw, _ = imagenet_vgg16.imagenet_params("vgg16_caffe")
     normalised, _ = imagenet_vgg16.imagenet_params("vgg16_normalised")
-    images = imagenet_vgg16._reference_images()[:6]
+    images = imagenet_vgg16.reference_images()[:6]
     means = imagenet_vgg16.channel_means(normalised, images)
     raw_means = imagenet_vgg16.channel_means(raw, images)
     for conv in ("conv1_1", "conv3_3", "conv5_1"):

@@ -15,9 +15,9 @@ import pytest
 import torch
 from torch import nn as tnn
 
-# Shared torch reference builders and helpers (tests/ is on sys.path under pytest's default import mode).
-from test_adain import (_init_conv, assert_close, random_images, to_numpy, to_torch, torch_decoder, torch_mean_std,
-                        torch_pad, torch_vgg_normalised)
+# The shared torch references (tests/ is on sys.path under pytest's default import mode).
+from helpers import (assert_close, init_conv, random_images, to_numpy, to_torch, torch_decoder, torch_mean_std,
+                     torch_pad, torch_vgg_normalised)
 
 from jax_ast.models import build, split_trainable
 from jax_ast.models.sanet import SANet, chunked_attend
@@ -75,7 +75,7 @@ def torch_transform(seed: int = 2) -> TorchTransform:
     for name, module in net.named_modules():
         if isinstance(module, tnn.Conv2d):
             # small f/g keep the (un-tempered) attention logits at std ~2: a soft, non-degenerate softmax
-            _init_conv(module, generator, gain=0.1 if name.endswith((".f", ".g")) else 1.0)
+            init_conv(module, generator, gain=0.1 if name.endswith((".f", ".g")) else 1.0)
     return net
 
 

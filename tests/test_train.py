@@ -12,16 +12,13 @@ import numpy as np
 import pytest
 
 import jax
-import jax.numpy as jnp
 
-from jax_ast import models
 from jax_ast.configs import default_config
-from jax_ast import parallel
 from train.checkpointing import Checkpointer
 from train.loop import train
-from train.state import create_train_state, make_optimizer
-from train.step import make_step_spec, train_step
-from train.weights import initial_variables, loss_network_params
+
+# tests/ is on sys.path under pytest's default import mode.
+import one_train_step
 
 REPO = Path(__file__).resolve().parents[1]
 RANDOM = dict(vgg_weights="random", loss_vgg_weights="random", native_loss_weights="random")
@@ -56,43 +53,39 @@ def test_three_steps_every_arch_and_loss(tmp_path, arch, loss):
         assert lines[0]["style_weight"] > 0  # the calibrated beta is recorded
 
 
-def _one_step(cfg, devices, batch):
-    model = models.build(cfg.arch, **({"variant": cfg.variant} if cfg.arch == "linear" else {}))
-    params, batch_stats = initial_variables(model, cfg)
-    trainable, frozen = models.split_trainable(model, params)
-    optimizer = make_optimizer(cfg)
-    state = create_train_state(trainable, batch_stats, optimizer, cfg.seed)
-    constants = {"frozen": frozen, **loss_network_params(cfg), "style_weight": jnp.float32(3.0)}
-    spec = make_step_spec(model, cfg)
-    step = jax.pmap(lambda s, b, c: train_step(s, b, c, spec=spec, optimizer=optimizer),
-                    axis_name=parallel.AXIS, devices=devices)
-    n = len(devices)
-    stack = lambda tree: jax.tree.map(lambda x: np.stack([np.asarray(x)] * n), tree)  # noqa: E731
-    shards = jax.tree.map(lambda x: x.reshape(n, x.shape[0] // n, *x.shape[1:]), batch)
-    new_state, metrics = step(stack(state), shards, stack(constants))
-    jax.block_until_ready(metrics)
-    return parallel.unreplicate(new_state), {k: float(v[0]) for k, v in metrics.items()}
+EQUIVALENCE_ARCHS = ("adain", "linear")
 
 
-@pytest.mark.parametrize("arch", ["adain", "linear"])
-def test_eight_devices_equal_one_device(arch):
-    # A small learning rate: Adam's first update is ~lr * sign(g), so gradient entries that are zero up
-    # to summation order may flip sign; the gradients themselves are compared through Adam's first
-    # moment (mu = 0.1 * g after one step).
-    cfg = tiny_config(arch, "balanced", learning_rate=1e-7, pretrained=None, stage="transfer")
-    rng = np.random.default_rng(0)
-    batch = {k: rng.integers(0, 256, size=(8, 32, 32, 3), dtype=np.uint8) for k in ("content", "style")}
-    state_8, metrics_8 = _one_step(cfg, jax.local_devices()[:8], batch)
-    state_1, metrics_1 = _one_step(cfg, jax.local_devices()[:1], batch)
+@pytest.fixture(scope="module")
+def one_device_steps(tmp_path_factory) -> Path:
+    """The folder of `one_train_step`'s results on one device, from a subprocess (this process has 8)."""
+    out = tmp_path_factory.mktemp("one_device")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, str(REPO / "tests" / "one_train_step.py"), str(out), *EQUIVALENCE_ARCHS],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+@pytest.mark.parametrize("arch", EQUIVALENCE_ARCHS)
+def test_eight_devices_equal_one_device(arch, one_device_steps):
+    """The same global batch through jax_ast.parallel (replicate, shard, pmap_step) and train_step on 8 fake
+    devices here and on 1 device in a subprocess: the same metrics, gradients and parameters."""
+    assert jax.local_device_count() == 8
+    state_8, metrics_8 = one_train_step.one_step(arch)
+    leaves_8 = one_train_step.compared(state_8)
+    leaves_1, metrics_1 = one_train_step.load(one_device_steps / f"{arch}.npz")
     for key in ("loss", "content", "style"):
         np.testing.assert_allclose(metrics_8[key], metrics_1[key], rtol=1e-5)
     # A norm over ~5M float32 gradient entries summed in another order: 1e-4.
     np.testing.assert_allclose(metrics_8["grad_norm"], metrics_1["grad_norm"], rtol=1e-4)
-    for a, b in zip(jax.tree.leaves(state_8.params), jax.tree.leaves(state_1.params)):
+    assert len(leaves_8["params"]) == len(leaves_1["params"]) > 0
+    for a, b in zip(leaves_8["params"], leaves_1["params"]):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
-    mu_8, mu_1 = state_8.opt_state[0].mu, state_1.opt_state[0].mu
-    scale = max(float(np.max(np.abs(x))) for x in jax.tree.leaves(mu_1))
-    for a, b in zip(jax.tree.leaves(mu_8), jax.tree.leaves(mu_1)):
+    # The gradients, through Adam's first moment (mu = 0.1 * g after one step).
+    assert len(leaves_8["mu"]) == len(leaves_1["mu"]) > 0
+    scale = max(float(np.max(np.abs(x))) for x in leaves_1["mu"])
+    for a, b in zip(leaves_8["mu"], leaves_1["mu"]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * scale)  # float32 reduction order
 
 
@@ -145,9 +138,9 @@ def _cli(workdir, *extra, **kwargs):
 def _final_params(workdir):
     checkpointer = Checkpointer(Path(workdir) / "checkpoints")
     step = checkpointer.latest_step()
-    restored = checkpointer._manager.restore(step)  # raw tree, enough to compare leaves
+    state, _ = checkpointer.read(step)  # raw tree, enough to compare leaves
     checkpointer.close()
-    return step, jax.tree.leaves(restored["state"]["params"])
+    return step, jax.tree.leaves(state["params"])
 
 
 @pytest.mark.slow

@@ -77,16 +77,28 @@ class Checkpointer:
           CheckpointError: unreadable files, or a tree/shape mismatch with `like` (e.g. another arch).
         """
         abstract = jax.tree.map(lambda x: ocp.utils.to_shape_dtype_struct(np.asarray(x)), jax.device_get(like))
+        restored = self._restore(step, state=ocp.args.StandardRestore(abstract))
+        _check_shapes(like, restored["state"], step, self.directory)
+        return restored["state"], dict(restored["meta"])
+
+    def read(self, step: int) -> tuple[Any, dict[str, Any]]:
+        """The state at `step` as saved (nested dicts of host arrays; no template needed) and its metadata,
+        for inspecting a checkpoint (`restore` gives the typed train state).
+
+        Raises:
+          CheckpointError: unreadable files.
+        """
+        restored = self._restore(step, state=ocp.args.StandardRestore())
+        return restored["state"], dict(restored["meta"])
+
+    def _restore(self, step: int, *, state: Any) -> Any:
         try:
-            restored = self._manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+            return self._manager.restore(step, args=ocp.args.Composite(state=state, meta=ocp.args.JsonRestore()))
         except Exception as error:  # orbax raises many types (ValueError, KeyError, FileNotFoundError, ...)
             raise CheckpointError(
                 f"cannot restore checkpoint step {step} from {self.directory}: {type(error).__name__}: {error}. "
                 "It is corrupt or was written by a different configuration (arch/variant/loss). Nothing was "
                 "deleted: use another --workdir, or move this checkpoint away to start fresh.") from error
-        _check_shapes(like, restored["state"], step, self.directory)
-        return restored["state"], dict(restored["meta"])
 
     def check(self) -> None:
         """Raise `CheckpointSaveError` if an asynchronous save has already failed (cheap; no waiting)."""

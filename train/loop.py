@@ -40,7 +40,7 @@ from jax_ast.configs import TrainConfig
 from jax_ast.locking import exclusive_lock
 from jax_ast.pretrained.native import save_params
 from jax_ast import parallel
-from train.checkpointing import Checkpointer, CheckpointSaveError, checkpoint_steps
+from train.checkpointing import CheckpointError, Checkpointer, CheckpointSaveError, checkpoint_steps
 from train.data_setup import make_stream
 from train.metrics import MetricsWriter, ProgressReporter, check_finite, sample_grid
 from train.factory import create_run
@@ -309,8 +309,14 @@ def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: st
         start_step = checkpointer.latest_step()
         if start_step is not None:
             state, meta = checkpointer.restore(start_step, state)
-            stream.restore(meta["data"])
-            style_weight = meta["style_weight"]
+            try:
+                stream.restore(meta["data"])
+                style_weight = float(meta["style_weight"])
+            except (KeyError, TypeError, ValueError) as error:  # no stream position, or one of other data
+                reason = f"no {error} entry in its metadata" if isinstance(error, KeyError) else str(error)
+                raise CheckpointError(f"checkpoint step {start_step} in {checkpointer.directory} cannot resume this "
+                                      f"run: {reason}. Nothing was deleted: use the data it was saved with, another "
+                                      "--workdir, or move this checkpoint away to start fresh.") from None
             log.info("resumed from step %d in %s", start_step, checkpointer.directory)
         if style_weight is None:
             style_weight = calibrate_style_weight(spec, trainable, batch_stats, constants, stream,

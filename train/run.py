@@ -10,9 +10,9 @@ Exit status (every failure prints one line, `python -m train.run: error|stopped:
   1    diverged: a non-finite loss, gradient, update or parameter; the message names the last
        checkpoint left (they only hold finite values) or says that there is none.
   2    usage or input error: a bad flag value, a batch that does not split over the devices, an
-       unusable, locked or mismatched workdir, missing or corrupt data, weights or checkpoints,
-       --distributed without its environment. Found before the workdir is written (except data that
-       turns bad mid-run).
+       unusable, locked or mismatched workdir, missing or corrupt data, weights or checkpoints, a
+       checkpoint saved over other data, --distributed without its environment. Found before the
+       workdir is written (except data that turns bad mid-run).
   3    I/O failure while training (disk full, file-size limit, read-only files): the checkpoints
        saved before it are intact.
   128+N  stopped by signal N (143 for SIGTERM, 130 for SIGINT): the current step finished and was

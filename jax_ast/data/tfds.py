@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from jax_ast.data import DataError, to_rgb_uint8
+from jax_ast.data.images import DataError, to_rgb_uint8
 
 _NO_TENSORFLOW_HINT = ("Building this dataset needs TensorFlow, which tensorflow-datasets does not install: "
                        "`pip install tensorflow-cpu`, or use a folder of images instead (--content-dir / "

@@ -46,7 +46,8 @@ class Stylizer:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.step_size = -(-(batch_size or self.n_devices) // self.n_devices) * self.n_devices
         self.trace_counts: collections.Counter[str] = collections.Counter()
-        self._variables = parallel.replicate_variables(variables)
+        self.model = model
+        self.variables = parallel.replicate_variables(variables)  # placed on the devices once
         model_type = type(model)
 
         def stylize(variables, content, style, alpha):
@@ -117,7 +118,7 @@ class Stylizer:
 
     def _run(self, parallel_fn: Callable, batched: tuple, **static: Any) -> Tree:
         """Runs `parallel_fn` over `batched` (leading axis B) in steps of `step_size`; host numpy out."""
-        return parallel.run_in_steps(parallel_fn, self._variables, batched, self.step_size, **static)
+        return parallel.run_in_steps(parallel_fn, self.variables, batched, self.step_size, **static)
 
 
 def _parallel(fn: Callable, *, num_batched: int, alpha_static: bool) -> Callable:

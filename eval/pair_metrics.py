@@ -18,7 +18,7 @@ Definitions (images are float RGB in [0, 1], NHWC):
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -142,7 +142,7 @@ class PairScorer:
         self.names = metric_names(style_layers, content_layers, normalised_gram)
         self.n_devices = jax.local_device_count()
         self.trace_count = 0
-        self._variables = parallel.replicate_variables({"params": loss_net_params})
+        self.variables = parallel.replicate_variables({"params": loss_net_params})  # placed on the devices once
 
         def score(variables, content, style, output):
             self.trace_count += 1  # runs once per trace
@@ -150,6 +150,7 @@ class PairScorer:
                                    content_layers=tuple(content_layers), normalised_gram=normalised_gram)
             return {**metrics, **image_metrics(content, style, output)}
 
+        self.metrics = score  # (variables, content, style, output) -> {name: [B]}, for fused programs
         self._score = parallel.pmap(score, in_axes=(None, 0, 0, 0))
 
     def score(self, contents: np.ndarray, styles: np.ndarray, outputs: np.ndarray, *,
@@ -162,5 +163,39 @@ class PairScorer:
         step = step_size or -(-len(contents) // self.n_devices) * self.n_devices
         if step % self.n_devices or step < len(contents):
             raise ValueError(f"step_size {step} must be a multiple of {self.n_devices} devices and >= {len(contents)}")
-        return parallel.run_in_steps(self._score, self._variables, (contents, styles, outputs), step)
+        return parallel.run_in_steps(self._score, self.variables, (contents, styles, outputs), step)
+
+
+class StylizeAndScore:
+    """Stylise (content, style) pairs and score them in one pmapped program, so the outputs are scored where
+    they are computed and come to the host once, with their scores.
+
+    Args:
+      stylizer: an `eval.batching.Stylizer` (its model and device-placed variables are used).
+      scorer: a `PairScorer`.
+      alpha: the content-style trade-off. clip: clip outputs to [0, 1] before scoring (NaN stays NaN and
+        inf becomes NaN, so a non-finite output is still seen as one).
+
+    Attributes:
+      trace_count: compilations so far (one per image size).
+    """
+
+    def __init__(self, stylizer: Any, scorer: PairScorer, *, alpha: float, clip: bool):
+        model = stylizer.model
+        self.trace_count = 0
+
+        def fused(variables, content, style):
+            self.trace_count += 1  # runs once per trace
+            output = model.apply(variables["model"], content, style, alpha=alpha)[0].astype(jnp.float32)
+            if clip:
+                output = jnp.where(jnp.isfinite(output), jnp.clip(output, 0.0, 1.0), jnp.nan)
+            return output, scorer.metrics(variables["scorer"], content, style, output)
+
+        self._fused = parallel.pmap(fused, in_axes=(None, 0, 0))
+        self._variables = {"model": stylizer.variables, "scorer": scorer.variables}
+
+    def __call__(self, contents: np.ndarray, styles: np.ndarray, *, step_size: int
+                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """float [B, S, S, 3] x 2 in [0, 1] -> (outputs float32 [B, S, S, 3], {name: float32 [B]}) on the host."""
+        return parallel.run_in_steps(self._fused, self._variables, (contents, styles), step_size)
 

@@ -1,7 +1,9 @@
-"""Typed training configuration with per-architecture defaults from the original recipes.
+"""Typed training configuration, composed of parts, with per-architecture defaults from the original recipes.
 
-`TrainConfig` is the single source of truth: `train/run.py` generates its command-line flags from the
-fields, so a flag and a field can never drift. `default_config(arch, loss)` gives the original
+`TrainConfig` = `ModelConfig` + `LossConfig` + `OptimConfig` + `DataConfig` + `WeightsConfig` +
+`RunConfig`. Every leaf field has a unique name, which is also its command-line flag (`train/run.py`
+generates the flags from the fields, so a flag and a field can never drift) and its key in a run's flat
+`config.json` (`TrainConfig.to_flat` / `from_flat`). `default_config(arch, loss)` gives the original
 setting of each network (the `recipe` of its `jax_ast.archs` plug-in; docs/architectures.md, each
 network's training recipe; docs/losses.md, The objective and beta).
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any
+from typing import Any, Literal, Union
 
 from jax_ast import archs
 from jax_ast.archs import ARCHS
@@ -27,45 +29,78 @@ ENCODERS = ("original", "vgg16_normalised")
 LOSS_NETWORKS = ("vgg16_slim", "vgg16_caffe", "vgg16")
 
 
+StyleWeight = Union[float, Literal["auto"]]
+
+
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run needs. Units: steps, pixels, learning rates per step."""
+class ModelConfig:
+    """Which network, built how."""
 
     arch: str = "linear"
-    loss: str = "balanced"  # native | classic | balanced (the latter two replace only the style term)
-    variant: str = "r41"  # LinearTransfer only: r41 | r31
-    stage: str = "transfer"  # transfer | decoder (LinearTransfer: pre-train the decoder as an auto-encoder)
-    decoder_iterations: int = 20_000  # LinearTransfer without --pretrained: auto-encoder steps run first
-    decoder_learning_rate: float | None = None  # of those auto-encoder steps; None: learning_rate
+    variant: str = "r41"  # architecture variant (LinearTransfer: r41 | r31); ignored by networks without one
     encoder: str = "original"  # original | vgg16_normalised (the ImageNet VGG-16 installed with jax-ast)
+    stage: str = "transfer"  # transfer | decoder (LinearTransfer: pre-train the decoder as an auto-encoder)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """The objective: the native loss, or its non-style terms plus beta * the classic/balanced style loss."""
+
+    loss: str = "balanced"  # native | classic | balanced (the latter two replace only the style term)
     loss_network: str = "vgg16_slim"  # VGG-16 of the classic/balanced style term (see LOSS_NETWORKS)
-    # Optimisation (Adam everywhere in the originals).
-    learning_rate: float = 1e-4
-    lr_decay: float = 1e-5  # inverse-time decay: lr_k = learning_rate / (1 + lr_decay * k)
-    iterations: int = 100_000
-    batch_size: int = 8
-    crop_size: int = 256
-    # Loss weights. style_weight is the paper's beta for classic/balanced: a number or "auto".
     content_weight: float = 1.0
-    style_weight: str = "0.02"
+    style_weight: StyleWeight = 0.02  # the paper's beta for classic/balanced: a number or "auto"
     tv_weight: float = 1e4  # Magenta only
     identity_pixel_weight: float = 50.0  # SANet only
     identity_feature_weight: float = 1.0  # SANet only
-    auto_style_batches: int = 4  # batches used to calibrate style_weight=auto
+    auto_style_batches: int = 4  # batches used to calibrate style_weight="auto"
     detach_denominator: bool = False  # balanced-loss ablation
-    # Weights. None: the default file from the cache (downloaded if missing); "random": smoke tests only.
-    vgg_weights: str | None = None  # the network's own encoder
-    loss_vgg_weights: str | None = None  # weights of `loss_network` (default: the installed ImageNet VGG-16)
-    native_loss_weights: str | None = None  # native loss network: LST vgg_r51.pth / Magenta slim vgg_16
-    pretrained: str | None = None  # directory of the original release files to start from
-    inception_weights: str | None = None  # Magenta style predictor init (TF-slim Inception-v3); None = random
-    # Data. No directory/tfds name: the sample images bundled with the package.
+
+    @property
+    def auto_style_weight(self) -> bool:
+        return self.style_weight == "auto"
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """Adam (as in every original) with inverse-time decay lr_k = learning_rate / (1 + lr_decay * k)."""
+
+    learning_rate: float = 1e-4
+    lr_decay: float = 1e-5
+    iterations: int = 100_000
+    decoder_iterations: int = 20_000  # LinearTransfer without --pretrained: auto-encoder steps run first
+    decoder_learning_rate: float | None = None  # of those auto-encoder steps; None: learning_rate
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Training images. No folder and no tfds name: the sample images bundled with the package."""
+
+    batch_size: int = 8  # global, over all devices and hosts
+    crop_size: int = 256  # pixels
     content_dir: str | None = None
     style_dir: str | None = None
     content_tfds: str | None = None
     style_tfds: str | None = None
     data_dir: str | None = None
-    # Bookkeeping.
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsConfig:
+    """Weight files. None: the default file from the cache (the installed ImageNet VGG-16 or an original's
+    release file); "random": smoke tests only."""
+
+    vgg_weights: str | None = None  # the network's own encoder
+    loss_vgg_weights: str | None = None  # weights of `loss_network` (default: the installed ImageNet VGG-16)
+    native_loss_weights: str | None = None  # native loss network: LST vgg_r51.pth / Magenta slim vgg_16
+    pretrained: str | None = None  # directory of the original release files, or a native params file
+    inception_weights: str | None = None  # Magenta style predictor init (TF-slim Inception-v3); None = random
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Seed and bookkeeping."""
+
     seed: int = 0
     log_every: int = 10
     checkpoint_every: int = 500
@@ -73,49 +108,98 @@ class TrainConfig:
     sample_every: int = 500
     distributed: bool = False  # call jax.distributed.initialize() (multi-host)
 
+
+PARTS: dict[str, type] = {"model": ModelConfig, "objective": LossConfig, "optim": OptimConfig, "data": DataConfig,
+                          "weights": WeightsConfig, "run": RunConfig}
+
+
+def flat_fields() -> dict[str, tuple[str, dataclasses.Field]]:
+    """{leaf field name: (part name, field)} in declaration order."""
+    return {field.name: (part, field) for part, kind in PARTS.items() for field in dataclasses.fields(kind)}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs, in parts. Units: steps, pixels, learning rates per step.
+
+    Build one with `default_config` (the original recipe plus overrides) or `TrainConfig.from_flat`.
+    """
+
+    model: ModelConfig = ModelConfig()
+    objective: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    data: DataConfig = DataConfig()
+    weights: WeightsConfig = WeightsConfig()
+    run: RunConfig = RunConfig()
+
     def __post_init__(self):
-        _check_choice("arch", self.arch, ARCHS)
-        _check_choice("loss", self.loss, LOSSES)
-        _check_choice("stage", self.stage, STAGES)
+        model, objective, optim, data, run = self.model, self.objective, self.optim, self.data, self.run
+        _check_choice("arch", model.arch, ARCHS)
+        _check_choice("loss", objective.loss, LOSSES)
+        _check_choice("stage", model.stage, STAGES)
         plugin = self.plugin
         if plugin.variants:
-            _check_choice("variant", self.variant, plugin.variants)
-        _check_choice("encoder", self.encoder, ENCODERS)
-        _check_choice("loss_network", self.loss_network, LOSS_NETWORKS)
-        if self.encoder != "original" and plugin.original_encoder is None:
+            _check_choice("variant", model.variant, plugin.variants)
+        _check_choice("encoder", model.encoder, ENCODERS)
+        _check_choice("loss_network", objective.loss_network, LOSS_NETWORKS)
+        if model.encoder != "original" and plugin.original_encoder is None:
             with_encoder = [name for name in ARCHS if archs.get(name).original_encoder is not None]
-            raise ValueError(f"encoder={self.encoder!r} applies to {', '.join(with_encoder)}; {self.arch} "
+            raise ValueError(f"encoder={model.encoder!r} applies to {', '.join(with_encoder)}; {model.arch} "
                              "has no VGG encoder (its loss network is always the ImageNet VGG-16)")
-        if self.stage == "decoder" and not plugin.pretrains_decoder:
+        if model.stage == "decoder" and not plugin.pretrains_decoder:
             with_stage = [name for name in ARCHS if archs.get(name).pretrains_decoder]
             raise ValueError(f"stage='decoder' (auto-encoder pre-training) exists only for arch="
                              f"{' or '.join(repr(name) for name in with_stage)}")
-        for name in ("iterations", "decoder_iterations", "batch_size", "crop_size", "log_every", "checkpoint_every", "keep_checkpoints",
-                     "sample_every", "auto_style_batches"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.decoder_learning_rate is not None and not self.decoder_learning_rate > 0:
-            raise ValueError(f"decoder_learning_rate must be positive, got {self.decoder_learning_rate}")
+        flat = self.to_flat()
+        for name in ("iterations", "decoder_iterations", "batch_size", "crop_size", "log_every", "checkpoint_every",
+                     "keep_checkpoints", "sample_every", "auto_style_batches"):
+            if flat[name] <= 0:
+                raise ValueError(f"{name} must be positive, got {flat[name]}")
+        if optim.decoder_learning_rate is not None and not optim.decoder_learning_rate > 0:
+            raise ValueError(f"decoder_learning_rate must be positive, got {optim.decoder_learning_rate}")
         _check_numbers(self)
-        if self.crop_size < plugin.min_crop:
-            raise ValueError(f"crop_size {self.crop_size} is too small for {self.arch}: its minimum is "
+        if data.crop_size < plugin.min_crop:
+            raise ValueError(f"crop_size {data.crop_size} is too small for {model.arch}: its minimum is "
                              f"{plugin.min_crop} px ({plugin.min_crop_why})")
-        if self.content_dir and self.content_tfds or self.style_dir and self.style_tfds:
+        if data.content_dir and data.content_tfds or data.style_dir and data.style_tfds:
             raise ValueError("give either a folder or a tfds dataset for content/style, not both")
+        del run
 
-    @property
-    def auto_style_weight(self) -> bool:
-        return self.style_weight == "auto"
+    @classmethod
+    def from_flat(cls, **values: Any) -> "TrainConfig":
+        """A config from leaf field names, e.g. ``from_flat(arch="adain", learning_rate=1e-4)``; the rest default.
+
+        Raises:
+          ValueError: an unknown field name, or an invalid value.
+        """
+        fields = flat_fields()
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown config fields {unknown}")
+        if "style_weight" in values:
+            values = {**values, "style_weight": parse_style_weight(values["style_weight"])}
+        parts = {part: {} for part in PARTS}
+        for name, value in values.items():
+            parts[fields[name][0]][name] = value
+        return cls(**{part: PARTS[part](**kwargs) for part, kwargs in parts.items()})
+
+    def to_flat(self) -> dict[str, Any]:
+        """{leaf field name: value}: the flags of this run and its config.json."""
+        return {name: getattr(getattr(self, part), name) for name, (part, _) in flat_fields().items()}
+
+    def replace(self, **values: Any) -> "TrainConfig":
+        """A copy with some leaf fields changed (validated again)."""
+        return TrainConfig.from_flat(**{**self.to_flat(), **values})
 
     @property
     def plugin(self) -> archs.Architecture:
-        """The `jax_ast.archs` plug-in of `arch`."""
-        return archs.get(self.arch)
+        """The `jax_ast.archs` plug-in of the network."""
+        return archs.get(self.model.arch)
 
     @property
     def encoder_variant(self) -> str | None:
         """VGG variant of the frozen encoder (None for Magenta, which has none)."""
-        return self.plugin.encoder_variant(self.encoder)
+        return self.plugin.encoder_variant(self.model.encoder)
 
     @property
     def native_loss_network(self) -> tuple[str, str] | None:
@@ -125,10 +209,23 @@ class TrainConfig:
 
     def model_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `jax_ast.models.build(arch, ...)` for this run."""
-        return self.plugin.model_kwargs(variant=self.variant, encoder=self.encoder)
+        return self.plugin.model_kwargs(variant=self.model.variant, encoder=self.model.encoder)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+        """The flat config.json of a run (one key per flag)."""
+        return json.dumps(self.to_flat(), indent=2, sort_keys=True)
+
+
+def parse_style_weight(value: Any) -> StyleWeight:
+    """A number (or its text) as float, or "auto"; ValueError otherwise."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool):
+        raise ValueError(f"style_weight must be a number or 'auto', got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"style_weight must be a number or 'auto', got {value!r}") from None
 
 
 def _check_numbers(cfg: TrainConfig) -> None:
@@ -136,22 +233,20 @@ def _check_numbers(cfg: TrainConfig) -> None:
     accepts "nan" and "inf", which would train silently to all-NaN parameters. The learning rate must
     also be in (0, 1]: Adam moves every parameter by about that much per step, so a typo such as 1e30
     would write diverged parameters into the first checkpoint."""
-    for field in dataclasses.fields(cfg):
-        value = getattr(cfg, field.name)
+    flat = cfg.to_flat()
+    for name, (_, field) in flat_fields().items():
+        value = flat[name]
         if field.type in ("float", float) and (not isinstance(value, (int, float)) or not math.isfinite(value)
                                                or value < 0):
-            raise ValueError(f"{field.name} must be a finite number >= 0, got {value!r}")
-    if not 0 < cfg.learning_rate <= 1:
-        raise ValueError(f"learning_rate must be a number in (0, 1], got {cfg.learning_rate!r}")
-    if not 0 <= cfg.seed < 2**32:  # JAX keeps the low 32 bits of a seed: larger seeds would collide
-        raise ValueError(f"seed must be in [0, 2**32), got {cfg.seed}")
-    if cfg.style_weight != "auto":
-        try:
-            weight = float(cfg.style_weight)
-        except ValueError:
-            raise ValueError(f"style_weight must be a number or 'auto', got {cfg.style_weight!r}") from None
-        if not math.isfinite(weight) or weight < 0:
-            raise ValueError(f"style_weight must be a finite number >= 0 or 'auto', got {cfg.style_weight!r}")
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    if not 0 < cfg.optim.learning_rate <= 1:
+        raise ValueError(f"learning_rate must be a number in (0, 1], got {cfg.optim.learning_rate!r}")
+    if not 0 <= cfg.run.seed < 2**32:  # JAX keeps the low 32 bits of a seed: larger seeds would collide
+        raise ValueError(f"seed must be in [0, 2**32), got {cfg.run.seed}")
+    weight = cfg.objective.style_weight
+    if weight != "auto" and (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                             or not math.isfinite(weight) or weight < 0):
+        raise ValueError(f"style_weight must be a finite number >= 0 or 'auto', got {weight!r}")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
@@ -190,4 +285,4 @@ def default_config(arch: str, loss: str = "native", *, preset: str | None = None
         has_encoder = archs.get(arch).original_encoder is not None
         values.update({k: v for k, v in PRESETS[preset].items() if k != "encoder" or has_encoder})
     values.update(overrides)
-    return TrainConfig(arch=arch, loss=loss, **values)
+    return TrainConfig.from_flat(arch=arch, loss=loss, **values)

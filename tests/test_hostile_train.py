@@ -8,8 +8,6 @@ last stderr line is one `python -m train.run: ...` message naming the culprit, t
 traceback, and that the files already in the workdir are byte-for-byte unchanged.
 """
 
-import contextlib
-import dataclasses
 import errno
 import hashlib
 import json
@@ -31,7 +29,7 @@ from PIL import Image
 import jax
 
 from jax_ast import archs, models
-from jax_ast.configs import TrainConfig, default_config
+from jax_ast.configs import TrainConfig, default_config, flat_fields
 from jax_ast.locking import LockedError, exclusive_lock
 from jax_ast.pretrained import WeightsError
 from jax_ast.pretrained.native import save_params
@@ -132,7 +130,7 @@ def test_bad_numbers_exit_2_naming_the_flag_before_anything_is_written(capsys, t
 
 def test_every_float_field_must_be_finite():
     """Also guards fields added later: every float field rejects NaN and inf."""
-    floats = [f.name for f in dataclasses.fields(TrainConfig) if f.type in ("float", float)]
+    floats = [name for name, (_, field) in flat_fields().items() if field.type in ("float", float)]
     assert {"learning_rate", "lr_decay", "content_weight", "tv_weight"} <= set(floats)
     for name in floats:
         for value in (float("nan"), float("inf")):
@@ -200,9 +198,9 @@ def _blow_up_optimizer_at(monkeypatch, step: int) -> None:
     """The training optimizer, plus an inf added to every update of `step` (1-based), as --learning-rate 1e30 did."""
     import optax
 
-    import train.loop as loop
+    import train.factory as factory
 
-    real_make_optimizer = loop.make_optimizer
+    real_make_optimizer = factory.make_optimizer
 
     def blow_up():
         def update(updates, count, params=None):
@@ -211,7 +209,7 @@ def _blow_up_optimizer_at(monkeypatch, step: int) -> None:
 
         return optax.GradientTransformation(lambda params: jax.numpy.zeros((), jax.numpy.int32), update)
 
-    monkeypatch.setattr(loop, "make_optimizer", lambda cfg: optax.chain(real_make_optimizer(cfg), blow_up()))
+    monkeypatch.setattr(factory, "make_optimizer", lambda cfg: optax.chain(real_make_optimizer(cfg), blow_up()))
 
 
 def test_non_finite_parameters_stop_before_they_are_checkpointed(tmp_path, monkeypatch):
@@ -275,8 +273,8 @@ def test_checkpoints_without_config_json_are_refused(capsys, tmp_path):
 def test_resumable_fields_pass_the_identity_check_and_a_broken_config_json_is_refused(tmp_path):
     cfg = _cli_config()
     _fake_run(tmp_path, cfg)
-    check_workdir(dataclasses.replace(cfg, iterations=7, log_every=3, checkpoint_every=2, keep_checkpoints=1,
-                                      sample_every=5), tmp_path)
+    check_workdir(cfg.replace(iterations=7, log_every=3, checkpoint_every=2, keep_checkpoints=1, sample_every=5),
+                  tmp_path)
     assert set(RESUMABLE_FIELDS) == {"iterations", "log_every", "checkpoint_every", "keep_checkpoints",
                                      "sample_every", "distributed"}
     (tmp_path / "config.json").write_text("{not json")

@@ -98,7 +98,7 @@ def test_overfitting_one_pair_lowers_the_loss(tmp_path, arch, loss, monkeypatch)
 
     def one_pair_stream(config):
         pair = data_setup.make_stream(config).batch_at(0)
-        return _FixedStream({k: np.repeat(v[:1], config.batch_size, axis=0) for k, v in pair.items()})
+        return _FixedStream({k: np.repeat(v[:1], config.data.batch_size, axis=0) for k, v in pair.items()})
 
     monkeypatch.setattr("train.loop.make_stream", one_pair_stream)
     train(cfg, tmp_path)

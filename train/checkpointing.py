@@ -1,6 +1,6 @@
 """orbax-checkpoint wrapper: keep-last-N, async saves, JSON metadata beside the state, clear errors.
 
-A checkpoint holds the train state (trainable params, optimizer state, step, RNG, batch stats) as a
+A checkpoint holds the train state (trainable params, optimizer state, step, batch stats) as a
 pytree of host arrays plus a JSON item with the config, the data-stream position and the calibrated
 style weight. orbax writes each step to a temporary folder and renames it when complete, so a run
 killed mid-save leaves the previous checkpoint intact. Nothing here ever deletes a checkpoint except

@@ -24,7 +24,7 @@ class Run:
     """A training run at step 0, on the host (see `create_run`).
 
     Attributes:
-      state: the trainable params, optimizer state, RNG and BatchNorm statistics.
+      state: the step, trainable params, optimizer state and BatchNorm statistics.
       frozen: the params that are not trained (encoder, pretrained parts).
       constants: {"frozen", "native_loss_net", "paper_loss_net", "style_weight"} for `train.step`;
         style_weight starts at 0 until the run sets (or calibrates) it.
@@ -48,13 +48,13 @@ class Run:
 
 def create_run(cfg: TrainConfig) -> Run:
     """Model, initial variables (with the pretrained parts), optimizer, state, constants and step of `cfg`."""
-    model = models.build(cfg.arch, **cfg.model_kwargs())
+    model = models.build(cfg.model.arch, **cfg.model_kwargs())
     params, batch_stats = initial_variables(model, cfg)
     trainable, frozen = models.split_trainable(model, params)
-    if cfg.stage == "decoder":  # auto-encoder pre-training trains the decoder only
+    if cfg.model.stage == "decoder":  # auto-encoder pre-training trains the decoder only
         trainable, frozen = {"decoder": params["decoder"]}, {k: v for k, v in params.items() if k != "decoder"}
     optimizer = make_optimizer(cfg)
-    state = create_train_state(trainable, batch_stats, optimizer, cfg.seed)
+    state = create_train_state(trainable, batch_stats, optimizer)
     constants = {"frozen": frozen, **loss_network_params(cfg), "style_weight": jnp.float32(0.0)}
     spec = make_step_spec(model, cfg)
     step_fn = parallel.pmap_step(lambda s, b, c: train_step(s, b, c, spec=spec, optimizer=optimizer))

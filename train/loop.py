@@ -3,7 +3,7 @@
     train(cfg, workdir)
 
 Rerunning with the same workdir resumes automatically from the latest checkpoint (params, optimizer
-state, step, RNG, data position and the calibrated style weight) and continues the same trajectory.
+state, step, data position and the calibrated style weight) and continues the same trajectory.
 
 Faults never leave a workdir half-changed:
 
@@ -22,7 +22,6 @@ Faults never leave a workdir half-changed:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import json
 import logging
@@ -36,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_ast import files
-from jax_ast.configs import TrainConfig
+from jax_ast.configs import TrainConfig, parse_style_weight
 from jax_ast.locking import exclusive_lock
 from jax_ast.pretrained.native import save_params
 from jax_ast import parallel
@@ -124,10 +123,12 @@ def check_workdir(cfg: TrainConfig, path: Path) -> None:
     except (OSError, ValueError) as error:
         raise WorkdirError(f"{saved} is unreadable ({error}), so the run in workdir {path} cannot be checked; "
                            "use another --workdir. Nothing was changed or deleted.") from None
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    changed = [f"--{k.replace('_', '-')} {previous.get(k, defaults[k])!r} -> {v!r}"
-               for k, v in dataclasses.asdict(cfg).items()
-               if k not in RESUMABLE_FIELDS and previous.get(k, defaults[k]) != v]
+    defaults = TrainConfig().to_flat()
+    saved_values = {k: previous.get(k, default) for k, default in defaults.items()}
+    with contextlib.suppress(ValueError):  # a saved style weight as text ("0.02") is the number 0.02
+        saved_values["style_weight"] = parse_style_weight(saved_values["style_weight"])
+    changed = [f"--{k.replace('_', '-')} {saved_values[k]!r} -> {v!r}"
+               for k, v in cfg.to_flat().items() if k not in RESUMABLE_FIELDS and saved_values[k] != v]
     if changed:
         raise WorkdirError(f"workdir {path} holds a run with another configuration ({'; '.join(changed)}); "
                            "rerun with the original values to resume, or use a new --workdir. Nothing was "
@@ -144,8 +145,8 @@ def _write_config(path: Path, cfg: TrainConfig) -> None:
 
 def _check_devices(cfg: TrainConfig) -> None:
     devices = jax.device_count()
-    if cfg.batch_size % devices:
-        raise UsageError(f"--batch-size {cfg.batch_size} does not split over the {devices} devices; use a multiple "
+    if cfg.data.batch_size % devices:
+        raise UsageError(f"--batch-size {cfg.data.batch_size} does not split over the {devices} devices; use a multiple "
                          f"of {devices}")
 
 
@@ -228,19 +229,19 @@ def _stopped(stop: _StopRequested, step: int, total: int, workdir: Path, what: s
 def _stages(cfg: TrainConfig, workdir: Path) -> list[tuple[TrainConfig, Path, str]]:
     """[(config, workdir, name)] of the stages of this run: one, or LinearTransfer's decoder
     pre-training followed by its transfer training."""
-    if cfg.plugin.pretrains_decoder and cfg.stage == "transfer" and not cfg.pretrained:
+    if cfg.plugin.pretrains_decoder and cfg.model.stage == "transfer" and not cfg.weights.pretrained:
         decoder_dir = workdir / "decoder_stage"
-        decoder_cfg = dataclasses.replace(cfg, stage="decoder", loss="native", style_weight="0",
-                                          iterations=cfg.decoder_iterations,
-                                          learning_rate=cfg.decoder_learning_rate or cfg.learning_rate)
+        decoder_cfg = cfg.replace(stage="decoder", loss="native", style_weight=0.0,
+                                          iterations=cfg.optim.decoder_iterations,
+                                          learning_rate=cfg.optim.decoder_learning_rate or cfg.optim.learning_rate)
         return [(decoder_cfg, decoder_dir, "the decoder pre-training (stage 1 of 2)"),
-                (dataclasses.replace(cfg, pretrained=str(decoder_dir / EXPORT_NAME)), workdir,
+                (cfg.replace(pretrained=str(decoder_dir / EXPORT_NAME)), workdir,
                  "the transfer training (stage 2 of 2)")]
     return [(cfg, workdir, "training")]
 
 
 def train(cfg: TrainConfig, workdir: str | Path) -> dict[str, float]:
-    """Train `cfg.arch` with `cfg.loss` in `workdir`; returns the last logged metrics.
+    """Train `cfg.model.arch` with `cfg.objective.loss` in `workdir`; returns the last logged metrics.
 
     LinearTransfer trains only its transform on a frozen, pretrained auto-encoder. Without
     `--pretrained`, the decoder is first pre-trained as an image auto-encoder on the content stream
@@ -266,13 +267,13 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict[str, float]:
         for stage_cfg, stage_dir, what in stages:
             if stop.requested:  # the signal came after the previous stage's last step
                 step = max(checkpoint_steps(stage_dir / "checkpoints"), default=0)
-                raise _stopped(stop, step, stage_cfg.iterations, stage_dir, what)
-            if stage_cfg.stage == "decoder" and _complete(stage_cfg, stage_dir):
+                raise _stopped(stop, step, stage_cfg.optim.iterations, stage_dir, what)
+            if stage_cfg.model.stage == "decoder" and _complete(stage_cfg, stage_dir):
                 log.info("decoder pre-training already complete in %s", stage_dir)
                 continue
-            if stage_cfg.stage == "decoder":
+            if stage_cfg.model.stage == "decoder":
                 log.warning("no --pretrained decoder for LinearTransfer: pre-training one as an auto-encoder first "
-                            "(%d steps, --decoder-iterations) in %s", stage_cfg.iterations, stage_dir)
+                            "(%d steps, --decoder-iterations) in %s", stage_cfg.optim.iterations, stage_dir)
             metrics = _train_stage(stage_cfg, stage_dir, stop, what)
     return metrics
 
@@ -280,7 +281,7 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict[str, float]:
 def _complete(cfg: TrainConfig, workdir: Path) -> bool:
     """The stage in `workdir` ran all its steps and exported its params (only finished runs export)."""
     last = max(checkpoint_steps(workdir / "checkpoints"), default=0)
-    return (workdir / EXPORT_NAME).exists() and last >= cfg.iterations
+    return (workdir / EXPORT_NAME).exists() and last >= cfg.optim.iterations
 
 
 def _last_checkpoint_note(checkpointer: Checkpointer) -> str:
@@ -302,10 +303,10 @@ def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: st
     state, constants, spec = run.state, run.constants, run.spec
     trainable, batch_stats = run.state.params, run.state.batch_stats
 
-    checkpointer = Checkpointer(workdir / "checkpoints", keep=cfg.keep_checkpoints)
+    checkpointer = Checkpointer(workdir / "checkpoints", keep=cfg.run.keep_checkpoints)
     writer = progress = None
     try:
-        style_weight = None if cfg.auto_style_weight else float(cfg.style_weight)
+        style_weight = None if cfg.objective.auto_style_weight else float(cfg.objective.style_weight)
         start_step = checkpointer.latest_step()
         if start_step is not None:
             state, meta = checkpointer.restore(start_step, state)
@@ -320,8 +321,8 @@ def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: st
             log.info("resumed from step %d in %s", start_step, checkpointer.directory)
         if style_weight is None:
             style_weight = calibrate_style_weight(spec, trainable, batch_stats, constants, stream,
-                                                  cfg.auto_style_batches)
-            log.info("style weight (beta) calibrated on %d batches: %.6g", cfg.auto_style_batches, style_weight)
+                                                  cfg.objective.auto_style_batches)
+            log.info("style weight (beta) calibrated on %d batches: %.6g", cfg.objective.auto_style_batches, style_weight)
         constants["style_weight"] = jnp.float32(style_weight)
         if is_main:  # everything is valid: from here on the workdir is written
             _write_config(workdir, cfg)
@@ -331,7 +332,7 @@ def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: st
         replicated_state, replicated_constants = parallel.replicate(state), parallel.replicate(constants)
         step = int(state.step)
         writer = MetricsWriter(workdir, enabled=is_main)
-        progress = ProgressReporter(cfg.iterations, initial_step=step, images_per_step=cfg.batch_size,
+        progress = ProgressReporter(cfg.optim.iterations, initial_step=step, images_per_step=cfg.data.batch_size,
                                     enabled=is_main)
         if is_main and step == 0:
             writer.write_scalars(0, {"style_weight": style_weight})
@@ -343,16 +344,16 @@ def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: st
 
         metrics: dict[str, float] = {}
         window: list[tuple[int, dict]] = []  # (step, device metrics) not yet fetched to the host
-        while step < cfg.iterations and not stop.requested:
+        while step < cfg.optim.iterations and not stop.requested:
             step += 1
             batch = next(stream)
             replicated_state, device_metrics = step_fn(replicated_state, parallel.shard(batch), replicated_constants)
             parallel.sync_on_cpu(replicated_state)
             window.append((step, device_metrics))
             checkpointer.check()  # a failed asynchronous save stops the run now, not at the next save
-            log_now = step % cfg.log_every == 0 or step == cfg.iterations
-            save_now = step % cfg.checkpoint_every == 0 or step == cfg.iterations or stop.requested
-            sample_now = step % cfg.sample_every == 0
+            log_now = step % cfg.run.log_every == 0 or step == cfg.optim.iterations
+            save_now = step % cfg.run.checkpoint_every == 0 or step == cfg.optim.iterations or stop.requested
+            sample_now = step % cfg.run.sample_every == 0
             if log_now or save_now or sample_now:
                 # The host waits for the device only here. The NaN guard checks every step of the window
                 # before this step's checkpoint is written, so no checkpoint holds non-finite parameters.
@@ -377,8 +378,8 @@ def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: st
                 closable.close()
         with contextlib.suppress(Exception):  # a failed save was raised by wait() above
             checkpointer.close()
-    if step < cfg.iterations:
-        raise _stopped(stop, step, cfg.iterations, workdir, what)
+    if step < cfg.optim.iterations:
+        raise _stopped(stop, step, cfg.optim.iterations, workdir, what)
     if is_main:
         _export(cfg, workdir, run.frozen, replicated_state)
     return metrics
@@ -390,7 +391,7 @@ def _export(cfg: TrainConfig, workdir: Path, frozen: dict, replicated_state) -> 
     variables = {"params": {**frozen, **final.params}}
     if final.batch_stats:
         variables["batch_stats"] = final.batch_stats
-    meta = {"arch": cfg.arch, "stage": cfg.stage, "loss": cfg.loss, "step": step_of(replicated_state),
+    meta = {"arch": cfg.model.arch, "stage": cfg.model.stage, "loss": cfg.objective.loss, "step": step_of(replicated_state),
             **cfg.model_kwargs()}
     save_params(workdir / EXPORT_NAME, variables, meta=meta)
 

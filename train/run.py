@@ -32,11 +32,14 @@ import types
 import typing
 from typing import Any
 
-from jax_ast.configs import ARCHS, ENCODERS, LOSS_NETWORKS, LOSSES, PRESETS, STAGES, TrainConfig, default_config
+from jax_ast import archs
+from jax_ast.configs import (ARCHS, ENCODERS, LOSS_NETWORKS, LOSSES, PARTS, PRESETS, STAGES, StyleWeight, TrainConfig,
+                             default_config, flat_fields)
 
 DEFAULT_WORKDIR = "workdir"
 EXIT_DIVERGED, EXIT_USAGE, EXIT_IO = 1, 2, 3
-CHOICES = {"arch": ARCHS, "loss": LOSSES, "stage": STAGES, "variant": ("r41", "r31"), "encoder": ENCODERS,
+CHOICES = {"arch": ARCHS, "loss": LOSSES, "stage": STAGES, "encoder": ENCODERS,
+           "variant": tuple(dict.fromkeys(v for arch in ARCHS for v in archs.get(arch).variants)),
            "loss_network": LOSS_NETWORKS}
 HELP = {
     "style_weight": "style weight (the paper's beta): a number or 'auto' (calibrated so beta*style ~ content)",
@@ -58,8 +61,10 @@ HELP = {
 }
 
 
-def _flag_type(field: dataclasses.Field) -> Any:
-    hint = typing.get_type_hints(TrainConfig)[field.name]
+def _flag_type(part: str, field: dataclasses.Field) -> Any:
+    hint = typing.get_type_hints(PARTS[part])[field.name]
+    if hint == StyleWeight:  # a number or "auto": parsed (with its own message) by the config
+        return str
     if isinstance(hint, types.UnionType):  # "str | None" -> str
         hint = next(t for t in typing.get_args(hint) if t is not type(None))
     return hint
@@ -83,7 +88,7 @@ def _one_line(text: str) -> str:
 
 def _flag_names(message: str) -> str:
     """Config field names in a validation message -> their flags ("learning_rate" -> "--learning-rate")."""
-    names = "|".join(sorted((f.name for f in dataclasses.fields(TrainConfig)), key=len, reverse=True))
+    names = "|".join(sorted(flat_fields(), key=len, reverse=True))
     return re.sub(rf"(?<![\w/.-])({names})(?![\w/])", lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
@@ -96,9 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a named schedule applied over the arch's original recipe (flags still win); "
                              + "; ".join(f"{name}: {', '.join(f'{k}={v}' for k, v in values.items())}"
                                          for name, values in PRESETS.items()))
-    for field in dataclasses.fields(TrainConfig):
+    for part, field in flat_fields().values():
         flag = "--" + field.name.replace("_", "-")
-        kind = _flag_type(field)
+        kind = _flag_type(part, field)
         help_text = HELP.get(field.name, "") + f" (default: {field.default!r}, or the arch's original)"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
@@ -108,9 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                 if getattr(args, f.name) is not None and f.name not in ("arch", "loss")}
-    return default_config(args.arch or TrainConfig.arch, args.loss or TrainConfig.loss, preset=args.preset,
+    overrides = {name: getattr(args, name) for name in flat_fields()
+                 if getattr(args, name) is not None and name not in ("arch", "loss")}
+    defaults = TrainConfig()
+    return default_config(args.arch or defaults.model.arch, args.loss or defaults.objective.loss, preset=args.preset,
                           **overrides)
 
 
@@ -146,7 +152,7 @@ def _run(parser: argparse.ArgumentParser, cfg: TrainConfig, workdir: str) -> int
     from jax_ast import parallel  # noqa: PLC0415 - JAX starts here, after the flags are known to be valid
 
     try:
-        parallel.initialize_distributed(cfg.distributed)
+        parallel.initialize_distributed(cfg.run.distributed)
     except RuntimeError as error:
         parser.exit(EXIT_USAGE, f"{parser.prog}: error: --distributed: {_one_line(str(error))}\n")
     import jax  # noqa: PLC0415

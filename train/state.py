@@ -19,12 +19,11 @@ from jax_ast.configs import TrainConfig
 
 @flax.struct.dataclass
 class TrainState:
-    """Everything that changes during training. `rng` is folded with the step inside the train step."""
+    """Everything that changes during training."""
 
     step: jax.Array  # int32 scalar: completed optimizer steps
     params: Any  # trainable parameters only
     opt_state: Any
-    rng: jax.Array  # uint32[2] raw key data, so orbax can store it
     batch_stats: Any  # BatchNorm statistics (Magenta), {} otherwise
 
 
@@ -35,7 +34,7 @@ def learning_rate_schedule(cfg: TrainConfig) -> optax.Schedule:
     step k (0-based) the rate lr / (1 + decay * k). Magenta uses decay 0 (a constant rate).
     """
     def schedule(count):
-        return cfg.learning_rate / (1.0 + cfg.lr_decay * count)
+        return cfg.optim.learning_rate / (1.0 + cfg.optim.lr_decay * count)
     return schedule
 
 
@@ -44,8 +43,7 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     return optax.adam(learning_rate_schedule(cfg))
 
 
-def create_train_state(trainable: Any, batch_stats: Any, optimizer: optax.GradientTransformation,
-                       seed: int) -> TrainState:
+def create_train_state(trainable: Any, batch_stats: Any, optimizer: optax.GradientTransformation) -> TrainState:
     """A fresh state at step 0 for the given trainable params."""
     return TrainState(step=jnp.zeros((), jnp.int32), params=trainable, opt_state=optimizer.init(trainable),
-                      rng=jax.random.key_data(jax.random.PRNGKey(seed)), batch_stats=batch_stats)
+                      batch_stats=batch_stats)

@@ -40,8 +40,8 @@ class StepSpec:
 
 def make_step_spec(model: Any, cfg: TrainConfig) -> StepSpec:
     native_variant = cfg.native_loss_network[0] if cfg.native_loss_network else cfg.encoder_variant
-    paper_net = (VGG(cfg.loss_network, taps=L.PAPER_STYLE_LAYERS)
-                 if cfg.loss != "native" and cfg.stage == "transfer" else None)
+    paper_net = (VGG(cfg.objective.loss_network, taps=L.PAPER_STYLE_LAYERS)
+                 if cfg.objective.loss != "native" and cfg.model.stage == "transfer" else None)
     return StepSpec(model=model, cfg=cfg, native_net=VGG(native_variant), paper_net=paper_net)
 
 
@@ -50,16 +50,16 @@ def _feats(net: VGG, params: Any, images: jax.Array, layers, *, constant: bool =
     return lax.stop_gradient(feats) if constant else feats
 
 
-def _native(spec: StepSpec, variables: dict, content, style, constants, style_weight, rngs: dict,
+def _native(spec: StepSpec, variables: dict, content, style, constants, style_weight,
             output_override=None) -> ObjectiveResult:
-    """The native objective of `spec.cfg.arch` (its `jax_ast.archs` plug-in).
+    """The native objective of `spec.cfg.model.arch` (its `jax_ast.archs` plug-in).
 
     When classic/balanced replace the style term (`spec.paper_net` set), the native style features are
     not computed at all (SANet still needs them for its identity losses). `output_override` replaces the
     network's output in every loss term (the style-weight calibration scores fixed images).
     """
     cfg = spec.cfg
-    model_apply = functools.partial(spec.model.apply, variables, rngs=rngs)
+    model_apply = functools.partial(spec.model.apply, variables)
 
     def apply(*args, **kwargs):
         result = model_apply(*args, **kwargs)
@@ -78,18 +78,12 @@ def _native(spec: StepSpec, variables: dict, content, style, constants, style_we
         return _feats(spec.native_net, loss_params, images, layers, constant=constant)
 
     return cfg.plugin.objective(ObjectiveInputs(apply=apply, content=content, style=style, features=features,
-                                                weights=cfg, style_weight=style_weight,
-                                                native_style=spec.paper_net is None, stage=cfg.stage))
-
-
-def device_rng(state_rng: jax.Array, step: jax.Array) -> jax.Array:
-    """This device's key for `step` (call inside the pmapped step)."""
-    key = jax.random.wrap_key_data(state_rng)
-    return jax.random.fold_in(jax.random.fold_in(key, step), lax.axis_index(AXIS))
+                                                weights=cfg.objective, style_weight=style_weight,
+                                                native_style=spec.paper_net is None, stage=cfg.model.stage))
 
 
 def objective(trainable: Any, batch_stats: Any, batch: dict, constants: dict, *, spec: StepSpec,
-              rng: jax.Array | None = None, output_as: str | None = None):
+              output_as: str | None = None):
     """Per-sample loss of one local batch.
 
     Args:
@@ -115,15 +109,14 @@ def objective(trainable: Any, batch_stats: Any, batch: dict, constants: dict, *,
         variables["batch_stats"] = batch_stats
     replaced = spec.paper_net is not None
     native_style_weight = 0.0 if replaced else constants["style_weight"]
-    rngs = {} if rng is None else dict(zip(("dropout", "noise"), jax.random.split(rng)))
     total, terms, stylized, new_stats = _native(spec, variables, content, style, constants, native_style_weight,
-                                                rngs, override)
+                                                override)
     metrics = {f"native/{k}" if replaced and k.startswith(NATIVE_STYLE_TERMS) else k: v for k, v in terms.items()}
     if replaced:  # the same entry point as eval's per-pair scores
         paper = L.loss_terms(spec.paper_net, {"params": constants["paper_loss_net"]}, None, style, stylized,
-                             terms=(spec.cfg.loss,), style_layers=L.PAPER_STYLE_LAYERS,
-                             detach_denominator=spec.cfg.detach_denominator)
-        style_term = paper.pop(spec.cfg.loss)
+                             terms=(spec.cfg.objective.loss,), style_layers=L.PAPER_STYLE_LAYERS,
+                             detach_denominator=spec.cfg.objective.detach_denominator)
+        style_term = paper.pop(spec.cfg.objective.loss)
         total = total + constants["style_weight"] * style_term
         metrics.update({"style": style_term, **paper})
     metrics["loss"] = total
@@ -133,14 +126,12 @@ def objective(trainable: Any, batch_stats: Any, batch: dict, constants: dict, *,
 def train_step(state: TrainState, batch: dict, constants: dict, *, spec: StepSpec, optimizer):
     """One optimizer step on this device's shard; gradients and metrics are averaged over `AXIS`.
 
-    RNG policy (`device_rng`): fold_in(state.rng, step), then fold_in(., device index), so every device
-    and step gets its own stream; it is passed to the model as the "dropout" and "noise" RNG streams
-    (the four reference networks are deterministic, so they ignore it).
+    The four networks are deterministic in training (no dropout or noise), so the step takes no RNG; the
+    randomness of a run is in its data stream (crops, flips, order), which is seeded and checkpointed.
     """
-    rng = device_rng(state.rng, state.step)
 
     def mean_loss(trainable):
-        total, aux = objective(trainable, state.batch_stats, batch, constants, spec=spec, rng=rng)
+        total, aux = objective(trainable, state.batch_stats, batch, constants, spec=spec)
         return jnp.mean(total), aux
 
     (_, (metrics, _, new_stats)), grads = jax.value_and_grad(mean_loss, has_aux=True)(state.params)

@@ -53,25 +53,25 @@ def initial_variables(model: Any, cfg: TrainConfig) -> tuple[dict, dict]:
     plugin = cfg.plugin
     size = plugin.init_size
     probe = jnp.zeros((1, size, size, 3), jnp.float32)
-    key = jax.random.PRNGKey(cfg.seed)
+    key = jax.random.PRNGKey(cfg.run.seed)
     variables = jax.jit(model.init).lower(key, probe, probe).compile(compiler_options=FAST_COMPILE)(key, probe, probe)
     params = jax.tree.map(jnp.asarray, dict(variables["params"]))
     batch_stats = dict(variables.get("batch_stats", {}))
     if cfg.encoder_variant is not None:
         # The deepest tap decides which default file is fetched (e.g. LinearTransfer's vgg_r41.pth vs vgg_r51.pth).
-        deepest = plugin.encoder_deepest(cfg.variant if plugin.variants else None)
-        vgg = _vgg_params(cfg.encoder_variant, cfg.vgg_weights, deepest, original_file=cfg.encoder == "original")
+        deepest = plugin.encoder_deepest(cfg.model.variant if plugin.variants else None)
+        vgg = _vgg_params(cfg.encoder_variant, cfg.weights.vgg_weights, deepest, original_file=cfg.model.encoder == "original")
         missing = sorted(set(params["encoder"]) - set(vgg))
         if missing:
-            raise WeightsError(f"VGG weights {cfg.vgg_weights or '(default)'} lack layers {missing}")
+            raise WeightsError(f"VGG weights {cfg.weights.vgg_weights or '(default)'} lack layers {missing}")
         params["encoder"] = {name: vgg[name] for name in params["encoder"]}
-    if cfg.pretrained:
+    if cfg.weights.pretrained:
         params, batch_stats = _load_pretrained(cfg, params, batch_stats)
     if plugin.initialise is not None:
         variables = plugin.initialise({"params": params, "batch_stats": batch_stats}, cfg)
         params, batch_stats = dict(variables["params"]), dict(variables.get("batch_stats", {}))
-    files = [f"--{name.replace('_', '-')} {getattr(cfg, name)}"
-             for name in ("vgg_weights", "pretrained", "inception_weights") if getattr(cfg, name)]
+    files = [f"--{name.replace('_', '-')} {getattr(cfg.weights, name)}"
+             for name in ("vgg_weights", "pretrained", "inception_weights") if getattr(cfg.weights, name)]
     check_finite({"params": params, "batch_stats": batch_stats},
                  "the initial weights" + (f" ({', '.join(files)})" if files else ""))
     return params, batch_stats
@@ -82,22 +82,22 @@ def loss_network_params(cfg: TrainConfig) -> dict[str, Any]:
     native = None
     if cfg.native_loss_network is not None:
         variant, deepest = cfg.native_loss_network
-        native = _vgg_params(variant, cfg.native_loss_weights, deepest, original_file=variant == "vgg19_lst")
+        native = _vgg_params(variant, cfg.weights.native_loss_weights, deepest, original_file=variant == "vgg19_lst")
     paper = None
-    if cfg.loss != "native" and cfg.stage == "transfer":
-        paper = _vgg_params(cfg.loss_network, cfg.loss_vgg_weights, PAPER_DEEPEST)
+    if cfg.objective.loss != "native" and cfg.model.stage == "transfer":
+        paper = _vgg_params(cfg.objective.loss_network, cfg.weights.loss_vgg_weights, PAPER_DEEPEST)
     return {"native_loss_net": native, "paper_loss_net": paper}
 
 
 def _load_pretrained(cfg: TrainConfig, params: dict, batch_stats: dict) -> tuple[dict, dict]:
-    path = Path(cfg.pretrained)
+    path = Path(cfg.weights.pretrained)
     if not path.exists():
         raise FileNotFoundError(f"--pretrained {path} does not exist")
     plugin = cfg.plugin
     if path.is_file() and (is_native(path) or plugin.release_patterns is not None):
         loaded, meta = load_params(path)  # WeightsError naming the file if it is not one of ours
-        if meta.get("arch") not in (None, cfg.arch):
-            raise WeightsError(f"{path} holds {meta.get('arch')!r} weights, not {cfg.arch!r}")
+        if meta.get("arch") not in (None, cfg.model.arch):
+            raise WeightsError(f"{path} holds {meta.get('arch')!r} weights, not {cfg.model.arch!r}")
         loaded_stats = loaded.pop("batch_stats", None)
         loaded = loaded.get("params", loaded)
         # A decoder pre-training export also holds the untrained transform of that stage: take its decoder only.
@@ -143,11 +143,11 @@ def _load_original_parts(cfg: TrainConfig, directory: Path, params: dict) -> dic
     directory), and a decoder pre-training stage takes the decoder only.
     """
     plugin = cfg.plugin
-    variant = cfg.variant if plugin.variants else None
+    variant = cfg.model.variant if plugin.variants else None
     patterns = plugin.release_patterns(variant)
     parts = {}
     for part, table in plugin.release_tables(variant).items():
-        if part != "decoder" and cfg.stage == "decoder":
+        if part != "decoder" and cfg.model.stage == "decoder":
             continue
         try:
             file = find_file(directory, patterns[part], part)

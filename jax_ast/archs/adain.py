@@ -51,7 +51,7 @@ PLUGIN = Architecture(
     native_loss_network=lambda encoder: None, objective=objective,
     min_crop=16, min_crop_why="2x2 positions at relu4_1, stride 8",
     recipe=dict(learning_rate=1e-4, lr_decay=5e-5, iterations=160_000, batch_size=8, crop_size=256,
-                content_weight=1.0, style_weight="10"),
+                content_weight=1.0, style_weight=10.0),
     augment=square_resize_crop,
     release_files="vgg_normalised.pth + decoder.pth",
     release_patterns=lambda variant: {"encoder": VGG_FILES,

@@ -69,7 +69,7 @@ PLUGIN = Architecture(
    
     min_crop=16, min_crop_why="2x2 positions at relu4_1, stride 8",
     recipe=dict(learning_rate=1e-4, lr_decay=1e-5, iterations=100_000, batch_size=8, crop_size=256,
-                content_weight=1.0, style_weight="0.02"),
+                content_weight=1.0, style_weight=0.02),
     augment=shorter_side_crop_flip, pretrains_decoder=True,
     release_files="vgg_r41.pth + dec_r41.pth + r41.pth (the r31 files with --variant r31)",
     release_patterns=lambda variant: {"encoder": (f"vgg_{variant}.pth",), "decoder": (f"dec_{variant}.pth",),

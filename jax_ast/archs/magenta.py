@@ -46,13 +46,13 @@ def load_release(checkpoint: Path, **_: object):
 
 def initialise(variables: dict, cfg) -> dict:
     """The style predictor starts from ImageNet Inception-v3 when `--inception-weights` is given."""
-    if not cfg.inception_weights:
+    if not cfg.weights.inception_weights:
         log.warning("Magenta style predictor starts from random init (no --inception-weights); the original "
                     "starts from ImageNet Inception-v3")
         return variables
     from jax_ast.pretrained.magenta import load_inception_v3, with_inception  # noqa: PLC0415
 
-    return with_inception(variables, load_inception_v3(cfg.inception_weights))
+    return with_inception(variables, load_inception_v3(cfg.weights.inception_weights))
 
 
 PLUGIN = Architecture(
@@ -61,7 +61,7 @@ PLUGIN = Architecture(
     native_loss_network=lambda encoder: ("vgg16_slim", "relu4_3"), objective=objective,
     min_crop=43, min_crop_why="Inception-v3 up to Mixed_6e", init_size=128, stylize_size=256,
     recipe=dict(learning_rate=1e-5, lr_decay=0.0, iterations=8_000_000, batch_size=8, crop_size=256,
-                content_weight=1.0, style_weight="1"),
+                content_weight=1.0, style_weight=1.0),
     augment=augment,
     release_files="model.ckpt.index + model.ckpt.data-* (a TF checkpoint; or pass the .npz of its variables)",
     release_patterns=None, release_tables=lambda variant: {}, load_release=load_release, initialise=initialise,

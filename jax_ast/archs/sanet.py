@@ -47,7 +47,7 @@ PLUGIN = Architecture(
     native_loss_network=lambda encoder: None, objective=objective,
     min_crop=32, min_crop_why="2x2 positions at relu5_1, stride 16",
     recipe=dict(learning_rate=1e-4, lr_decay=5e-5, iterations=160_000, batch_size=5, crop_size=256,
-                content_weight=1.0, style_weight="3"),
+                content_weight=1.0, style_weight=3.0),
     augment=square_resize_crop,
     release_files="vgg_normalised.pth + decoder_iter_*.pth + transformer_iter_*.pth",
     release_patterns=lambda variant: {"encoder": VGG_FILES, "decoder": ("decoder_iter_*.pth", "decoder.pth"),

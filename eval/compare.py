@@ -2,7 +2,8 @@
 
 Prints (or writes) a markdown table with one row per run: the paper-style columns (mean, median, std of the
 classic and balanced style losses; docs/losses.md, What the paper reports) followed by the means of `--extra` metrics
-(default: content loss, SSIM, PSNR, Lab colour distance), and a second table of the per-layer Pearson r of
+(default: content loss, SSIM, PSNR, Lab colour distance), the deception rate where `eval.deception` wrote one
+into the folder, and a second table of the per-layer Pearson r of
 the classic loss against its bound. Runs are labelled by arch and checkpoint name, or by ``--labels``.
 
 Exit status (`eval.guards`): 0 done; 2 for a usage or input error (a folder without a readable, well-formed
@@ -21,6 +22,7 @@ from eval import analysis, guards, records, report
 
 DEFAULT_EXTRA = ("content/total", "ssim", "psnr", "color_lab")
 TABLE_STATS = ("count", "mean", "median", "std")  # what the paper-style table reads of each total
+DECEPTION_NAME = "deception.json"  # eval.deception's result, shown as a column when present
 
 
 def load_summary(run_dir: Path) -> dict:
@@ -38,6 +40,14 @@ def load_summary(run_dir: Path) -> dict:
     if problem:
         raise records.RecordsError(f"{path} is not an eval.run summary: {problem}; rerun eval.run on {run_dir} "
                                    "to rewrite it")
+    deception = Path(run_dir) / DECEPTION_NAME
+    if deception.is_file():  # written by eval.deception into the same folder
+        try:
+            result = records.read_json(deception)
+            summary["deception"] = {key: result[key] for key in ("rate", "ci")}
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise records.RecordsError(f"{deception} is unreadable ({type(error).__name__}: {error}); rerun "
+                                       "eval.deception with --overwrite") from None
     return summary
 
 
@@ -67,18 +77,29 @@ def _summary_problem(summary: object) -> str | None:
     return None
 
 
+def _deception_cell(result: dict | None) -> str:
+    if result is None:
+        return "n/a"
+    low, high = result["ci"]
+    return f"{analysis.format_number(result['rate'])} [{analysis.format_number(low)}, {analysis.format_number(high)}]"
+
+
 def comparison_markdown(summaries: Sequence[dict], labels: Sequence[str] | None = None,
                         extra: Sequence[str] = DEFAULT_EXTRA) -> str:
     """Markdown: the paper-style table (+ means of `extra` metrics) and the Pearson-r table, one row per run."""
     if labels is not None and len(labels) != len(summaries):
         raise ValueError(f"{len(labels)} labels for {len(summaries)} runs")
     labels = list(labels) if labels is not None else [s.get("label", f"run {i}") for i, s in enumerate(summaries)]
+    with_deception = any("deception" in s for s in summaries)
     header = [*analysis.PAPER_TABLE_HEADER, *(f"{name} mean" for name in extra)]
+    header += ["deception rate [95 % CI]"] if with_deception else []
     rows = []
     for label, summary in zip(labels, summaries):
         stats = summary["stats"]
         cells = analysis.paper_table_row(label, stats)
         cells += [analysis.format_number(stats[name]["mean"]) if name in stats else "n/a" for name in extra]
+        if with_deception:
+            cells.append(_deception_cell(summary.get("deception")))
         rows.append(cells)
     layers = list(dict.fromkeys(layer for s in summaries for layer in s.get("pearson_classic_vs_bound", {})))
     r_rows = [[label, *(analysis.format_number(s.get("pearson_classic_vs_bound", {}).get(layer)) for layer in layers)]

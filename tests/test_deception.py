@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from eval import artist_classifier, artist_data, compare, deception, records
+from eval import artist_classifier, artist_data, compare, deception
 from eval import run as eval_run
 from jax_ast.data import DataError, bundled_dir
 from jax_ast.models.artist import ArtistClassifier, merge_params, split_backbone

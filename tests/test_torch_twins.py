@@ -62,7 +62,9 @@ def test_network_twin_on_vgg16_normalised_matches_jax(arch):
     assert error < RTOL, (arch, error)
 
 
-def test_twins_reject_unknown_variants_taps_and_encoders():
+def test_twins_and_weights_reject_unknown_variants_taps_encoders_and_weights():
+    with pytest.raises(ValueError, match="unknown VGG weights 'pretrained'; valid: imagenet, random"):
+        bench_config("adain", weights="pretrained")
     with pytest.raises(ValueError, match="unknown VGG variant 'vgg11'"):
         VGG("vgg11", ("relu1_1",))
     with pytest.raises(ValueError, match=r"unknown taps \['relu5_4'\] for vgg16_slim"):

@@ -245,7 +245,7 @@ def load_model(arch: str, checkpoint: str, *, variant: str | None = None, seed: 
 
 
 def random_model(arch: str, *, seed: int = 0, **config: Any) -> tuple[Any, Any]:
-    """(model, seeded random variables) for `arch`, without the warning banner (benchmarks, tests)."""
+    """(model, seeded random variables) for `arch`, without the warning banner (tests)."""
     return _random_init(arch, tuple(sorted(config.items())), seed)
 
 

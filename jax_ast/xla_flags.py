@@ -1,8 +1,9 @@
 """XLA flags that jax-ast sets for speed before JAX starts (the user's own XLA_FLAGS always win).
 
 On CPU, XLA's default YNNPACK fusion runs VGG's 3x3 convolutions 1.4-2.3x slower than XLA's own conv
-emitter on AVX2 machines (measured by `eval.bench_losses` and `train.bench`; docs/performance.md). Turning it
-off has no effect on GPU or TPU backends, so entry points call `prefer_fast_cpu_convolutions()` unconditionally.
+emitter on AVX2 machines (measured by `benchmarks.losses` and `benchmarks.train_step`; docs/performance.md).
+Turning it off has no effect on GPU or TPU backends, so entry points call `prefer_fast_cpu_convolutions()`
+unconditionally.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Smoke test of the train-step benchmark (`python -m train.bench --quick`): tables, JSON, parity."""
+"""Smoke test of the train-step benchmark (`python -m benchmarks.train_step --quick`): tables, JSON, parity."""
 
 import importlib.util
 import json
 
-from train import bench
+from benchmarks import train_step as bench
 
 
 def test_quick_benchmark_reports_every_column(tmp_path, capsys):

@@ -1,78 +1,64 @@
-"""Inference throughput, jax-ast vs a PyTorch equivalent: ``python -m eval.bench_stylize [--archs ...] [--quick]``.
+"""Inference throughput, jax-ast vs a PyTorch twin: ``python -m benchmarks.stylize [--archs ...] [--quick]``.
 
-For each network and setting (512x512 batch 1, 256x256 batch 8; content and style the same size) it times
-the full stylisation ``(content, style) -> image`` on one device: JAX ``jax.jit`` of ``model.apply`` and the
-PyTorch module of the same layout (`eval._torch_reference`) under ``torch.inference_mode`` with
-``channels_last`` (the faster torch layout on this CPU). Both get the same random
-weights, and the first outputs are compared before any timing. Rounds are interleaved (JAX, torch, JAX,
-...) because this shared machine drifts by up to 2x between minutes; medians and minima are reported with
-the JAX/torch time ratio (< 1: JAX is faster). Compilation / first-call time is reported separately.
-
-XLA flag: ``--xla_cpu_experimental_ynn_fusion_type=`` (empty: no YNNPACK fusions) is added to XLA_FLAGS in
-this process only, unless XLA_FLAGS already sets it: on this AVX2 CPU, XLA's own convolution thunks are
-~1.4x faster than YNNPACK fusions for VGG-style 3x3 convs (docs/performance.md). It must be set before JAX
-creates its CPU backend, hence `jax` is imported only inside `main`.
+For each network and setting (512x512 batch 1, 256x256 batch 8, or ``--size``/``--batch``; content and
+style the same size) it times the full stylisation ``(content, style) -> image`` of bundled photos on one
+device: JAX ``jax.jit`` of ``model.apply`` and the PyTorch module of the same layout
+(`benchmarks.torch_nets`) under ``torch.inference_mode`` with ``channels_last`` (the faster torch layout
+on this CPU). Both get the same weights: the real ImageNet VGG-16 (`vgg16_normalised`) as the encoder of
+AdaIN, SANet and LinearTransfer and a seeded random init for the rest (`benchmarks.inputs`;
+``--vgg-weights random`` randomises the encoder too). The first outputs are compared before any timing.
+Rounds are interleaved (JAX, torch, JAX, ...) because this shared machine drifts by up to 2x between
+minutes; medians and minima are reported with the JAX/torch time ratio (< 1: JAX is faster).
+Compilation / first-call time is reported separately. XLA's YNNPACK fusions are turned off before JAX
+starts unless XLA_FLAGS sets that flag (`jax_ast.xla_flags`, docs/performance.md).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import statistics
-import sys
-import time
-from typing import Any, Callable
 
-import numpy as np
+from benchmarks.timing import OMP_WAIT_POLICY, ynn_note
+from jax_ast.xla_flags import YNN_FLAG, prefer_fast_cpu_convolutions
 
-from jax_ast.xla_flags import YNN_FLAG
+USER_YNN_FLAG = YNN_FLAG in os.environ.get("XLA_FLAGS", "")
+prefer_fast_cpu_convolutions()  # before JAX starts
+os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)  # before torch starts its OpenMP threads
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks.inputs import RANDOM_WARNING, WEIGHTS, bench_config, photos, variables_for  # noqa: E402
+from benchmarks.timing import ratios, time_calls  # noqa: E402
 
 ARCHS = ("adain", "sanet", "linear", "magenta")
 FULL_SETTINGS = ((512, 1), (256, 8))  # (side, batch)
 QUICK_SETTINGS = ((64, 1), (48, 2))
 MAGENTA_MIN_STYLE = 64  # Inception to Mixed_6e needs >= 43 px; quick mode keeps Magenta's style above that
+MIN_SIDE = 32  # SANet: >= 2x2 positions at relu5_1 for unbiased statistics
 
 
-def _apply_xla_flag() -> str:
-    """Adds the YNN-off flag to XLA_FLAGS unless the caller set it; returns a note for the report."""
-    flags = os.environ.get("XLA_FLAGS", "")
-    if YNN_FLAG in flags:
-        return f"XLA_FLAGS already sets {YNN_FLAG}; left as is"
-    os.environ["XLA_FLAGS"] = f"{flags} {YNN_FLAG}=".strip()
-    note = f"added {YNN_FLAG}= (YNNPACK fusions off) to XLA_FLAGS for this process"
-    if "jax" in sys.modules:  # XLA reads its flags when the backend starts, on the first computation
-        note += " (jax was imported earlier: it applies only if nothing has run on JAX yet)"
-    return note
-
-
-def _time_calls(call: Callable[[], Any], runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def _jax_runner(arch: str, content: np.ndarray, style: np.ndarray):
-    import jax
-
-    from eval.stylize import random_model
-    model, variables = random_model(arch, seed=0)
+def _jax_runner(model: Any, variables: dict, content: np.ndarray, style: np.ndarray):
     apply = jax.jit(lambda v, c, s: model.apply(v, c, s)[0])
     content, style = jax.device_put(content), jax.device_put(style)
     start = time.perf_counter()
     first = np.asarray(apply(variables, content, style))
     compile_s = time.perf_counter() - start
-    return (lambda: apply(variables, content, style).block_until_ready()), first, compile_s, variables
+    return (lambda: apply(variables, content, style).block_until_ready()), first, compile_s
 
 
-def _torch_runner(arch: str, variables: Any, content: np.ndarray, style: np.ndarray, channels_last: bool):
+def _torch_runner(arch: str, variables: dict, content: np.ndarray, style: np.ndarray, channels_last: bool):
     import torch
 
-    from eval._torch_reference import NETWORKS, load_flax_variables
-    module = load_flax_variables(NETWORKS[arch](), variables)
+    from benchmarks.torch_nets import load_flax_variables, network
+
+    module = load_flax_variables(network(arch, bench_config(arch).encoder_variant), variables)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     module = module.to(memory_format=layout)
     to_torch = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(memory_format=layout)  # noqa: E731
@@ -88,14 +74,13 @@ def _torch_runner(arch: str, variables: Any, content: np.ndarray, style: np.ndar
 
 
 def bench_setting(arch: str, side: int, batch: int, *, rounds: int, runs: int, use_torch: bool,
-                  channels_last: bool) -> dict:
-    """Times one (network, size, batch) setting; returns a result row."""
-    rng = np.random.default_rng(0)
+                  channels_last: bool, weights: str = "imagenet") -> dict:
+    """Times one (network, size, batch) setting with `weights` VGGs; returns a result row."""
     style_side = max(side, MAGENTA_MIN_STYLE) if arch == "magenta" else side
-    content = rng.random((batch, side, side, 3), dtype=np.float32)
-    style = rng.random((batch, style_side, style_side, 3), dtype=np.float32)
-    jax_call, jax_first, jax_compile, variables = _jax_runner(arch, content, style)
-    row = {"arch": arch, "size": side, "batch": batch, "jax_first_call_s": jax_compile}
+    content, style = photos("content", batch, side), photos("style", batch, style_side)
+    model, variables = variables_for(arch, weights)
+    jax_call, jax_first, jax_compile = _jax_runner(model, variables, content, style)
+    row = {"arch": arch, "size": side, "batch": batch, "vgg_weights": weights, "jax_first_call_s": jax_compile}
     torch_call = None
     if use_torch:
         torch_call, torch_first, row["torch_first_call_s"] = _torch_runner(arch, variables, content, style,
@@ -104,16 +89,15 @@ def bench_setting(arch: str, side: int, batch: int, *, rounds: int, runs: int, u
         row["max_abs_output"] = float(np.abs(jax_first).max())
     times = {"jax": [], "torch": []}
     for _ in range(rounds):  # interleaved, so machine drift hits both frameworks alike
-        times["jax"] += _time_calls(jax_call, runs)
+        times["jax"] += time_calls(jax_call, runs)
         if torch_call is not None:
-            times["torch"] += _time_calls(torch_call, runs)
+            times["torch"] += time_calls(torch_call, runs)
     for name, values in times.items():
         if values:
             row[f"{name}_median_s"], row[f"{name}_min_s"] = statistics.median(values), min(values)
             row[f"{name}_img_per_s"] = batch / row[f"{name}_median_s"]
     if use_torch:
-        row["jax_over_torch_median"] = row["jax_median_s"] / row["torch_median_s"]
-        row["jax_over_torch_min"] = row["jax_min_s"] / row["torch_min_s"]
+        row.update(ratios(times["jax"], times["torch"]))
     return row
 
 
@@ -138,11 +122,25 @@ def _torch_available(threads: int) -> bool:
     return True
 
 
+def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[tuple[int, int], ...]:
+    if (args.size is None) != (args.batch is None):
+        parser.error("give --size and --batch together")
+    if args.size is not None:
+        if args.size < MIN_SIDE or args.batch < 1:
+            parser.error(f"--size must be at least {MIN_SIDE} and --batch positive, got {args.size}, {args.batch}")
+        return ((args.size, args.batch),)
+    return QUICK_SETTINGS if args.quick else FULL_SETTINGS
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.bench_stylize", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.stylize", description=__doc__.split("\n\n")[0])
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS, metavar="ARCH",
                         help=f"networks to time (default: all of {', '.join(ARCHS)})")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and one round: checks that it runs")
+    parser.add_argument("--size", type=int, help="one setting instead of the defaults: side in px (with --batch)")
+    parser.add_argument("--batch", type=int, help="one setting instead of the defaults: batch (with --size)")
+    parser.add_argument("--vgg-weights", default="imagenet", choices=WEIGHTS,
+                        help="the encoder's VGG: the installed ImageNet VGG-16 (default) or random")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (JAX then torch)")
     parser.add_argument("--runs", type=int, default=3, help="timed calls per framework per round")
     parser.add_argument("--no-torch", action="store_true", help="time JAX only")
@@ -152,30 +150,33 @@ def main(argv=None) -> int:
                              "avoid OpenMP spin-wait stalls (seen: 30x slower with 2 threads on 2 busy cores)")
     parser.add_argument("--json", help="also write the result rows to this JSON file")
     args = parser.parse_args(argv)
-    note = _apply_xla_flag()
-    import jax
-
+    settings = _settings(args, parser)
+    note = ynn_note(USER_YNN_FLAG)
     use_torch = not args.no_torch and _torch_available(args.torch_threads)
     rounds, runs = (1, 1) if args.quick else (args.rounds, args.runs)
-    settings = QUICK_SETTINGS if args.quick else FULL_SETTINGS
     print(f"{note}\njax {jax.__version__} on {jax.devices()[0].device_kind}; os.cpu_count() = {os.cpu_count()}; "
-          f"{rounds} round(s) x {runs} run(s) per framework")
+          f"{rounds} round(s) x {runs} run(s) per framework; {args.vgg_weights} VGG weights")
+    if args.vgg_weights == "random":
+        print(RANDOM_WARNING, flush=True)
     if not use_torch:
         print("torch " + ("disabled (--no-torch)" if args.no_torch else "is not importable") + ": JAX figures only")
     else:
         import torch
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-              f"{'NCHW' if args.no_channels_last else 'channels_last'}; same random weights in both")
+              f"{'NCHW' if args.no_channels_last else 'channels_last'}; same weights in both; "
+              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     rows = []
     for arch in args.archs:
         for side, batch in settings:
             row = bench_setting(arch, side, batch, rounds=rounds, runs=runs, use_torch=use_torch,
-                                channels_last=not args.no_channels_last)
+                                channels_last=not args.no_channels_last, weights=args.vgg_weights)
             print(format_row(row), flush=True)
             rows.append(row)
+    if args.vgg_weights == "random":
+        print(RANDOM_WARNING)
     if args.json:
         with open(args.json, "w") as stream:
-            json.dump({"note": note, "rows": rows}, stream, indent=1)
+            json.dump({"note": note, "vgg_weights": args.vgg_weights, "rows": rows}, stream, indent=1)
     return 0
 
 

@@ -1,12 +1,12 @@
-"""PyTorch training steps equivalent to `train.step` (native, classic and balanced objectives), for `train.bench`.
+"""PyTorch training steps equivalent to `train.step` (native, classic and balanced objectives), for
+`benchmarks.train_step`.
 
-The networks are `eval._torch_reference`'s (same layouts, Flax-like parameter names), loaded with the same
-initial weights as the jax-ast state; the loss networks are built here from `jax_ast.models.vgg.VGG_SPECS`.
+The networks and VGG loss networks are `benchmarks.torch_nets`'s twins (same layouts, Flax-like parameter
+names), built on the variants the `TrainConfig` names and loaded with the jax-ast run's initial weights.
 Each objective follows the original PyTorch training code: target-side features (content, style) are
 computed once, without a graph (frozen weights, inputs without gradient); the output side is
 differentiated. With loss="classic"/"balanced" the native style term has weight 0 and is skipped; the
 paper's VGG-16 style term replaces it (as `train.step.objective`). Tensors are NCHW, images RGB in [0, 1].
-Needs ``torch``; nothing in `jax_ast` imports this module.
 """
 
 from __future__ import annotations
@@ -15,64 +15,12 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 import jax_ast.losses as L
-from eval._torch_reference import NETWORKS, Conv, load_flax_variables
+from benchmarks.torch_nets import Feats, load_flax_variables, network, vgg
 from jax_ast.configs import TrainConfig
-from jax_ast.models.vgg import CAFFE_MEAN_RGB, CHANNELS_PER_BLOCK, IMAGENET_MEAN, IMAGENET_STD, VGG_SPECS, tap_names
 
-Feats = dict[str, torch.Tensor]
 LST_LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # as train.step.LST_LOSS_LAYERS
-NATIVE_LOSS_VARIANT = {"linear": "vgg19_lst", "magenta": "vgg16_slim"}
-
-
-class VGGFeatures(nn.Module):
-    """A `jax_ast.models.vgg.VGG` variant in torch, up to the deepest of `taps`; returns {tap: NCHW}."""
-
-    def __init__(self, variant: str, taps: tuple[str, ...]):
-        super().__init__()
-        self.spec, self.taps = VGG_SPECS[variant], tuple(taps)
-        all_taps = tap_names(variant)
-        self.names = [t.replace("relu", "conv") for t in all_taps[: max(all_taps.index(t) for t in taps) + 1]]
-        padding = "reflect" if self.spec.padding == "reflect" else "zero"
-        if self.spec.preprocess == "learned_1x1":
-            self.preprocess = Conv(3, 3, 1, padding="valid")
-        in_ch = 3
-        for name in self.names:
-            out_ch = CHANNELS_PER_BLOCK[int(name[4]) - 1]
-            self.add_module(name, Conv(in_ch, out_ch, 3, padding=padding))
-            in_ch = out_ch
-
-    def _preprocess(self, images: torch.Tensor) -> torch.Tensor:
-        if self.spec.preprocess == "imagenet":
-            mean, std = (torch.tensor(v, dtype=images.dtype).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
-            return (images - mean) / std
-        if self.spec.preprocess == "caffe_rgb":
-            return images * 255.0 - torch.tensor(CAFFE_MEAN_RGB, dtype=images.dtype).view(1, 3, 1, 1)
-        return self.preprocess(images)
-
-    def forward(self, images: torch.Tensor) -> Feats:
-        x, feats = self._preprocess(images), {}
-        for name in self.names:
-            if name.endswith("_1") and name != "conv1_1":
-                if self.spec.pooling == "avg":
-                    x = F.avg_pool2d(x, 2, 2)
-                else:
-                    x = F.max_pool2d(x, 2, 2, ceil_mode=self.spec.pooling == "max_ceil")
-            x = F.relu(getattr(self, name)(x))
-            if "relu" + name[4:] in self.taps:
-                feats["relu" + name[4:]] = x
-        return feats
-
-
-def loss_network(variant: str, taps: tuple[str, ...], params: dict) -> VGGFeatures:
-    """A frozen `VGGFeatures` loaded with the Flax `params` ({"conv1_1": {"kernel", "bias"}, ...})."""
-    net = VGGFeatures(variant, taps)
-    wanted = {name for name, _ in net.named_children()}
-    net = load_flax_variables(net, {"params": {k: v for k, v in params.items() if k in wanted}})
-    return net.requires_grad_(False)
 
 
 # --- loss terms, [B] per sample, as in jax_ast.losses -------------------------------------------------
@@ -210,17 +158,18 @@ class TorchTrainStep:
                  style_weight: float, channels_last: bool = True):
         self.cfg, self.replaced = cfg, cfg.loss != "native"
         self.layout = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = load_flax_variables(NETWORKS[cfg.arch](), variables).to(memory_format=self.layout)
+        self.model = load_flax_variables(network(cfg.arch, cfg.encoder_variant), variables)
+        self.model = self.model.to(memory_format=self.layout)
         if cfg.arch == "magenta":
             self.model.train()
         for name, param in self.model.named_parameters():  # Magenta's BatchNorms are centre-only: no scale
             param.requires_grad_(name.split(".")[0] in trainable and not name.endswith("BatchNorm.weight"))
         self.nets = {}
-        if cfg.arch in NATIVE_LOSS_VARIANT:
+        if cfg.native_loss_network is not None:
             taps = LST_LOSS_LAYERS if cfg.arch == "linear" else L.PAPER_STYLE_LAYERS
-            self.nets["native"] = loss_network(NATIVE_LOSS_VARIANT[cfg.arch], taps, loss_nets["native_loss_net"])
+            self.nets["native"] = vgg(cfg.native_loss_network[0], taps, loss_nets["native_loss_net"])
         if self.replaced:
-            self.nets["paper"] = loss_network("vgg16", L.PAPER_STYLE_LAYERS, loss_nets["paper_loss_net"])
+            self.nets["paper"] = vgg(cfg.loss_network, L.PAPER_STYLE_LAYERS, loss_nets["paper_loss_net"])
         for net in self.nets.values():
             net.to(memory_format=self.layout)
         self.weights = {"content": cfg.content_weight, "style": 0.0 if self.replaced else style_weight,

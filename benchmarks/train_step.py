@@ -1,13 +1,14 @@
 """Benchmark of the training step on CPU: jax-ast vs PyTorch, and jax-ast's pmap scaling over CPU devices.
 
-    python -m train.bench [--archs adain sanet linear magenta] [--loss native|classic|balanced] [--batch 8]
-        [--size 256] [--rounds 2] [--runs 3] [--devices 1 2 4 8] [--quick] [--no-torch]
-        [--torch-threads N] [--no-channels-last] [--json PATH]
+    python -m benchmarks.train_step [--archs adain sanet linear magenta] [--loss native|classic|balanced]
+        [--batch 8] [--size 256] [--rounds 2] [--runs 3] [--devices 1 2 4 8] [--vgg-weights imagenet|random]
+        [--quick] [--no-torch] [--torch-threads N] [--no-channels-last] [--json PATH]
 
 For each network it times (a) the real pmapped `train.step.train_step`, built as `train.loop` builds it
-(random VGG weights, constant style weight), on 1 device next to an equivalent PyTorch step
-(`train._torch_train_reference`: same layout, same loss terms, Adam on the same trainable part, frozen
-encoder) and (b) the jax-ast step on 1, 2, 4 and 8 CPU devices at the same global batch. A device count
+(constant style weight) on the real ImageNet VGG-16 as ``--preset cpu`` trains (`benchmarks.inputs`), on 1
+device next to an equivalent PyTorch step (`benchmarks.torch_train`: same layout, same weights, same loss
+terms, Adam on the same trainable part, frozen encoder) and (b) the jax-ast step on 1, 2, 4 and 8 CPU
+devices at the same global batch. The batches are the bundled photos. A device count
 is fixed when XLA starts, so every count runs in its own worker process; the workers stay alive for the
 whole network and the rounds are interleaved over all of them (and torch), so machine drift hits every
 column alike. Every step is synced (its metrics fetched), as in `train.loop`. Compilation and the first
@@ -30,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.inputs import ENCODER, LOSS_NETWORK, RANDOM_WARNING, WEIGHTS, bench_config, photo_batches
+from benchmarks.timing import OMP_WAIT_POLICY, ratios, ynn_note
 from jax_ast.xla_flags import YNN_FLAG
 
 ARCHS = ("adain", "sanet", "linear", "magenta")
@@ -43,44 +46,30 @@ FULL = {"size": 256, "rounds": 2, "runs": 3, "archs": list(ARCHS)}
 QUICK = {"size": 32, "rounds": 1, "runs": 2, "archs": ["adain", "linear"]}
 MAGENTA_MIN_SIZE = 64  # Magenta's style goes through Inception (>= 43 px)
 SIZE_MULTIPLE, MIN_SIZE = 16, 32  # SANet's relu5_1 grid; >= 2x2 positions at relu5_1 for unbiased statistics
-# torch's OpenMP threads spin-wait by default; on a busy 2-core VM that made a torch step 15-20x slower
-# (3.3 s instead of 0.19 s at 32 px); sleeping waiters avoid it. An OMP_WAIT_POLICY set by the caller wins.
-OMP_WAIT_POLICY = "PASSIVE"
-REPLY = "@@train.bench@@ "  # marks the worker's protocol lines on stdout
+REPLY = "@@benchmarks.train_step@@ "  # marks the worker's protocol lines on stdout
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def xla_flags(devices: int, environment: str) -> tuple[str, str]:
     """(XLA_FLAGS for a worker with `devices` CPU devices, note): YNN fusions off unless the caller chose."""
     flags = [f for f in environment.split() if not f.startswith(DEVICE_FLAG)]
-    if any(f.startswith(YNN_FLAG) for f in flags):
-        note = f"XLA_FLAGS already sets {YNN_FLAG}; left as is"
-    else:
+    user_set = any(f.startswith(YNN_FLAG) for f in flags)
+    if not user_set:
         flags.append(f"{YNN_FLAG}=")
-        note = f"added {YNN_FLAG}= (YNNPACK fusions off, docs/performance.md) to XLA_FLAGS"
+    note = ynn_note(user_set)
     if not any(f.startswith(TERMINATE_FLAG) for f in flags):
         flags.append(f"{TERMINATE_FLAG}={TERMINATE_S}")
     return " ".join([*flags, f"{DEVICE_FLAG}={devices}"]), note
 
 
-def random_batches(batch: int, size: int, count: int = 2, seed: int = 0) -> list[dict[str, np.ndarray]]:
-    """`count` batches {"content", "style"}: uint8 [batch, size, size, 3], as the data stream yields."""
-    rng = np.random.default_rng(seed)
-    return [{k: rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8) for k in ("content", "style")}
-            for _ in range(count)]
-
-
 # --- worker process: one device count, one network ----------------------------------------------------
 
-def _bench_config(arch: str, loss: str, batch: int, size: int):
+def _bench_config(job: dict):
     from jax_ast.configs import default_config
 
-    style_weight = default_config(arch).style_weight  # the native default, also used as a constant beta
-    # The PyTorch reference step builds the originals' encoders and torchvision's VGG-16 loss network, so
-    # both sides use that layout here; step time does not depend on the weights' values.
-    return default_config(arch, loss, batch_size=batch, crop_size=size, style_weight=style_weight,
-                          loss_network="vgg16", vgg_weights="random", loss_vgg_weights="random",
-                          native_loss_weights="random")
+    style_weight = default_config(job["arch"]).style_weight  # the native default, also used as a constant beta
+    return bench_config(job["arch"], job["loss"], weights=job["weights"], batch_size=job["batch"],
+                        crop_size=job["size"], style_weight=style_weight)
 
 
 def build_jax_step(cfg):
@@ -119,7 +108,7 @@ def build_jax_step(cfg):
 def _build_torch_step(cfg, initial: dict, threads: int, channels_last: bool):
     import torch
 
-    from train._torch_train_reference import TorchTrainStep
+    from benchmarks.torch_train import TorchTrainStep
 
     torch.set_num_threads(threads)
     return TorchTrainStep(cfg, initial["variables"], initial["trainable"], initial["loss_nets"],
@@ -136,7 +125,7 @@ def _build(job: dict) -> tuple[dict, dict]:
     """Builds the steps of a worker (jax-ast, and torch if asked); returns (bench, reply)."""
     import jax
 
-    cfg = _bench_config(job["arch"], job["loss"], job["batch"], job["size"])
+    cfg = _bench_config(job)
     start = time.perf_counter()
     jax_step, initial = build_jax_step(cfg)
     reply = {"devices": jax.device_count(), "jax_version": jax.__version__, "style_weight": float(cfg.style_weight),
@@ -147,7 +136,7 @@ def _build(job: dict) -> tuple[dict, dict]:
 
         steps["torch"] = _build_torch_step(cfg, initial, job["torch_threads"], job["channels_last"])
         reply.update(torch_version=torch.__version__, torch_threads=torch.get_num_threads())
-    return {"steps": steps, "batches": random_batches(job["batch"], job["size"]), "position": 0}, reply
+    return {"steps": steps, "batches": photo_batches(job["batch"], job["size"]), "position": 0}, reply
 
 
 def _run(bench: dict, framework: str, runs: int) -> tuple[list[float], list[float]]:
@@ -204,7 +193,7 @@ class Worker:
         env["XLA_FLAGS"] = xla_flags(devices, os.environ.get("XLA_FLAGS", ""))[0]
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         self.stderr = tempfile.TemporaryFile(mode="w+")
-        self.process = subprocess.Popen([sys.executable, "-m", "train.bench", "--worker"], stdin=subprocess.PIPE,
+        self.process = subprocess.Popen([sys.executable, "-m", "benchmarks.train_step", "--worker"], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, stderr=self.stderr, text=True, env=env,
                                         cwd=REPO_ROOT)
 
@@ -249,7 +238,8 @@ def bench_arch(arch: str, args: argparse.Namespace, use_torch: bool) -> dict:
     """Times one network on every device count (and torch on 1 device); returns its result row."""
     size = max(args.size, MAGENTA_MIN_SIZE) if arch == "magenta" else args.size
     counts = sorted(set(args.devices) | {1})
-    job = {"arch": arch, "loss": args.loss, "batch": args.batch, "size": size, "torch": False,
+    job = {"arch": arch, "loss": args.loss, "batch": args.batch, "size": size, "weights": args.vgg_weights,
+           "torch": False,
            "torch_threads": args.torch_threads, "channels_last": not args.no_channels_last}
     workers = {n: Worker(n, dict(job, torch=use_torch and n == 1)) for n in counts}
     try:
@@ -279,8 +269,7 @@ def bench_arch(arch: str, args: argparse.Namespace, use_torch: bool) -> dict:
     if use_torch:
         row["torch"] = {**_stats(times["torch"], args.batch), "warmup_s": one["torch_warmup_s"],
                         "first_loss": one["torch_first_loss"]}
-        row["jax_over_torch_median"] = row["jax"]["median_s"] / row["torch"]["median_s"]
-        row["jax_over_torch_min"] = row["jax"]["min_s"] / row["torch"]["min_s"]
+        row.update(ratios(times[1], times["torch"]))
         row["first_loss_rel_diff"] = abs(one["jax_first_loss"] - one["torch_first_loss"]) / max(
             abs(one["torch_first_loss"]), 1e-30)
     row["versions"] = {k: v for k, v in one.items() if k.endswith(("_version", "_threads"))}
@@ -324,7 +313,7 @@ def _torch_importable() -> bool:
 
 
 def parse_args(argv) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m train.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.train_step", description=__doc__.split("\n\n")[0])
     parser.add_argument("--archs", nargs="+", choices=ARCHS, metavar="ARCH",
                         help=f"networks (default: all of {', '.join(ARCHS)}; --quick: {' '.join(QUICK['archs'])})")
     parser.add_argument("--loss", default="native", choices=LOSSES, help="training objective (default native)")
@@ -335,6 +324,8 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help=f"timed steps per column per round (default {FULL['runs']}; "
                         f"--quick {QUICK['runs']})")
     parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8], help="CPU device counts for pmap")
+    parser.add_argument("--vgg-weights", default="imagenet", choices=WEIGHTS,
+                        help="VGG encoder and loss networks: the installed ImageNet VGG-16 (default) or random")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: checks that it runs")
     parser.add_argument("--no-torch", action="store_true", help="time jax-ast only")
     parser.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1, help="torch intra-op threads")
@@ -364,8 +355,11 @@ def main(argv=None) -> int:
     note = xla_flags(1, os.environ.get("XLA_FLAGS", ""))[1]
     note += f"; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', OMP_WAIT_POLICY)} in the workers"
     print(f"train-step benchmark: loss={args.loss}, {args.size}x{args.size}, global batch {args.batch}, "
-          f"{args.rounds} round(s) x {args.runs} step(s) per column; random VGG weights, constant style weight\n"
+          f"{args.rounds} round(s) x {args.runs} step(s) per column; {args.vgg_weights} VGG weights "
+          f"(encoder {ENCODER}, loss network {LOSS_NETWORK}), constant style weight\n"
           f"{note}; os.cpu_count() = {os.cpu_count()}", flush=True)
+    if args.vgg_weights == "random":
+        print(RANDOM_WARNING, flush=True)
     if not use_torch:
         print("torch " + ("disabled (--no-torch)" if args.no_torch else "is not importable") + ": jax-ast only")
     rows = []
@@ -374,6 +368,8 @@ def main(argv=None) -> int:
         versions = ", ".join(f"{k} {v}" for k, v in rows[-1]["versions"].items())
         print(f"{arch}: done ({versions})", file=sys.stderr, flush=True)
     print(format_tables(rows, args.devices))
+    if args.vgg_weights == "random":
+        print(RANDOM_WARNING)
     if args.json:
         settings = {k: v for k, v in vars(args).items() if k not in ("json", "worker")}
         with open(args.json, "w") as stream:

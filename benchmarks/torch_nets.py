@@ -1,9 +1,9 @@
-"""PyTorch equivalents of the four jax-ast inference networks, for `eval.bench_stylize` only.
+"""PyTorch twins of jax-ast's VGG variants and four networks, for the benchmarks and the parity tests.
 
 Same layouts as the Flax modules (built from the same layer tables), NCHW, and parameter names that mirror
 the Flax paths (``encoder.conv1_1.kernel``), so `load_flax_variables` gives both frameworks the same
-weights and the benchmark can check that they compute the same images before timing them.
-Needs ``torch``; nothing in `jax_ast` imports this module.
+weights (e.g. the real ImageNet VGG-16 that `jax_ast.pretrained.load_vgg` reads) and the benchmarks can
+check that both compute the same thing before timing them. Needs ``torch``; nothing in `jax_ast` imports this.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ import torch.nn.functional as F
 from flax.traverse_util import flatten_dict
 from torch import nn
 
+import jax_ast.losses as L
 from jax_ast.models.decoders import DECODER_R41
 from jax_ast.models.inception import MIXED_BLOCKS, STEM, ConvUnit, tf_same_padding
 from jax_ast.models.magenta import CONTRACT_CONVS, EXPAND_CONVS, NUM_RESIDUAL_BLOCKS, SITE_DEPTHS, STYLE_NORM_SITES
-from jax_ast.models.vgg import CHANNELS_PER_BLOCK
+from jax_ast.models.vgg import CAFFE_MEAN_RGB, CHANNELS_PER_BLOCK, IMAGENET_MEAN, IMAGENET_STD, VGG_SPECS, tap_names
 
-VGG19_CONVS_PER_BLOCK = (2, 2, 4, 4, 4)
+Feats = dict[str, torch.Tensor]
 
 
 def _conv(x: torch.Tensor, kernel: torch.Tensor, bias, stride: int, padding: str) -> torch.Tensor:
@@ -79,30 +80,50 @@ def _up2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
-class VGGEncoder(nn.Module):
-    """`vgg19_normalised` (ceil-mode pools) or `vgg19_lst` (floor) up to `last` (e.g. "conv4_1")."""
+class VGG(nn.Module):
+    """A `jax_ast.models.vgg.VGG` variant up to the deepest of `taps`: RGB [B, 3, H, W] in [0, 1] -> {tap: NCHW}."""
 
-    def __init__(self, last: str, ceil_mode: bool):
+    def __init__(self, variant: str, taps: tuple[str, ...]):
         super().__init__()
-        self.ceil_mode = ceil_mode
-        self.preprocess = Conv(3, 3, 1, padding="valid")
-        self.names, in_ch = [], 3
-        for block, count in enumerate(VGG19_CONVS_PER_BLOCK):
-            for index in range(count):
-                name = f"conv{block + 1}_{index + 1}"
-                if len(self.names) and self.names[-1] == last:
-                    return
-                self.add_module(name, Conv(in_ch, CHANNELS_PER_BLOCK[block], 3))
-                self.names.append(name)
-                in_ch = CHANNELS_PER_BLOCK[block]
+        if variant not in VGG_SPECS:
+            raise ValueError(f"unknown VGG variant {variant!r}; choose one of {sorted(VGG_SPECS)}")
+        all_taps = tap_names(variant)
+        unknown = [t for t in taps if t not in all_taps]
+        if unknown or not taps:
+            raise ValueError(f"unknown taps {unknown or list(taps)} for {variant}; valid taps: {all_taps}")
+        self.spec, self.taps = VGG_SPECS[variant], tuple(taps)
+        self.names = [t.replace("relu", "conv") for t in all_taps[: max(all_taps.index(t) for t in taps) + 1]]
+        if self.spec.preprocess == "learned_1x1":
+            self.preprocess = Conv(3, 3, 1, padding="valid")
+        in_ch = 3
+        for name in self.names:
+            out_ch = CHANNELS_PER_BLOCK[int(name[4]) - 1]
+            self.add_module(name, Conv(in_ch, out_ch, 3, padding=self.spec.padding))
+            in_ch = out_ch
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x, feats = self.preprocess(x), {}
+    def _preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        def channels(values):
+            return torch.tensor(values, dtype=images.dtype).view(1, 3, 1, 1)
+
+        if self.spec.preprocess == "imagenet":
+            return (images - channels(IMAGENET_MEAN)) / channels(IMAGENET_STD)
+        if self.spec.preprocess == "caffe_rgb":
+            return images * 255.0 - channels(CAFFE_MEAN_RGB)
+        if self.spec.preprocess == "caffe_bgr":
+            return images.flip(1) * 255.0 - channels(CAFFE_MEAN_RGB[::-1])
+        return self.preprocess(images)
+
+    def forward(self, images: torch.Tensor) -> Feats:
+        x, feats = self._preprocess(images), {}
         for name in self.names:
             if name.endswith("_1") and name != "conv1_1":
-                x = F.max_pool2d(x, 2, 2, ceil_mode=self.ceil_mode)
+                if self.spec.pooling == "avg":
+                    x = F.avg_pool2d(x, 2, 2)
+                else:
+                    x = F.max_pool2d(x, 2, 2, ceil_mode=self.spec.pooling == "max_ceil")
             x = F.relu(getattr(self, name)(x))
-            feats["relu" + name[4:]] = x
+            if "relu" + name[4:] in self.taps:
+                feats["relu" + name[4:]] = x
         return feats
 
 
@@ -122,9 +143,11 @@ class Decoder(nn.Module):
 
 
 class AdaIN(nn.Module):
-    def __init__(self):
+    """`jax_ast.models.adain.AdaIN` on the VGG `encoder` variant (alpha 1)."""
+
+    def __init__(self, encoder: str = "vgg19_normalised"):
         super().__init__()
-        self.encoder, self.decoder = VGGEncoder("conv4_1", ceil_mode=True), Decoder()
+        self.encoder, self.decoder = VGG(encoder, L.ADAIN_STYLE_LAYERS), Decoder()
 
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         content_feats = self.encoder(_pad_bottom_right(content, 8))["relu4_1"]
@@ -165,9 +188,11 @@ class SANetTransform(nn.Module):
 
 
 class SANet(nn.Module):
-    def __init__(self):
+    """`jax_ast.models.sanet.SANet` on the VGG `encoder` variant (alpha 1)."""
+
+    def __init__(self, encoder: str = "vgg19_normalised"):
         super().__init__()
-        self.encoder, self.transform, self.decoder = VGGEncoder("conv5_1", True), SANetTransform(), Decoder()
+        self.encoder, self.transform, self.decoder = VGG(encoder, L.SANET_STYLE_LAYERS), SANetTransform(), Decoder()
 
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         transformed = self.transform(self.encoder(_pad_bottom_right(content, 16)), self.encoder(style))
@@ -205,9 +230,11 @@ class MulLayer(nn.Module):
 
 
 class LinearTransfer(nn.Module):
-    def __init__(self):
+    """`jax_ast.models.linear.LinearTransfer` (r41) on the VGG `encoder` variant (alpha 1)."""
+
+    def __init__(self, encoder: str = "vgg19_lst"):
         super().__init__()
-        self.encoder, self.transform, self.decoder = VGGEncoder("conv4_1", False), MulLayer(), Decoder()
+        self.encoder, self.transform, self.decoder = VGG(encoder, ("relu4_1",)), MulLayer(), Decoder()
 
     def forward(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         content_feats = self.encoder(_pad_bottom_right(content, 8))["relu4_1"]
@@ -321,6 +348,17 @@ class Magenta(nn.Module):
 NETWORKS = {"adain": AdaIN, "sanet": SANet, "linear": LinearTransfer, "magenta": Magenta}
 
 
+def network(arch: str, encoder: str | None = None) -> nn.Module:
+    """The torch twin of `arch` with random weights; `encoder`: its VGG variant (None: the original's)."""
+    if arch not in NETWORKS:
+        raise ValueError(f"unknown network {arch!r}; choose one of {', '.join(NETWORKS)}")
+    if arch == "magenta":
+        if encoder is not None:
+            raise ValueError(f"magenta has no VGG encoder, got encoder={encoder!r}")
+        return Magenta()
+    return NETWORKS[arch]() if encoder is None else NETWORKS[arch](encoder)
+
+
 def load_flax_variables(module: nn.Module, variables) -> nn.Module:
     """Copies Flax variables into `module` by path (HWIO -> OIHW, Dense (in, out) -> (out, in)).
 
@@ -341,3 +379,11 @@ def load_flax_variables(module: nn.Module, variables) -> nn.Module:
     if unexpected or unset:
         raise ValueError(f"weights do not match the torch layout: unexpected {unexpected[:8]}, unset {unset[:8]}")
     return module.eval()
+
+
+def vgg(variant: str, taps: tuple[str, ...], params: dict) -> VGG:
+    """A frozen `VGG` twin loaded with the Flax `params` ({"conv1_1": {"kernel", "bias"}, ...}) up to its taps."""
+    net = VGG(variant, taps)
+    wanted = {name for name, _ in net.named_children()}
+    net = load_flax_variables(net, {"params": {k: v for k, v in params.items() if k in wanted}})
+    return net.requires_grad_(False)

@@ -1,11 +1,12 @@
 """Benchmark: the VGG-16 loss network and the full balanced loss with its gradient, jax-ast vs PyTorch.
 
-    python -m eval.bench_losses [--batch 8] [--size 256] [--rounds 3] [--runs 5] [--vgg-weights random]
+    python -m benchmarks.losses [--batch 8] [--size 256] [--rounds 3] [--runs 5] [--vgg-weights random]
 
 Prints images/s for (a) the VGG-16 forward up to relu4_3 and (b) the jitted loss (content + classic +
 balanced on relu1_2/2_2/3_3/4_3, content on relu3_3) with its gradient w.r.t. the output image, for
-jax-ast and for the same computation written in PyTorch (same weights: the real ImageNet VGG-16 installed
-with jax-ast, as `vgg16_caffe`, unless ``--vgg-weights random``), interleaved in the same run,
+jax-ast and for the same computation written in PyTorch on `benchmarks.torch_nets`'s VGG twin (same
+weights: the real ImageNet VGG-16 installed with jax-ast, as `vgg16_caffe`, unless ``--vgg-weights``
+names a file or ``random``), interleaved in the same run,
 with the JAX/torch time ratio (< 1 means jax-ast is faster). Absolute numbers on a shared VM are noisy:
 read the ratios, and the min next to the median.
 """
@@ -17,9 +18,11 @@ import os
 import sys
 import time
 
+from benchmarks.timing import OMP_WAIT_POLICY, time_calls
 from jax_ast.xla_flags import prefer_fast_cpu_convolutions
 
 prefer_fast_cpu_convolutions()  # before JAX starts; docs/performance.md
+os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)  # before torch starts its OpenMP threads
 
 import numpy as np  # noqa: E402
 
@@ -27,20 +30,12 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 import jax_ast.losses as L  # noqa: E402
-from jax_ast.models.vgg import CAFFE_MEAN_RGB, VGG, conv_names  # noqa: E402
+from benchmarks.inputs import RANDOM_WARNING  # noqa: E402
+from jax_ast.models.vgg import VGG  # noqa: E402
 from jax_ast.pretrained import load_vgg  # noqa: E402
 
 TAPS = L.PAPER_STYLE_LAYERS
-VARIANT = "vgg16_caffe"  # max pooling, like the torch baseline's nn.MaxPool2d
-
-
-def _timed(fn, runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
+VARIANT = "vgg16_caffe"  # max pooling, as torchvision's VGG-16
 
 
 def make_jax(params, batch: int, size: int):
@@ -61,32 +56,11 @@ def make_jax(params, batch: int, size: int):
 
 def make_torch(params, batch: int, size: int):
     import torch
-    from torch import nn
+
+    from benchmarks.torch_nets import vgg
 
     torch.set_num_threads(os.cpu_count() or 1)
-    layers, convs = [], iter(conv_names(VARIANT))
-    for block, n_convs in enumerate((2, 2, 3, 3)):
-        if block:
-            layers.append(nn.MaxPool2d(2))
-        for _ in range(n_convs):
-            name = next(convs)
-            conv = nn.Conv2d(params["params"][name]["kernel"].shape[2], params["params"][name]["kernel"].shape[3], 3,
-                             padding=1)
-            conv.weight.data = torch.from_numpy(np.asarray(params["params"][name]["kernel"]).transpose(3, 2, 0, 1).copy())
-            conv.bias.data = torch.from_numpy(np.asarray(params["params"][name]["bias"]).copy())
-            layers += [conv, nn.ReLU()]
-    features = nn.Sequential(*layers).eval().requires_grad_(False)
-    tap_index = {"relu1_2": 3, "relu2_2": 8, "relu3_3": 15, "relu4_3": 22}
-    mean_bgr = torch.tensor(CAFFE_MEAN_RGB[::-1]).view(1, 3, 1, 1)
-
-    def encode(x):
-        feats, x = {}, x.flip(1) * 255.0 - mean_bgr  # Caffe input: BGR, 0-255, mean removed
-        for i, layer in enumerate(features):
-            x = layer(x)
-            for name, index in tap_index.items():
-                if i == index:
-                    feats[name] = x
-        return feats
+    encode = vgg(VARIANT, TAPS, params["params"])
 
     def gram(f):
         flat = f.flatten(2)
@@ -128,6 +102,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, XLA_FLAGS={os.environ.get('XLA_FLAGS')!r}")
+    if args.vgg_weights == "random":
+        print(RANDOM_WARNING, flush=True)
     params = {"params": load_vgg(VARIANT, args.vgg_weights, taps=TAPS)[1]}
     benches = {"jax": make_jax(params, args.batch, args.size)}
     try:
@@ -142,8 +118,8 @@ def main(argv=None) -> int:
         print(f"{name}: warm-up (compile) {time.perf_counter() - start:.1f} s")
     for round_index in range(args.rounds):
         for name, (forward, loss) in benches.items():
-            times.setdefault((name, "forward"), []).extend(_timed(forward, args.runs))
-            times.setdefault((name, "loss+grad"), []).extend(_timed(loss, args.runs))
+            times.setdefault((name, "forward"), []).extend(time_calls(forward, args.runs))
+            times.setdefault((name, "loss+grad"), []).extend(time_calls(loss, args.runs))
         print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr)
 
     print(f"\nbatch {args.batch} x {args.size}x{args.size}, {args.rounds} rounds x {args.runs} runs")
@@ -156,6 +132,8 @@ def main(argv=None) -> int:
             ratio = np.median(times[("jax", what)]) / np.median(times[("torch", what)])
             best = min(times[("jax", what)]) / min(times[("torch", what)])
             print(f"{what:<12}jax/torch time ratio: median {ratio:.2f}, best-of {best:.2f}")
+    if args.vgg_weights == "random":
+        print(RANDOM_WARNING)
     return 0
 
 

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from jax_ast import imageio
-from jax_ast.configs import ORIGINAL_ENCODERS, TrainConfig, default_config
+from jax_ast import archs
+from jax_ast.configs import TrainConfig, default_config
 from jax_ast.data import bundled_dir
 
 WEIGHTS = ("imagenet", "random")
@@ -29,7 +30,7 @@ def bench_config(arch: str, loss: str = "native", *, weights: str = "imagenet", 
     """The `TrainConfig` both frameworks are built from: the VGG-16 encoder and loss networks, `weights` VGGs."""
     if weights not in WEIGHTS:
         raise ValueError(f"unknown VGG weights {weights!r}; valid: {', '.join(WEIGHTS)}")
-    vgg = {"encoder": ENCODER} if arch in ORIGINAL_ENCODERS else {}
+    vgg = {"encoder": ENCODER} if archs.get(arch).original_encoder is not None else {}
     if weights == "random":
         vgg.update(vgg_weights="random", loss_vgg_weights="random", native_loss_weights="random")
     return default_config(arch, loss, loss_network=LOSS_NETWORK, **vgg, **overrides)
@@ -39,11 +40,10 @@ def bench_config(arch: str, loss: str = "native", *, weights: str = "imagenet", 
 def variables_for(arch: str, weights: str = "imagenet") -> tuple[Any, dict]:
     """(model, variables) as a training run starts: `weights` VGG encoder, seeded random init elsewhere
     (cached: the same weights for every setting of a network)."""
-    from jax_ast import models
     from train.weights import initial_variables
 
     cfg = bench_config(arch, weights=weights)
-    model = models.build(arch, **cfg.model_kwargs())
+    model = cfg.plugin.build(**cfg.model_kwargs())
     params, batch_stats = initial_variables(model, cfg)
     return model, {"params": params, **({"batch_stats": batch_stats} if batch_stats else {})}
 

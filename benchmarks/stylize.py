@@ -36,11 +36,11 @@ import numpy as np  # noqa: E402
 
 from benchmarks.inputs import RANDOM_WARNING, WEIGHTS, bench_config, photos, variables_for  # noqa: E402
 from benchmarks.timing import ratios, time_calls  # noqa: E402
+from jax_ast import archs  # noqa: E402
+from jax_ast.archs import ARCHS  # noqa: E402
 
-ARCHS = ("adain", "sanet", "linear", "magenta")
 FULL_SETTINGS = ((512, 1), (256, 8))  # (side, batch)
 QUICK_SETTINGS = ((64, 1), (48, 2))
-MAGENTA_MIN_STYLE = 64  # Inception to Mixed_6e needs >= 43 px; quick mode keeps Magenta's style above that
 MIN_SIDE = 32  # SANet: >= 2x2 positions at relu5_1 for unbiased statistics
 
 
@@ -76,7 +76,7 @@ def _torch_runner(arch: str, variables: dict, content: np.ndarray, style: np.nda
 def bench_setting(arch: str, side: int, batch: int, *, rounds: int, runs: int, use_torch: bool,
                   channels_last: bool, weights: str = "imagenet") -> dict:
     """Times one (network, size, batch) setting with `weights` VGGs; returns a result row."""
-    style_side = max(side, MAGENTA_MIN_STYLE) if arch == "magenta" else side
+    style_side = max(side, archs.get(arch).min_crop)  # e.g. Magenta's Inception needs >= 43 px
     content, style = photos("content", batch, side), photos("style", batch, style_side)
     model, variables = variables_for(arch, weights)
     jax_call, jax_first, jax_compile = _jax_runner(model, variables, content, style)

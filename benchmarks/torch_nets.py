@@ -15,6 +15,7 @@ from flax.traverse_util import flatten_dict
 from torch import nn
 
 import jax_ast.losses as L
+from jax_ast import archs
 from jax_ast.models.decoders import DECODER_R41
 from jax_ast.models.inception import MIXED_BLOCKS, STEM, ConvUnit, tf_same_padding
 from jax_ast.models.magenta import CONTRACT_CONVS, EXPAND_CONVS, NUM_RESIDUAL_BLOCKS, SITE_DEPTHS, STYLE_NORM_SITES
@@ -352,11 +353,11 @@ def network(arch: str, encoder: str | None = None) -> nn.Module:
     """The torch twin of `arch` with random weights; `encoder`: its VGG variant (None: the original's)."""
     if arch not in NETWORKS:
         raise ValueError(f"unknown network {arch!r}; choose one of {', '.join(NETWORKS)}")
-    if arch == "magenta":
-        if encoder is not None:
-            raise ValueError(f"magenta has no VGG encoder, got encoder={encoder!r}")
-        return Magenta()
-    return NETWORKS[arch]() if encoder is None else NETWORKS[arch](encoder)
+    if encoder is None:
+        return NETWORKS[arch]()
+    if archs.get(arch).original_encoder is None:
+        raise ValueError(f"{arch} has no VGG encoder, got encoder={encoder!r}")
+    return NETWORKS[arch](encoder)
 
 
 def load_flax_variables(module: nn.Module, variables) -> nn.Module:

@@ -20,7 +20,10 @@ import jax_ast.losses as L
 from benchmarks.torch_nets import Feats, load_flax_variables, network, vgg
 from jax_ast.configs import TrainConfig
 
-LST_LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # as train.step.LST_LOSS_LAYERS
+LST_LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")  # as jax_ast.archs.linear.LOSS_LAYERS
+# The networks with a separate native loss network, and its taps; those whose BatchNorms train on batch statistics.
+NATIVE_LOSS_TAPS = {"linear": LST_LOSS_LAYERS, "magenta": L.PAPER_STYLE_LAYERS}
+TRAIN_MODE = ("magenta",)
 
 
 # --- loss terms, [B] per sample, as in jax_ast.losses -------------------------------------------------
@@ -156,29 +159,29 @@ class TorchTrainStep:
 
     def __init__(self, cfg: TrainConfig, variables: dict, trainable: tuple[str, ...], loss_nets: dict[str, Any],
                  style_weight: float, channels_last: bool = True):
-        self.cfg, self.replaced = cfg, cfg.loss != "native"
+        self.cfg, self.replaced = cfg, cfg.objective.loss != "native"
         self.layout = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = load_flax_variables(network(cfg.arch, cfg.encoder_variant), variables)
+        self.model = load_flax_variables(network(cfg.model.arch, cfg.encoder_variant), variables)
         self.model = self.model.to(memory_format=self.layout)
-        if cfg.arch == "magenta":
+        if cfg.model.arch in TRAIN_MODE:
             self.model.train()
         for name, param in self.model.named_parameters():  # Magenta's BatchNorms are centre-only: no scale
             param.requires_grad_(name.split(".")[0] in trainable and not name.endswith("BatchNorm.weight"))
         self.nets = {}
         if cfg.native_loss_network is not None:
-            taps = LST_LOSS_LAYERS if cfg.arch == "linear" else L.PAPER_STYLE_LAYERS
+            taps = NATIVE_LOSS_TAPS[cfg.model.arch]
             self.nets["native"] = vgg(cfg.native_loss_network[0], taps, loss_nets["native_loss_net"])
         if self.replaced:
-            self.nets["paper"] = vgg(cfg.loss_network, L.PAPER_STYLE_LAYERS, loss_nets["paper_loss_net"])
+            self.nets["paper"] = vgg(cfg.objective.loss_network, L.PAPER_STYLE_LAYERS, loss_nets["paper_loss_net"])
         for net in self.nets.values():
             net.to(memory_format=self.layout)
-        self.weights = {"content": cfg.content_weight, "style": 0.0 if self.replaced else style_weight,
-                        "tv": cfg.tv_weight, "identity_pixel": cfg.identity_pixel_weight,
-                        "identity_feature": cfg.identity_feature_weight}
+        self.weights = {"content": cfg.objective.content_weight, "style": 0.0 if self.replaced else style_weight,
+                        "tv": cfg.objective.tv_weight, "identity_pixel": cfg.objective.identity_pixel_weight,
+                        "identity_feature": cfg.objective.identity_feature_weight}
         self.style_weight = style_weight
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda k: 1.0 / (1.0 + cfg.lr_decay * k))
+        self.optimizer = torch.optim.Adam(params, lr=cfg.optim.learning_rate)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda k: 1.0 / (1.0 + cfg.optim.lr_decay * k))
 
     def _images(self, images: np.ndarray) -> torch.Tensor:
         """uint8 [B, H, W, 3] -> float32 [B, 3, H, W] in [0, 1]."""
@@ -187,13 +190,13 @@ class TorchTrainStep:
 
     def objective(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """Per-sample total loss [B] at the current parameters."""
-        total, stylized = NATIVE_OBJECTIVES[self.cfg.arch](self.model, self.nets, content, style, self.weights)
+        total, stylized = NATIVE_OBJECTIVES[self.cfg.model.arch](self.model, self.nets, content, style, self.weights)
         if self.replaced:
             paper = self.nets["paper"]
             with torch.no_grad():
                 style_feats = paper(style)
-            total = total + self.style_weight * paper_style_loss(style_feats, paper(stylized), self.cfg.loss,
-                                                                 self.cfg.detach_denominator)
+            total = total + self.style_weight * paper_style_loss(style_feats, paper(stylized), self.cfg.objective.loss,
+                                                                 self.cfg.objective.detach_denominator)
         return total
 
     def __call__(self, batch: dict[str, np.ndarray]) -> float:

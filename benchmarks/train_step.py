@@ -33,9 +33,10 @@ import numpy as np
 
 from benchmarks.inputs import ENCODER, LOSS_NETWORK, RANDOM_WARNING, WEIGHTS, bench_config, photo_batches
 from benchmarks.timing import OMP_WAIT_POLICY, ratios, ynn_note
+from jax_ast import archs
+from jax_ast.archs import ARCHS
 from jax_ast.xla_flags import YNN_FLAG
 
-ARCHS = ("adain", "sanet", "linear", "magenta")
 LOSSES = ("native", "classic", "balanced")
 DEVICE_FLAG = "--xla_force_host_platform_device_count"
 # With 8 devices on 2 cores, one device can reach the gradient all-reduce long before the last one at 256 px;
@@ -44,7 +45,6 @@ DEVICE_FLAG = "--xla_force_host_platform_device_count"
 TERMINATE_FLAG, TERMINATE_S = "--xla_cpu_collective_call_terminate_timeout_seconds", 600
 FULL = {"size": 256, "rounds": 2, "runs": 3, "archs": list(ARCHS)}
 QUICK = {"size": 32, "rounds": 1, "runs": 2, "archs": ["adain", "linear"]}
-MAGENTA_MIN_SIZE = 64  # Magenta's style goes through Inception (>= 43 px)
 SIZE_MULTIPLE, MIN_SIZE = 16, 32  # SANet's relu5_1 grid; >= 2x2 positions at relu5_1 for unbiased statistics
 REPLY = "@@benchmarks.train_step@@ "  # marks the worker's protocol lines on stdout
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def xla_flags(devices: int, environment: str) -> tuple[str, str]:
 def _bench_config(job: dict):
     from jax_ast.configs import default_config
 
-    style_weight = default_config(job["arch"]).style_weight  # the native default, also used as a constant beta
+    style_weight = default_config(job["arch"]).objective.style_weight  # the native default, also used as a constant beta
     return bench_config(job["arch"], job["loss"], weights=job["weights"], batch_size=job["batch"],
                         crop_size=job["size"], style_weight=style_weight)
 
@@ -75,33 +75,24 @@ def _bench_config(job: dict):
 def build_jax_step(cfg):
     """The replicated train step as `train.loop` builds it: (step(batch) -> loss, initial parts for torch)."""
     import jax
-    import jax.numpy as jnp
 
-    from jax_ast import models
-    from train import parallel
-    from train.state import create_train_state, make_optimizer
-    from train.step import make_step_spec, train_step
-    from train.weights import initial_variables, loss_network_params
+    from jax_ast import parallel
+    from train.factory import create_run
 
-    model = models.build(cfg.arch, **cfg.model_kwargs())
-    params, batch_stats = initial_variables(model, cfg)
-    trainable, frozen = models.split_trainable(model, params)
-    optimizer = make_optimizer(cfg)
-    state = create_train_state(trainable, batch_stats, optimizer, cfg.seed)
-    loss_nets = loss_network_params(cfg)
-    constants = {"frozen": frozen, **loss_nets, "style_weight": jnp.float32(float(cfg.style_weight))}
-    spec = make_step_spec(model, cfg)
-    step_fn = parallel.pmap_step(lambda s, b, c: train_step(s, b, c, spec=spec, optimizer=optimizer))
-    replicated = {"state": parallel.replicate(state), "constants": parallel.replicate(constants)}
+    run = create_run(cfg)  # exactly what train.loop runs
+    constants = run.with_style_weight(float(cfg.objective.style_weight))
+    replicated = {"state": parallel.replicate(run.state), "constants": parallel.replicate(constants)}
 
     def step(batch) -> float:
-        replicated["state"], metrics = step_fn(replicated["state"], parallel.shard(batch), replicated["constants"])
-        metrics = jax.device_get(metrics)  # syncs every step, as train.loop (collective deadlock trap)
-        return float(metrics["loss"][0])
+        replicated["state"], metrics = run.step_fn(replicated["state"], parallel.shard(batch),
+                                                   replicated["constants"])
+        return float(parallel.unreplicate(metrics)["loss"])  # the host waits for every step here
 
     to_numpy = lambda tree: jax.tree.map(np.asarray, tree)  # noqa: E731
-    initial = {"variables": to_numpy({"params": params, "batch_stats": batch_stats}),
-               "trainable": tuple(model.TRAINABLE), "loss_nets": to_numpy(loss_nets)}
+    loss_nets = {name: run.constants[name] for name in ("native_loss_net", "paper_loss_net")}
+    initial = {"variables": to_numpy({"params": {**run.frozen, **run.state.params},
+                                      "batch_stats": run.state.batch_stats}),
+               "trainable": tuple(run.model.TRAINABLE), "loss_nets": to_numpy(loss_nets)}
     return step, initial
 
 
@@ -112,7 +103,7 @@ def _build_torch_step(cfg, initial: dict, threads: int, channels_last: bool):
 
     torch.set_num_threads(threads)
     return TorchTrainStep(cfg, initial["variables"], initial["trainable"], initial["loss_nets"],
-                          float(cfg.style_weight), channels_last=channels_last)
+                          float(cfg.objective.style_weight), channels_last=channels_last)
 
 
 def _timed(fn, batch) -> tuple[float, float]:
@@ -128,7 +119,7 @@ def _build(job: dict) -> tuple[dict, dict]:
     cfg = _bench_config(job)
     start = time.perf_counter()
     jax_step, initial = build_jax_step(cfg)
-    reply = {"devices": jax.device_count(), "jax_version": jax.__version__, "style_weight": float(cfg.style_weight),
+    reply = {"devices": jax.device_count(), "jax_version": jax.__version__, "style_weight": float(cfg.objective.style_weight),
              "jax_build_s": time.perf_counter() - start}
     steps = {"jax": jax_step}
     if job["torch"]:
@@ -236,7 +227,7 @@ def _stats(times: list[float], batch: int) -> dict:
 
 def bench_arch(arch: str, args: argparse.Namespace, use_torch: bool) -> dict:
     """Times one network on every device count (and torch on 1 device); returns its result row."""
-    size = max(args.size, MAGENTA_MIN_SIZE) if arch == "magenta" else args.size
+    size = max(args.size, archs.get(arch).min_crop)  # e.g. Magenta's Inception needs >= 43 px
     counts = sorted(set(args.devices) | {1})
     job = {"arch": arch, "loss": args.loss, "batch": args.batch, "size": size, "weights": args.vgg_weights,
            "torch": False,
@@ -319,7 +310,7 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--loss", default="native", choices=LOSSES, help="training objective (default native)")
     parser.add_argument("--batch", type=int, default=8, help="global batch, split over the devices (default 8)")
     parser.add_argument("--size", type=int, help=f"crop side in px (default {FULL['size']}; --quick {QUICK['size']}; "
-                        f"Magenta at least {MAGENTA_MIN_SIZE})")
+                        "at least each network's smallest crop, e.g. Magenta's 43)")
     parser.add_argument("--rounds", type=int, help=f"interleaved rounds (default {FULL['rounds']}; --quick 1)")
     parser.add_argument("--runs", type=int, help=f"timed steps per column per round (default {FULL['runs']}; "
                         f"--quick {QUICK['runs']})")

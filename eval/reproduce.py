@@ -28,9 +28,8 @@ from typing import Iterable
 import numpy as np
 
 from eval import reproduce_report as report
-
-LOSSES = ("native", "classic", "balanced")
-BASELINES = ("identity", "copy-style")
+from eval.pairs import BASELINES
+from jax_ast.configs import LOSSES
 FIGURE_ROWS = 6  # held-out styles shown in the outputs figure
 MAX_PAIRS = 2000  # default cap on pairs per evaluation (COCO x WikiArt has billions; eval.run samples them)
 
@@ -236,13 +235,13 @@ def run(args: argparse.Namespace, scale: Scale, argv: list[str]) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(csv_path, target)
 
-    for arch in BASELINES:
+    for baseline in BASELINES:  # the figures of the analysis come from the identity run
         tic = time.perf_counter()
-        csv_path = run_eval(arch, work / "eval" / arch, folders["all_content"], folders["all_style"],
+        csv_path = run_eval(baseline, work / "eval" / baseline, folders["all_content"], folders["all_style"],
                             scale.analysis_size, analysis_pairs, checkpoint=None, seed=args.seed,
-                            figures=figures and arch == "identity")
-        record(arch, arch, "all pairs", scale.analysis_size, csv_path)
-        seconds[f"eval {arch}"] = time.perf_counter() - tic
+                            figures=figures and baseline == BASELINES[0])
+        record(baseline, baseline, "all pairs", scale.analysis_size, csv_path)
+        seconds[f"eval {baseline}"] = time.perf_counter() - tic
     if figures and (work / "eval" / "identity" / "figures" / "scatter_bound.png").exists():
         (out / "figures").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(work / "eval" / "identity" / "figures" / "scatter_bound.png",

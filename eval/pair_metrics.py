@@ -144,13 +144,16 @@ class PairScorer:
         self.trace_count = 0
         self.variables = parallel.replicate_variables({"params": loss_net_params})  # placed on the devices once
 
-        def score(variables, content, style, output):
-            self.trace_count += 1  # runs once per trace
-            metrics = loss_metrics(loss_net, variables, content, style, output, style_layers=tuple(style_layers),
-                                   content_layers=tuple(content_layers), normalised_gram=normalised_gram)
-            return {**metrics, **image_metrics(content, style, output)}
+        def metrics(variables, content, style, output):
+            losses = loss_metrics(loss_net, variables, content, style, output, style_layers=tuple(style_layers),
+                                  content_layers=tuple(content_layers), normalised_gram=normalised_gram)
+            return {**losses, **image_metrics(content, style, output)}
 
-        self.metrics = score  # (variables, content, style, output) -> {name: [B]}, for fused programs
+        def score(variables, content, style, output):
+            self.trace_count += 1  # runs once per trace of this scorer's own program
+            return metrics(variables, content, style, output)
+
+        self.metrics = metrics  # (variables, content, style, output) -> {name: [B]}, for fused programs
         self._score = parallel.pmap(score, in_axes=(None, 0, 0, 0))
 
     def score(self, contents: np.ndarray, styles: np.ndarray, outputs: np.ndarray, *,

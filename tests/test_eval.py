@@ -50,6 +50,7 @@ def _images(row_list):
 @pytest.fixture(scope="module")
 def identity_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("identity")
+    eval_run._CACHE.clear()  # a fresh scorer, so that its trace count is this run's alone
     return out, _run(out, "identity", 30, "--top-k", "3", "--thumb-size", "24", "--benchmark")
 
 
@@ -181,6 +182,8 @@ def test_adain_with_random_weights_matches_the_model_applied_directly(tmp_path):
     _run(tmp_path, "adain", 5, "--checkpoint", "random", "--no-figures")
     rows = _rows(tmp_path)
     assert len(rows) == 5 and all(float(r["psnr"]) < pair_metrics.PSNR_CAP_DB for r in rows)
+    fused = next(v for k, v in eval_run._CACHE.items() if k[0] == "fused")
+    assert fused.trace_count == 1  # stylised and scored in one program, compiled once
     from eval.stylize import load_model
     model, variables = load_model("adain", "random", seed=0)
     contents, styles = _images(rows[:2])

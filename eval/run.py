@@ -46,7 +46,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import jax
 import numpy as np
@@ -104,19 +104,30 @@ def _checkpoint_key(checkpoint: str | None) -> Any:
     return (str(path.resolve()), stat and stat.st_mtime_ns, stat and stat.st_size)
 
 
+def _cached(key: tuple, build: Callable[[], Any]) -> Any:
+    """The object of `key` from `_CACHE`, else `build()`; one object per kind (`key[0]`) is kept, and an
+    older one of that kind is dropped only once its replacement was built."""
+    if key not in _CACHE:
+        built = build()
+        _CACHE.pop(next((k for k in _CACHE if k[0] == key[0]), None), None)
+        _CACHE[key] = built
+    return _CACHE[key]
+
+
 def make_stylizer(cfg: EvalConfig, step_size: int) -> Any:
     """The model behind `Stylizer`'s interface (or a baseline), cached per settings within the process."""
     if cfg.arch in pairing_lib.BASELINES:
         return pairing_lib.BaselineStylizer(cfg.arch, step_size)
     key = ("stylizer", cfg.arch, _checkpoint_key(cfg.checkpoint), cfg.variant, cfg.model_seed, step_size,
            cfg.size, cfg.alpha)
-    if key not in _CACHE:
+
+    def build() -> Stylizer:
         from eval.stylize import load_model
         model, variables = load_model(cfg.arch, cfg.checkpoint, variant=cfg.variant, seed=cfg.model_seed)
         _check_size(model, variables, cfg)
-        _CACHE.pop(next((k for k in _CACHE if k[0] == "stylizer"), None), None)
-        _CACHE[key] = Stylizer(model, variables, batch_size=step_size)
-    return _CACHE[key]
+        return Stylizer(model, variables, batch_size=step_size)
+
+    return _cached(key, build)
 
 
 def _check_size(model: Any, variables: Any, cfg: EvalConfig) -> None:
@@ -133,16 +144,17 @@ def make_scorer(cfg: EvalConfig) -> PairScorer:
     """The VGG-16 loss network with every per-pair metric, cached per settings within the process."""
     key = ("scorer", cfg.loss_network, _checkpoint_key(cfg.loss_vgg_weights), cfg.style_layers,
            cfg.content_layers, cfg.normalised_gram)
-    if key not in _CACHE:
+
+    def build() -> PairScorer:
         from jax_ast.pretrained import load_vgg
         from jax_ast.pretrained.convert import check_finite
         layers = tuple(dict.fromkeys((*cfg.style_layers, *cfg.content_layers)))
         loss_net, params = load_vgg(cfg.loss_network, cfg.loss_vgg_weights, taps=layers)
         check_finite(params, f"--loss-vgg-weights {cfg.loss_vgg_weights or 'the installed ImageNet VGG-16'}")
-        _CACHE.pop(next((k for k in _CACHE if k[0] == "scorer"), None), None)
-        _CACHE[key] = PairScorer(loss_net, params, style_layers=cfg.style_layers,
-                                 content_layers=cfg.content_layers, normalised_gram=cfg.normalised_gram)
-    return _CACHE[key]
+        return PairScorer(loss_net, params, style_layers=cfg.style_layers, content_layers=cfg.content_layers,
+                          normalised_gram=cfg.normalised_gram)
+
+    return _cached(key, build)
 
 
 def run_settings(cfg: EvalConfig, content_desc: dict, style_desc: dict, n_contents: int,
@@ -216,12 +228,11 @@ def stylize_and_score(stylizer: Any, scorer: PairScorer, chunk: pairing_lib.Chun
     styles = chunk.styles.astype(np.float32) / 255.0
     start = time.perf_counter()
     if isinstance(stylizer, Stylizer):  # a network: stylise and score on the devices in one program
-        key = ("fused", id(stylizer), id(scorer), alpha, clip)
-        if key not in _CACHE:
-            _CACHE.pop(next((k for k in _CACHE if k[0] == "fused"), None), None)
-            _CACHE[key] = StylizeAndScore(stylizer, scorer, alpha=alpha, clip=clip)
+        # Keyed on the objects themselves (held by the key), so a new stylizer never meets a stale program.
+        fused = _cached(("fused", stylizer, scorer, alpha, clip),
+                        lambda: StylizeAndScore(stylizer, scorer, alpha=alpha, clip=clip))
         with _precision(precision):
-            outputs, metrics = _CACHE[key](contents, styles, step_size=step_size)
+            outputs, metrics = fused(contents, styles, step_size=step_size)
         timings["stylize_score"] += time.perf_counter() - start
         return outputs, metrics
     with _precision(precision):  # a baseline: its outputs are the inputs, on the host

@@ -232,8 +232,8 @@ def _stages(cfg: TrainConfig, workdir: Path) -> list[tuple[TrainConfig, Path, st
     if cfg.plugin.pretrains_decoder and cfg.model.stage == "transfer" and not cfg.weights.pretrained:
         decoder_dir = workdir / "decoder_stage"
         decoder_cfg = cfg.replace(stage="decoder", loss="native", style_weight=0.0,
-                                          iterations=cfg.optim.decoder_iterations,
-                                          learning_rate=cfg.optim.decoder_learning_rate or cfg.optim.learning_rate)
+                                  iterations=cfg.optim.decoder_iterations,
+                                  learning_rate=cfg.optim.decoder_learning_rate or cfg.optim.learning_rate)
         return [(decoder_cfg, decoder_dir, "the decoder pre-training (stage 1 of 2)"),
                 (cfg.replace(pretrained=str(decoder_dir / EXPORT_NAME)), workdir,
                  "the transfer training (stage 2 of 2)")]

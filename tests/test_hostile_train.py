@@ -343,6 +343,7 @@ def test_failed_save_stops_with_exit_3_and_keeps_the_previous_checkpoint(capsys,
 
     def save_under_limit(self, step, state, meta):
         if step >= 2:
+            self.wait()  # step 1's background write must finish before the limit, or step 1 is the one failing
             resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, limits[1]))
         real_save(self, step, state, meta)
 

@@ -34,3 +34,11 @@ def ratios(jax_times: list[float], torch_times: list[float]) -> dict[str, float]
     """JAX/torch time ratios of the medians and of the minima (< 1: JAX is faster)."""
     return {"jax_over_torch_median": statistics.median(jax_times) / statistics.median(torch_times),
             "jax_over_torch_min": min(jax_times) / min(torch_times)}
+
+
+def compile_seconds(jitted: Callable, *args: Any) -> float:
+    """Seconds to lower and compile `jitted` (a `jax.jit` or `jax.pmap` function) for `args`. The calls
+    that follow reuse the compiled program, so their first call times the run alone."""
+    start = time.perf_counter()
+    jitted.lower(*args).compile()
+    return time.perf_counter() - start

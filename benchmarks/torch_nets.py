@@ -104,7 +104,7 @@ class VGG(nn.Module):
 
     def _preprocess(self, images: torch.Tensor) -> torch.Tensor:
         def channels(values):
-            return torch.tensor(values, dtype=images.dtype).view(1, 3, 1, 1)
+            return torch.tensor(values, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
 
         if self.spec.preprocess == "imagenet":
             return (images - channels(IMAGENET_MEAN)) / channels(IMAGENET_STD)

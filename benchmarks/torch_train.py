@@ -11,6 +11,7 @@ paper's VGG-16 style term replaces it (as `train.step.objective`). Tensors are N
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Callable
 
 import numpy as np
@@ -155,14 +156,19 @@ class TorchTrainStep:
       loss_nets: {"native_loss_net": params or None, "paper_loss_net": params or None} (`loss_network_params`).
       style_weight: the constant style weight (beta for classic/balanced).
       channels_last: run the convolutions in torch's channels_last layout (faster on CPU).
+      device: "cpu" or "cuda".
+      dtype: "float32", or "bfloat16" for the objective under autocast (convolutions and matmuls in bf16;
+        parameters, optimizer state and the reductions autocast keeps in float32 stay float32).
     """
 
     def __init__(self, cfg: TrainConfig, variables: dict, trainable: tuple[str, ...], loss_nets: dict[str, Any],
-                 style_weight: float, channels_last: bool = True):
-        self.cfg, self.replaced = cfg, cfg.objective.loss != "native"
+                 style_weight: float, channels_last: bool = True, device: str = "cpu", dtype: str = "float32"):
+        self.cfg, self.replaced, self.device = cfg, cfg.objective.loss != "native", device
+        self.autocast = (torch.autocast(device, dtype=torch.bfloat16) if dtype == "bfloat16"
+                         else contextlib.nullcontext())
         self.layout = torch.channels_last if channels_last else torch.contiguous_format
         self.model = load_flax_variables(network(cfg.model.arch, cfg.encoder_variant), variables)
-        self.model = self.model.to(memory_format=self.layout)
+        self.model = self.model.to(device=device, memory_format=self.layout)
         if cfg.model.arch in TRAIN_MODE:
             self.model.train()
         for name, param in self.model.named_parameters():  # Magenta's BatchNorms are centre-only: no scale
@@ -174,7 +180,7 @@ class TorchTrainStep:
         if self.replaced:
             self.nets["paper"] = vgg(cfg.objective.loss_network, L.PAPER_STYLE_LAYERS, loss_nets["paper_loss_net"])
         for net in self.nets.values():
-            net.to(memory_format=self.layout)
+            net.to(device=device, memory_format=self.layout)
         self.weights = {"content": cfg.objective.content_weight, "style": 0.0 if self.replaced else style_weight,
                         "tv": cfg.objective.tv_weight, "identity_pixel": cfg.objective.identity_pixel_weight,
                         "identity_feature": cfg.objective.identity_feature_weight}
@@ -185,7 +191,7 @@ class TorchTrainStep:
 
     def _images(self, images: np.ndarray) -> torch.Tensor:
         """uint8 [B, H, W, 3] -> float32 [B, 3, H, W] in [0, 1]."""
-        tensor = torch.from_numpy(images).permute(0, 3, 1, 2).to(torch.float32) / 255.0
+        tensor = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).to(torch.float32) / 255.0
         return tensor.contiguous(memory_format=self.layout)
 
     def objective(self, content: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
@@ -202,8 +208,9 @@ class TorchTrainStep:
     def __call__(self, batch: dict[str, np.ndarray]) -> float:
         """One optimizer step on {"content", "style"}: uint8 [B, H, W, 3]; returns the batch-mean loss."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.objective(self._images(batch["content"]), self._images(batch["style"])).mean()
+        with self.autocast:
+            loss = self.objective(self._images(batch["content"]), self._images(batch["style"])).float().mean()
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
-        return float(loss.detach())
+        return float(loss.detach())  # waits for the step, also on CUDA

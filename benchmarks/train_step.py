@@ -1,8 +1,8 @@
-"""Benchmark of the training step on CPU: jax-ast vs PyTorch, and jax-ast's pmap scaling over CPU devices.
+"""Benchmark of the training step: jax-ast vs PyTorch, and jax-ast's pmap scaling over CPU devices.
 
     python -m benchmarks.train_step [--archs adain sanet linear magenta] [--loss native|classic|balanced]
         [--batch 8] [--size 256] [--rounds 2] [--runs 3] [--devices 1 2 4 8] [--vgg-weights imagenet|random]
-        [--quick] [--no-torch] [--torch-threads N] [--no-channels-last] [--json PATH]
+        [--dtype float32|bfloat16] [--quick] [--no-torch] [--torch-threads N] [--no-channels-last] [--json PATH]
 
 For each network it times (a) the real pmapped `train.step.train_step`, built as `train.loop` builds it
 (constant style weight) on the real ImageNet VGG-16 as ``--preset cpu`` trains (`benchmarks.inputs`), on 1
@@ -12,8 +12,13 @@ devices at the same global batch. The batches are the bundled photos. A device c
 is fixed when XLA starts, so every count runs in its own worker process; the workers stay alive for the
 whole network and the rounds are interleaved over all of them (and torch), so machine drift hits every
 column alike. Every step is synced (its metrics fetched), as in `train.loop`. Compilation and the first
-step are timed separately ("warm-up") and excluded from the step times. Read the ratios and the min next
-to the median: this VM's speed moves by up to 2x within minutes.
+step are timed separately and excluded from the step times. Read the ratios and the min next to the
+median: this VM's speed moves by up to 2x within minutes.
+
+JAX runs on its default backend. On a GPU or TPU there is one worker, whose step runs on every visible
+device (restrict them with e.g. CUDA_VISIBLE_DEVICES), and torch runs on CUDA when JAX runs on a GPU and
+this torch has CUDA; otherwise jax-ast is timed alone and the output says why (`benchmarks.devices`). The
+analytic FLOPs of one step (`benchmarks.flops`) give the achieved TFLOP/s and the % of the bf16 peak.
 """
 
 from __future__ import annotations
@@ -31,10 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import report
 from benchmarks.inputs import ENCODER, LOSS_NETWORK, RANDOM_WARNING, WEIGHTS, bench_config, photo_batches
 from benchmarks.timing import OMP_WAIT_POLICY, ratios, ynn_note
 from jax_ast import archs
 from jax_ast.archs import ARCHS
+from jax_ast.configs import flat_fields
+from jax_ast.precision import DTYPES
 from jax_ast.xla_flags import YNN_FLAG
 
 LOSSES = ("native", "classic", "balanced")
@@ -64,24 +72,34 @@ def xla_flags(devices: int, environment: str) -> tuple[str, str]:
 
 # --- worker process: one device count, one network ----------------------------------------------------
 
+# TrainConfig's mixed-precision field; without it (before train/step.py casts), the step runs float32 only.
+HAS_DTYPE_FIELD = "dtype" in flat_fields()
+
+
 def _bench_config(job: dict):
     from jax_ast.configs import default_config
 
     style_weight = default_config(job["arch"]).objective.style_weight  # the native default, also used as a constant beta
+    dtype = {"dtype": job["dtype"]} if HAS_DTYPE_FIELD else {}
     return bench_config(job["arch"], job["loss"], weights=job["weights"], batch_size=job["batch"],
-                        crop_size=job["size"], style_weight=style_weight)
+                        crop_size=job["size"], style_weight=style_weight, **dtype)
 
 
-def build_jax_step(cfg):
-    """The replicated train step as `train.loop` builds it: (step(batch) -> loss, initial parts for torch)."""
+def build_jax_step(cfg, first_batch: dict) -> tuple:
+    """The replicated train step as `train.loop` builds it: (step(batch) -> loss, initial parts for torch,
+    {"flops": of one step over all devices, "compile_s"})."""
     import jax
 
+    from benchmarks.flops import count_flops
+    from benchmarks.timing import compile_seconds
     from jax_ast import parallel
     from train.factory import create_run
 
     run = create_run(cfg)  # exactly what train.loop runs
     constants = run.with_style_weight(float(cfg.objective.style_weight))
     replicated = {"state": parallel.replicate(run.state), "constants": parallel.replicate(constants)}
+    example = (replicated["state"], parallel.shard(first_batch), replicated["constants"])
+    cost = {"flops": count_flops(run.step_fn, *example), "compile_s": compile_seconds(run.step_fn, *example)}
 
     def step(batch) -> float:
         replicated["state"], metrics = run.step_fn(replicated["state"], parallel.shard(batch),
@@ -93,17 +111,18 @@ def build_jax_step(cfg):
     initial = {"variables": to_numpy({"params": {**run.frozen, **run.state.params},
                                       "batch_stats": run.state.batch_stats}),
                "trainable": tuple(run.model.TRAINABLE), "loss_nets": to_numpy(loss_nets)}
-    return step, initial
+    return step, initial, cost
 
 
-def _build_torch_step(cfg, initial: dict, threads: int, channels_last: bool):
+def _build_torch_step(cfg, initial: dict, job: dict, device: str):
     import torch
 
     from benchmarks.torch_train import TorchTrainStep
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(job["torch_threads"])
     return TorchTrainStep(cfg, initial["variables"], initial["trainable"], initial["loss_nets"],
-                          float(cfg.objective.style_weight), channels_last=channels_last)
+                          float(cfg.objective.style_weight), channels_last=job["channels_last"], device=device,
+                          dtype=job["dtype"])
 
 
 def _timed(fn, batch) -> tuple[float, float]:
@@ -112,22 +131,33 @@ def _timed(fn, batch) -> tuple[float, float]:
     return time.perf_counter() - start, loss
 
 
+def _backend() -> dict:
+    """This worker's JAX backend and devices, and the torch device that matches them."""
+    import jax
+
+    from benchmarks.devices import machine_info, torch_device
+
+    device, why = torch_device(jax.default_backend())
+    return {"machine": machine_info(), "torch_device": device, "torch_note": why}
+
+
 def _build(job: dict) -> tuple[dict, dict]:
     """Builds the steps of a worker (jax-ast, and torch if asked); returns (bench, reply)."""
     import jax
 
     cfg = _bench_config(job)
+    batches = photo_batches(job["batch"], job["size"])
     start = time.perf_counter()
-    jax_step, initial = build_jax_step(cfg)
+    jax_step, initial, cost = build_jax_step(cfg, batches[0])
     reply = {"devices": jax.device_count(), "jax_version": jax.__version__, "style_weight": float(cfg.objective.style_weight),
-             "jax_build_s": time.perf_counter() - start}
+             "jax_build_s": time.perf_counter() - start, **cost}
     steps = {"jax": jax_step}
     if job["torch"]:
         import torch
 
-        steps["torch"] = _build_torch_step(cfg, initial, job["torch_threads"], job["channels_last"])
+        steps["torch"] = _build_torch_step(cfg, initial, job, job["torch"])
         reply.update(torch_version=torch.__version__, torch_threads=torch.get_num_threads())
-    return {"steps": steps, "batches": photo_batches(job["batch"], job["size"]), "position": 0}, reply
+    return {"steps": steps, "batches": batches, "position": 0}, reply
 
 
 def _run(bench: dict, framework: str, runs: int) -> tuple[list[float], list[float]]:
@@ -142,9 +172,9 @@ def _run(bench: dict, framework: str, runs: int) -> tuple[list[float], list[floa
 
 
 def worker_main() -> int:
-    """Serves JSON commands on stdin, one JSON reply line each: {"cmd": "build", "job": ...}, {"cmd":
-    "warmup"} (first step of each framework on batch 0: compile + run), {"cmd": "run", "framework", "runs"}
-    and {"cmd": "quit"}."""
+    """Serves JSON commands on stdin, one JSON reply line each: {"cmd": "backend"}, {"cmd": "build", "job": ...},
+    {"cmd": "warmup"} (first step of each framework on batch 0), {"cmd": "run", "framework", "runs"} and
+    {"cmd": "quit"}."""
     def send(message: dict) -> None:
         print(REPLY + json.dumps(message), flush=True)
 
@@ -154,7 +184,9 @@ def worker_main() -> int:
         try:
             if command["cmd"] == "quit":
                 return 0
-            if command["cmd"] == "build":
+            if command["cmd"] == "backend":
+                send(_backend())
+            elif command["cmd"] == "build":
                 bench, reply = _build(command["job"])
                 send(reply)
             elif command["cmd"] == "warmup":
@@ -179,8 +211,11 @@ class Worker:
 
     def __init__(self, devices: int, job: dict):
         self.devices, self.job = devices, job
-        env = dict(os.environ, JAX_PLATFORMS="cpu")
+        env = dict(os.environ)
         env.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
+        # On a GPU, torch shares the device with XLA in the same worker: XLA takes memory as it needs it
+        # instead of 75% of the device up front. A value set by the caller wins.
+        env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
         env["XLA_FLAGS"] = xla_flags(devices, os.environ.get("XLA_FLAGS", ""))[0]
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         self.stderr = tempfile.TemporaryFile(mode="w+")
@@ -225,14 +260,24 @@ def _stats(times: list[float], batch: int) -> dict:
             "times_s": times}
 
 
-def bench_arch(arch: str, args: argparse.Namespace, use_torch: bool) -> dict:
-    """Times one network on every device count (and torch on 1 device); returns its result row."""
+def probe_backend() -> dict:
+    """{"machine", "torch_device", "torch_note"} of a worker's JAX (started as the benchmark's workers are)."""
+    worker = Worker(1, {})
+    try:
+        return worker.request({"cmd": "backend"})
+    finally:
+        worker.close()
+
+
+def bench_arch(arch: str, args: argparse.Namespace, torch_device: str | None, device_kind: str) -> dict:
+    """Times one network on every device count (and torch on 1 device, on `torch_device`); returns its row."""
     size = max(args.size, archs.get(arch).min_crop)  # e.g. Magenta's Inception needs >= 43 px
     counts = sorted(set(args.devices) | {1})
     job = {"arch": arch, "loss": args.loss, "batch": args.batch, "size": size, "weights": args.vgg_weights,
-           "torch": False,
+           "dtype": args.dtype, "torch": None,
            "torch_threads": args.torch_threads, "channels_last": not args.no_channels_last}
-    workers = {n: Worker(n, dict(job, torch=use_torch and n == 1)) for n in counts}
+    use_torch = torch_device is not None
+    workers = {n: Worker(n, dict(job, torch=torch_device if n == 1 else None)) for n in counts}
     try:
         for worker in workers.values():  # parameter init overlaps; the step compiles run one at a time
             worker.send({"cmd": "build", "job": worker.job})
@@ -248,15 +293,25 @@ def bench_arch(arch: str, args: argparse.Namespace, use_torch: bool) -> dict:
         for worker in workers.values():
             worker.close()
     one = setup[1]
-    row = {"arch": arch, "loss": args.loss, "size": size, "batch": args.batch, "style_weight": one["style_weight"],
+    row = {"arch": arch, "loss": args.loss, "size": size, "batch": args.batch, "dtype": args.dtype,
+           "style_weight": one["style_weight"],
            "jax": {**_stats(times[1], args.batch), "warmup_s": one["jax_warmup_s"], "build_s": one["jax_build_s"],
-                   "first_loss": one["jax_first_loss"]},
+                   "compile_s": one["compile_s"], "flops": one["flops"], "first_loss": one["jax_first_loss"]},
            "devices": {}}
+    summary = []
     for n in counts:
         if n in args.devices:
             row["devices"][str(n)] = {**_stats(times[n], args.batch), "warmup_s": setup[n]["jax_warmup_s"],
-                                      "first_loss": setup[n]["jax_first_loss"],
+                                      "compile_s": setup[n]["compile_s"], "first_loss": setup[n]["jax_first_loss"],
                                       "over_1_device": statistics.median(times[1]) / statistics.median(times[n])}
+        if n in args.devices or n == 1:
+            with_torch = use_torch and n == 1
+            summary.append(report.summary_row(
+                "train_step", arch, size=size, batch=args.batch, dtype=args.dtype, flops=setup[n]["flops"],
+                jax_times=times[n], compile_s=setup[n]["compile_s"], device_kind=device_kind,
+                devices=setup[n]["devices"], torch_times=times["torch"] if with_torch else None,
+                torch_device=torch_device if with_torch else None))
+    row["summary"] = summary
     if use_torch:
         row["torch"] = {**_stats(times["torch"], args.batch), "warmup_s": one["torch_warmup_s"],
                         "first_loss": one["torch_first_loss"]}
@@ -270,8 +325,8 @@ def bench_arch(arch: str, args: argparse.Namespace, use_torch: bool) -> dict:
 def format_tables(rows: list[dict], devices: list[int]) -> str:
     """The two result tables: 1 device jax-ast (vs torch), and jax-ast img/s per device count."""
     with_torch = any("torch" in row for row in rows)
-    lines = ["1 device" + (", jax-ast vs PyTorch" if with_torch else ", jax-ast") + ": step time median [min] s; "
-             "warm-up = compile + first step (excluded)",
+    lines = ["1 worker" + (", jax-ast vs PyTorch" if with_torch else ", jax-ast") + ": step time median [min] s; "
+             "warm-up = first step after compiling (excluded)",
              f"{'arch':8s} {'jax steps/s':>11s} {'img/s':>7s} {'median [min] s':>16s} {'warm-up':>8s}"]
     if with_torch:
         lines[-1] += (f" | {'torch steps/s':>13s} {'img/s':>7s} {'median [min] s':>16s} {'warm-up':>8s} | "
@@ -314,7 +369,11 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help=f"interleaved rounds (default {FULL['rounds']}; --quick 1)")
     parser.add_argument("--runs", type=int, help=f"timed steps per column per round (default {FULL['runs']}; "
                         f"--quick {QUICK['runs']})")
-    parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8], help="CPU device counts for pmap")
+    parser.add_argument("--devices", type=int, nargs="+", default=[1, 2, 4, 8],
+                        help="CPU device counts for pmap (on a GPU or TPU: one worker on every visible device)")
+    parser.add_argument("--dtype", default="float32", choices=tuple(DTYPES),
+                        help="compute dtype of both steps (bfloat16: convolutions in bf16, master weights, "
+                             "optimizer state and losses in float32)")
     parser.add_argument("--vgg-weights", default="imagenet", choices=WEIGHTS,
                         help="VGG encoder and loss networks: the installed ImageNet VGG-16 (default) or random")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round: checks that it runs")
@@ -331,6 +390,8 @@ def parse_args(argv) -> argparse.Namespace:
         parser.error(f"--size must be a multiple of {SIZE_MULTIPLE} and at least {MIN_SIZE}, got {args.size}")
     if min(args.batch, args.rounds, args.runs, *args.devices) < 1:
         parser.error("--batch, --rounds, --runs and --devices must be positive")
+    if args.dtype != "float32" and not HAS_DTYPE_FIELD:
+        parser.error(f"--dtype {args.dtype}: this jax-ast's TrainConfig has no dtype field (train.step runs float32 only)")
     uneven = [n for n in args.devices if args.batch % n]
     if uneven:
         parser.error(f"--batch {args.batch} does not split evenly over {uneven} devices")
@@ -342,29 +403,42 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
         return worker_main()
-    use_torch = not args.no_torch and _torch_importable()
+    probe = probe_backend()
+    machine = probe["machine"]
+    if args.no_torch or not _torch_importable():
+        torch_device = None
+        torch_note = "torch " + ("disabled (--no-torch)" if args.no_torch else "is not importable") + ": jax-ast only"
+    else:
+        torch_device, torch_note = probe["torch_device"], probe["torch_note"]
+    if machine["backend"] != "cpu" and args.devices != [1]:
+        print(f"on {machine['backend']}, one worker runs the step on all {machine['device_count']} visible "
+              f"device(s); --devices {' '.join(map(str, args.devices))} applies to CPU devices only")
+        args.devices = [1]
     note = xla_flags(1, os.environ.get("XLA_FLAGS", ""))[1]
     note += f"; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', OMP_WAIT_POLICY)} in the workers"
-    print(f"train-step benchmark: loss={args.loss}, {args.size}x{args.size}, global batch {args.batch}, "
+    print(f"train-step benchmark: loss={args.loss}, {args.size}x{args.size}, global batch {args.batch}, {args.dtype}, "
           f"{args.rounds} round(s) x {args.runs} step(s) per column; {args.vgg_weights} VGG weights "
           f"(encoder {ENCODER}, loss network {LOSS_NETWORK}), constant style weight\n"
+          f"jax {machine['jax']} on {machine['device_kind']} ({machine['backend']}); {torch_note}\n"
           f"{note}; os.cpu_count() = {os.cpu_count()}", flush=True)
     if args.vgg_weights == "random":
         print(RANDOM_WARNING, flush=True)
-    if not use_torch:
-        print("torch " + ("disabled (--no-torch)" if args.no_torch else "is not importable") + ": jax-ast only")
     rows = []
     for arch in args.archs:
-        rows.append(bench_arch(arch, args, use_torch))
+        rows.append(bench_arch(arch, args, torch_device, machine["device_kind"]))
         versions = ", ".join(f"{k} {v}" for k, v in rows[-1]["versions"].items())
         print(f"{arch}: done ({versions})", file=sys.stderr, flush=True)
     print(format_tables(rows, args.devices))
+    summary = [line for row in rows for line in row["summary"]]
+    print("\n" + report.text_table(summary))
     if args.vgg_weights == "random":
         print(RANDOM_WARNING)
     if args.json:
         settings = {k: v for k, v in vars(args).items() if k not in ("json", "worker")}
         with open(args.json, "w") as stream:
-            json.dump({"settings": settings, "torch": use_torch, "note": note, "rows": rows}, stream, indent=1)
+            json.dump({"settings": settings, "torch": torch_device is not None, "torch_device": torch_device,
+                       "torch_note": torch_note, "note": note, "machine": machine, "rows": rows,
+                       "summary": summary}, stream, indent=1)
     return 0
 
 

@@ -27,3 +27,35 @@ def test_quick_benchmark_reports_every_column(tmp_path, capsys):
         assert row["jax_over_torch_median"] > 0 and row["jax_over_torch_min"] > 0
         # The torch step is the same computation: same first loss (measured 8e-8 relative).
         assert row["first_loss_rel_diff"] < 1e-4
+
+
+def test_all_benchmarks_write_one_json_and_markdown_table(tmp_path):
+    """`python -m benchmarks.all`, cut down to one tiny benchmark: its rows, machine and table; no overwrite."""
+    import pytest
+
+    from benchmarks import all as bench_all
+    from benchmarks.report import COLUMNS
+
+    out = tmp_path / "bench"
+    argv = ["--quick", "--benchmarks", "stylize", "--archs", "adain", "--size", "32", "--batch", "1",
+            "--rounds", "1", "--runs", "1", "--out", str(out)]
+    assert bench_all.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["machine"]["backend"] == "cpu" and results["machine"]["device_kind"]
+    (bench,) = results["benchmarks"]
+    assert bench["status"] == "ok" and "--size 32" in " ".join(bench["argv"])
+    (row,) = bench["rows"]
+    assert (row["benchmark"], row["network"], row["size"], row["batch"], row["dtype"]) == (
+        "stylize", "adain", 32, 1, "float32")
+    assert row["gflop"] > 0 and row["jax_img_s"] > 0 and row["compile_s"] > 0 and row["tflops"] > 0
+    assert row["pct_peak"] is None  # a CPU has no bf16 peak in the table
+    if importlib.util.find_spec("torch") is not None:
+        assert row["torch_device"] == "cpu" and row["jax_over_torch"] > 0
+    table = (out / "results.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| benchmark"))
+    assert [cell.strip() for cell in header.strip("|").split("|")] == [h for _, h, _ in COLUMNS]
+    assert "| stylize | adain | 32 | 1 | float32 | 1 |" in table and "% bf16 peak" in table
+    assert (out / "logs" / "stylize.log").read_text()
+    with pytest.raises(SystemExit) as exit_info:  # the same --out again: refused, nothing overwritten
+        bench_all.main(argv)
+    assert exit_info.value.code == 2

@@ -34,8 +34,8 @@ SETTINGS = ("archs", "size", "batch", "rounds", "runs", "dtype")  # what a comma
 
 @dataclasses.dataclass(frozen=True)
 class Benchmark:
-    """One benchmark module and its settings per profile ({flag name: value}; a setting it lacks is never
-    passed, so an override of it does not apply). `extra`: further arguments in both profiles."""
+    """One benchmark module and its settings per profile ({flag name: value, True for a bare flag}; a
+    setting it lacks is never passed, so an override of it does not apply). `extra`: arguments in both."""
 
     name: str
     module: str
@@ -51,7 +51,10 @@ class Benchmark:
         argv = list(self.extra)
         for key, default in settings.items():
             value = overrides.get(key) if overrides.get(key) is not None else default
-            argv += [f"--{key}", *map(str, value)] if isinstance(value, (list, tuple)) else [f"--{key}", str(value)]
+            if value is True:
+                argv.append(f"--{key}")
+            else:
+                argv += [f"--{key}", *map(str, value)] if isinstance(value, (list, tuple)) else [f"--{key}", str(value)]
         return argv
 
 
@@ -65,7 +68,7 @@ REGISTRY: tuple[Benchmark, ...] = (
     Benchmark("losses", "benchmarks.losses",
               quick={"size": 64, "batch": 2, "rounds": 1, "runs": 2, "dtype": "float32"},
               full={"size": 256, "batch": 32, "rounds": 3, "runs": 5, "dtype": "float32"}),
-    Benchmark("eval_cache", "benchmarks.eval_cache", quick={}, full={}, extra=("--quick",)),
+    Benchmark("eval_cache", "benchmarks.eval_cache", quick={"quick": True}, full={}),
 )
 NAMES = tuple(b.name for b in REGISTRY)
 
@@ -159,8 +162,8 @@ def main(argv=None) -> int:
         bench_argv = bench.argv(args.quick, overrides)
         print(f"{bench.name}: python -m {bench.module} {' '.join(bench_argv)}", flush=True)
         result = run_benchmark(bench, bench_argv, out, args.timeout)
-        results["machine"] = results["machine"] or result.pop("machine")
-        result.pop("machine", None)
+        machine = result.pop("machine")
+        results["machine"] = results["machine"] or machine
         results["benchmarks"].append(result)
         print(f"{bench.name}: {result['status']} in {result['seconds']:.0f} s", flush=True)
     results["seconds"] = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()

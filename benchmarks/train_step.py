@@ -24,6 +24,7 @@ analytic FLOPs of one step (`benchmarks.flops`) give the achieved TFLOP/s and th
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -85,9 +86,9 @@ def _bench_config(job: dict):
                         crop_size=job["size"], style_weight=style_weight, **dtype)
 
 
-def build_jax_step(cfg, first_batch: dict) -> tuple:
+def build_jax_step(cfg, first_batch: dict, count: bool = True) -> tuple:
     """The replicated train step as `train.loop` builds it: (step(batch) -> loss, initial parts for torch,
-    {"flops": of one step over all devices, "compile_s"})."""
+    {"flops": of one step over all devices (None unless `count`), "compile_s"})."""
     import jax
 
     from benchmarks.flops import count_flops
@@ -99,7 +100,8 @@ def build_jax_step(cfg, first_batch: dict) -> tuple:
     constants = run.with_style_weight(float(cfg.objective.style_weight))
     replicated = {"state": parallel.replicate(run.state), "constants": parallel.replicate(constants)}
     example = (replicated["state"], parallel.shard(first_batch), replicated["constants"])
-    cost = {"flops": count_flops(run.step_fn, *example), "compile_s": compile_seconds(run.step_fn, *example)}
+    cost = {"flops": count_flops(run.step_fn, *example) if count else None,
+            "compile_s": compile_seconds(run.step_fn, *example)}
 
     def step(batch) -> float:
         replicated["state"], metrics = run.step_fn(replicated["state"], parallel.shard(batch),
@@ -148,7 +150,7 @@ def _build(job: dict) -> tuple[dict, dict]:
     cfg = _bench_config(job)
     batches = photo_batches(job["batch"], job["size"])
     start = time.perf_counter()
-    jax_step, initial, cost = build_jax_step(cfg, batches[0])
+    jax_step, initial, cost = build_jax_step(cfg, batches[0], count=job["count_flops"])
     reply = {"devices": jax.device_count(), "jax_version": jax.__version__, "style_weight": float(cfg.objective.style_weight),
              "jax_build_s": time.perf_counter() - start, **cost}
     steps = {"jax": jax_step}
@@ -209,8 +211,8 @@ def worker_main() -> int:
 class Worker:
     """A worker process with `devices` CPU devices; stderr goes to a temporary file shown on failure."""
 
-    def __init__(self, devices: int, job: dict):
-        self.devices, self.job = devices, job
+    def __init__(self, devices: int):
+        self.devices = devices
         env = dict(os.environ)
         env.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
         # On a GPU, torch shares the device with XLA in the same worker: XLA takes memory as it needs it
@@ -260,27 +262,33 @@ def _stats(times: list[float], batch: int) -> dict:
             "times_s": times}
 
 
-def probe_backend() -> dict:
-    """{"machine", "torch_device", "torch_note"} of a worker's JAX (started as the benchmark's workers are)."""
-    worker = Worker(1, {})
+def probe_backend() -> tuple[Worker, dict]:
+    """(a 1-device worker, {"machine", "torch_device", "torch_note"} of its JAX); `bench_arch` reuses it."""
+    worker = Worker(1)
     try:
-        return worker.request({"cmd": "backend"})
-    finally:
+        return worker, worker.request({"cmd": "backend"})
+    except BaseException:
         worker.close()
+        raise
 
 
-def bench_arch(arch: str, args: argparse.Namespace, torch_device: str | None, device_kind: str) -> dict:
-    """Times one network on every device count (and torch on 1 device, on `torch_device`); returns its row."""
+def bench_arch(arch: str, args: argparse.Namespace, torch_device: str | None, device_kind: str,
+               one_device: Worker | None = None) -> dict:
+    """Times one network on every device count (and torch on 1 device, on `torch_device`), in new workers
+    (or, for 1 device, `one_device`); closes them; returns the network's row."""
     size = max(args.size, archs.get(arch).min_crop)  # e.g. Magenta's Inception needs >= 43 px
     counts = sorted(set(args.devices) | {1})
     job = {"arch": arch, "loss": args.loss, "batch": args.batch, "size": size, "weights": args.vgg_weights,
            "dtype": args.dtype, "torch": None,
            "torch_threads": args.torch_threads, "channels_last": not args.no_channels_last}
     use_torch = torch_device is not None
-    workers = {n: Worker(n, dict(job, torch=torch_device if n == 1 else None)) for n in counts}
+    # The 1-device worker counts the FLOPs: the same global batch costs the same on every device count.
+    jobs = {n: dict(job, torch=torch_device if n == 1 else None, count_flops=n == 1) for n in counts}
+    workers = {1: one_device} if one_device is not None else {}
     try:
+        workers.update({n: Worker(n) for n in counts if n not in workers})
         for worker in workers.values():  # parameter init overlaps; the step compiles run one at a time
-            worker.send({"cmd": "build", "job": worker.job})
+            worker.send({"cmd": "build", "job": jobs[worker.devices]})
         setup = {n: w.receive() for n, w in workers.items()}
         setup = {n: {**setup[n], **w.request({"cmd": "warmup"})} for n, w in workers.items()}
         times = {n: [] for n in counts} | ({"torch": []} if use_torch else {})
@@ -307,7 +315,7 @@ def bench_arch(arch: str, args: argparse.Namespace, torch_device: str | None, de
         if n in args.devices or n == 1:
             with_torch = use_torch and n == 1
             summary.append(report.summary_row(
-                "train_step", arch, size=size, batch=args.batch, dtype=args.dtype, flops=setup[n]["flops"],
+                "train_step", arch, size=size, batch=args.batch, dtype=args.dtype, flops=one["flops"],
                 jax_times=times[n], compile_s=setup[n]["compile_s"], device_kind=device_kind,
                 devices=setup[n]["devices"], torch_times=times["torch"] if with_torch else None,
                 torch_device=torch_device if with_torch else None))
@@ -351,11 +359,7 @@ def format_tables(rows: list[dict], devices: list[int]) -> str:
 
 
 def _torch_importable() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return importlib.util.find_spec("torch") is not None
 
 
 def parse_args(argv) -> argparse.Namespace:
@@ -403,7 +407,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
         return worker_main()
-    probe = probe_backend()
+    spare, probe = probe_backend()
     machine = probe["machine"]
     if args.no_torch or not _torch_importable():
         torch_device = None
@@ -425,7 +429,8 @@ def main(argv=None) -> int:
         print(RANDOM_WARNING, flush=True)
     rows = []
     for arch in args.archs:
-        rows.append(bench_arch(arch, args, torch_device, machine["device_kind"]))
+        rows.append(bench_arch(arch, args, torch_device, machine["device_kind"], one_device=spare))
+        spare = None  # bench_arch closed it
         versions = ", ".join(f"{k} {v}" for k, v in rows[-1]["versions"].items())
         print(f"{arch}: done ({versions})", file=sys.stderr, flush=True)
     print(format_tables(rows, args.devices))

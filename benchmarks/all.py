@@ -78,6 +78,7 @@ def run_benchmark(bench: Benchmark, argv: list[str], out: Path, timeout_s: float
     json_path, log_path = out / "raw" / f"{bench.name}.json", out / "logs" / f"{bench.name}.log"
     command = [sys.executable, "-m", bench.module, *argv, "--json", str(json_path)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # torch shares a GPU with XLA in these processes
     result = {"name": bench.name, "argv": argv, "log": str(log_path.relative_to(out)), "rows": [], "machine": None}
     start = time.perf_counter()
     with open(log_path, "w") as log:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from benchmarks import flops
-from benchmarks.devices import peak_bf16_tflops, percent_of_peak
+from benchmarks.devices import peak_bf16_tflops, percent_of_peak, torch_device
 from jax_ast.models.vgg import VGG
 
 
@@ -86,3 +86,14 @@ def test_peak_table():
     assert peak_bf16_tflops("cpu") is None and percent_of_peak(1.0, "cpu") is None
     assert percent_of_peak(98.94, "NVIDIA H200") == pytest.approx(10.0)
     assert percent_of_peak(98.94, "NVIDIA H200", devices=2) == pytest.approx(5.0)
+
+
+def test_torch_device_follows_jax_backend():
+    assert torch_device("cpu")[0] == "cpu"
+    device, why = torch_device("tpu")
+    assert device is None and "jax-ast alone" in why
+    torch = pytest.importorskip("torch")
+    device, why = torch_device("gpu")  # CUDA when this torch has it, else jax-ast alone and the reason
+    assert (device == "cuda") == torch.cuda.is_available() and why
+    if device is None:
+        assert "has no CUDA" in why

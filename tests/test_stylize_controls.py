@@ -1,7 +1,7 @@
 """Several styles in one image (interpolation, masks), `--list-archs` and the bare `eval.stylize` command.
 
 Random weights (`eval.stylize.random_model`): the checks are identities of the plumbing, which hold for any
-weights. Images are 48-56 px.
+weights. Images are 32-40 px.
 """
 
 import re
@@ -17,14 +17,14 @@ from jax_ast import archs
 from jax_ast.archs import ARCHS
 from jax_ast.models import build
 from jax_ast.models.magenta import Magenta
-from jax_ast.models.mixing import blend_regions, normalise_weights
+from jax_ast.models.mixing import blend_regions, mix_codes, normalise_weights
 from jax_ast.pretrained.native import save_params
 
 REPO = Path(__file__).resolve().parents[1]
-CONTENT = np.random.default_rng(0).random((1, 48, 56, 3), dtype=np.float32)  # >= 43: Magenta's identity code
-STYLES = [np.random.default_rng(seed).random((1, 48, 48, 3), dtype=np.float32) for seed in (1, 2)]
-LEFT = np.zeros((1, 48, 56), np.float32)
-LEFT[:, :, :24] = 1.0
+CONTENT = np.random.default_rng(0).random((1, 32, 40, 3), dtype=np.float32)
+STYLES = [np.random.default_rng(seed).random((1, 32, 32, 3), dtype=np.float32) for seed in (1, 2)]
+LEFT = np.zeros((1, 32, 40), np.float32)
+LEFT[:, :, :16] = 1.0
 
 
 def _bound(arch):
@@ -66,8 +66,8 @@ def test_mixing_and_masks_reduce_to_the_single_style(arch):
         _close(apply("stylize_regions", [codes[1]] * 2, [LEFT, 1.0 - LEFT], alpha=alpha), single)
     if arch == "magenta":  # whole renders blended per pixel: each region is exactly its style's image
         masked = apply("stylize_regions", codes, [LEFT, 1.0 - LEFT], alpha=alpha)
-        _close(masked[:, :, :24], apply("stylize_with_code", codes[0], alpha=alpha)[:, :, :24])
-        _close(masked[:, :, 24:], single[:, :, 24:])
+        _close(masked[:, :, :16], apply("stylize_with_code", codes[0], alpha=alpha)[:, :, :16])
+        _close(masked[:, :, 16:], single[:, :, 16:])
     mixed = apply("stylize_mixed", codes, np.asarray([1.0, 3.0]), alpha=alpha)
     _close(apply("stylize_mixed", codes, np.asarray([10.0, 30.0]), alpha=alpha), mixed)
     assert np.abs(mixed - single).max() > 1e-3 * np.abs(single).max()
@@ -78,7 +78,10 @@ def test_interpolation_encodes_the_styles():
     features, which differs from attending to a mixed code."""
     apply, codes = _bound("sanet")
     weights = np.asarray([0.25, 0.75])
-    _close(apply("stylize_interpolated", STYLES, weights, alpha=1.0), apply("stylize_mixed", codes, weights, alpha=1.0))
+    mixed = apply("stylize_mixed", codes, weights, alpha=1.0)
+    _close(apply("stylize_interpolated", STYLES, weights, alpha=1.0), mixed)
+    attended_to_mixed_code = apply("stylize_with_code", mix_codes(codes, weights), alpha=1.0)
+    assert np.abs(attended_to_mixed_code - mixed).max() > 1e-3 * np.abs(mixed).max()
 
 
 def test_blend_regions():

@@ -91,19 +91,20 @@ class Mixer:
                  preserve_color: str = "none"):
         self.spec = spec
         self.preserve_color = preserve_color
+        self.variables = variables  # passed as an argument, not captured: jit would embed them as constants
         model_type = type(model)
-        self._encode = jax.jit(lambda style: model.apply(variables, style, method=model_type.encode_style))
+        self._encode = jax.jit(lambda variables, style: model.apply(variables, style, method=model_type.encode_style))
         if spec.weights is not None:
             weights = np.asarray(spec.weights, np.float32)
-            self._stylize = jax.jit(lambda content, codes: model.apply(
+            self._stylize = jax.jit(lambda variables, content, codes: model.apply(
                 variables, content, codes, weights, alpha, method=model_type.stylize_mixed))
         else:
-            self._stylize = jax.jit(lambda content, codes, masks: model.apply(
+            self._stylize = jax.jit(lambda variables, content, codes, masks: model.apply(
                 variables, content, codes, masks, alpha, method=model_type.stylize_regions))
 
     def encode(self, styles: Sequence[np.ndarray]) -> list[Any]:
         """Styles float32 [Hs_k, Ws_k, 3] -> one code per style (batch 1)."""
-        return [self._encode(style[None]) for style in styles]
+        return [self._encode(self.variables, style[None]) for style in styles]
 
     def __call__(self, content: np.ndarray, styles: Sequence[np.ndarray], codes: list[Any] | None) -> np.ndarray:
         """content float32 [H, W, 3] -> the mixed image float32 [H, W, 3] (unclamped).
@@ -115,6 +116,6 @@ class Mixer:
                           for style in styles]
             codes = self.encode(recoloured)
         if self.spec.weights is not None:
-            return np.asarray(self._stylize(content[None], codes))[0]
+            return np.asarray(self._stylize(self.variables, content[None], codes))[0]
         mask = load_mask(self.spec.mask_path, *content.shape[:2])[None]
-        return np.asarray(self._stylize(content[None], codes, [mask, 1.0 - mask]))[0]
+        return np.asarray(self._stylize(self.variables, content[None], codes, [mask, 1.0 - mask]))[0]

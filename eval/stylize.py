@@ -15,7 +15,17 @@ the file-size limit is hit): the run stops, and the images written before are wh
 
 ``--checkpoint`` is one of: a directory holding the original release files under their canonical names
 (listed below), a native params file written by ``jax_ast.pretrained.save_params``, or the literal
-``random`` (seeded random weights; the output is meaningless, for smoke tests only).
+``random`` (seeded random weights; the output is meaningless, for smoke tests only). ``--list-archs`` prints
+every network's files and where they come from.
+
+Several styles in one image (`eval.style_mixing`, docs/stylize.md): ``--style a.jpg b.jpg --style-weights 0.7
+0.3`` mixes them (weights normalised to sum 1) into ``<content>__a@0.7+b@0.3.png``; ``--mask fg.png`` with two
+styles puts the first on the mask's white foreground and the second on its black background. Without these
+flags every ``--style`` file or folder is applied on its own.
+
+With none of --arch, --checkpoint, --content, --style, --out, the run uses `eval.presets.README_MODEL`: the
+model README's main command trains, on the bundled samples; if it does not exist yet, the run prints the
+command that trains it and exits 2.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from typing import Any, Iterable, Sequence
 import jax
 import numpy as np
 
-from eval import guards
+from eval import guards, presets, style_mixing
 from eval.batching import Stylizer, group_by_shape
 from jax_ast import archs, color, imageio
 from jax_ast import progress as progress_lib
@@ -173,6 +183,37 @@ def stylize_all(stylizer: Any, content_paths: Sequence[Path], style_paths: Seque
     return summary
 
 
+def stylize_mixed_all(mixer: style_mixing.Mixer, content_paths: Sequence[Path], options: Options) -> Summary:
+    """Writes one image per content with all the styles of `mixer.spec` (weights or a mask), as `stylize_all`."""
+    summary = Summary()
+    progress = Progress(len(content_paths), enabled=options.progress)
+    start = time.perf_counter()
+    style_paths = mixer.spec.style_paths
+    styles = _load_all(style_paths, options.style_size, summary, progress, "style")
+    if len(styles) < len(style_paths):  # a mix without one of its styles is not the requested image
+        summary.skipped += [(str(path), "not stylised: a style of the mix could not be read") for path in content_paths]
+        content_paths = []
+    styles = [styles[i] for i in sorted(styles)]
+    # coral recolours the styles to each content: `mixer` encodes them per content then
+    codes = mixer.encode(styles) if content_paths and options.preserve_color != "coral" else None
+    style_names = unique_stems(style_paths)
+    for path, name in zip(content_paths, unique_stems(content_paths)):
+        content = _load_all([path], options.size, summary, progress, "content").get(0)
+        label = style_mixing.output_label(name, mixer.spec, style_names)
+        try:
+            stylized = None if content is None else mixer(content, styles, codes)
+        except Exception as error:  # e.g. a content too small for the network; reported, the run continues
+            summary.skipped.append((label, f"stylisation failed: {type(error).__name__}: {error}"))
+            progress.write(f"warning: stylisation failed for {label}: {error}")
+        else:
+            if stylized is not None:
+                _save(stylized, content, label, options, summary, progress)
+        progress.update(1)
+    summary.seconds = time.perf_counter() - start
+    progress.close()
+    return summary
+
+
 def _stylize_chunk(stylizer: Any, contents: dict[int, np.ndarray], codes: dict[tuple[int, int], Any],
                    names: tuple[list[str], list[str]], options: Options, summary: Summary,
                    progress: Progress) -> None:
@@ -307,12 +348,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.stylize", description=__doc__,
                                      epilog=f"release files per --arch:\n{release}",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", required=True, help=f"network, one of: {', '.join(ARCHS)}")
-    parser.add_argument("--checkpoint", required=True,
-                        help="release-file directory, native params file, or 'random' (smoke tests only)")
-    parser.add_argument("--content", required=True, type=Path, help="content image file or directory")
-    parser.add_argument("--style", required=True, type=Path, help="style image file or directory")
-    parser.add_argument("--out", required=True, type=Path, help="output directory (created)")
+    bare = presets.README_MODEL
+    parser.add_argument("--list-archs", action="store_true",
+                        help="print every network, the weight files it takes and where they come from; then exit")
+    parser.add_argument("--arch", help=f"network, one of: {', '.join(ARCHS)} (bare run: {bare.arch})")
+    parser.add_argument("--checkpoint", help="release-file directory, native params file, or 'random' (smoke tests "
+                                             f"only) (bare run: {bare.checkpoint})")
+    parser.add_argument("--content", type=Path, help="content image file or directory (bare run: the bundled "
+                                                     "content samples)")
+    parser.add_argument("--style", type=Path, nargs="+",
+                        help="style image files or directories, each applied on its own; with --style-weights or "
+                             "--mask, image files mixed into one output (bare run: the bundled style samples)")
+    parser.add_argument("--out", type=Path, help=f"output directory (created) (bare run: {bare.out})")
+    parser.add_argument("--style-weights", type=float, nargs="+", default=None, metavar="W",
+                        help="mix the --style images with these weights, one per style: non-negative, not all "
+                             "zero, normalised to sum 1")
+    parser.add_argument("--mask", type=Path, default=None,
+                        help="image whose white foreground gets the first of two --style images and black "
+                             "background the second (grey levels blend)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace output files that already exist in --out (default: stop before running)")
     parser.add_argument("--alpha", type=float, default=1.0,
@@ -335,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
     """Argument checks that end in `parser.error` (exit 2) with one clear message; returns the image lists."""
+    presets.apply(parser, args)
     if args.arch not in ARCHS:
         parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(ARCHS)}")
     if args.checkpoint != "random" and not Path(args.checkpoint).exists() and not _is_tf_prefix(args.checkpoint):
@@ -350,11 +404,17 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tupl
     if problem:
         parser.error(f"--out {problem}")
     lists = []
-    for role in ("content", "style"):
+    for role, paths in (("content", [args.content]), ("style", args.style)):
         try:
-            lists.append(imageio.list_images(getattr(args, role)))
+            lists.append([image for path in paths for image in imageio.list_images(path)])
         except (FileNotFoundError, imageio.ImageError) as error:
             parser.error(guards.printable(f"--{role}: {error}"))
+    args.mix = None
+    if args.style_weights is not None or args.mask is not None:
+        try:
+            args.mix = style_mixing.make_spec(args.style, args.style_weights, args.mask)
+        except ValueError as error:
+            parser.error(guards.printable(str(error)))
     _check_outputs(parser, args, *lists)
     return lists[0], lists[1]
 
@@ -362,7 +422,12 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tupl
 def _check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace, content_paths: list[Path],
                    style_paths: list[Path]) -> None:
     """Stops (exit 2) when two pairs share an output name, or outputs exist in --out without --overwrite."""
-    names = output_names(content_paths, style_paths, f".{args.format}")
+    if args.mix is None:
+        names = output_names(content_paths, style_paths, f".{args.format}")
+    else:
+        style_names = unique_stems(args.mix.style_paths)
+        names = [f"{style_mixing.output_label(name, args.mix, style_names)}.{args.format}"
+                 for name in unique_stems(content_paths)]
     shared = [name for name, count in collections.Counter(names).items() if count > 1]
     if shared:
         parser.error(guards.printable(f"{len(shared)} output names would be written by more than one pair "
@@ -383,6 +448,9 @@ def _is_tf_prefix(checkpoint: str) -> bool:
 def main(argv: Iterable[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(None if argv is None else list(argv))
+    if args.list_archs:
+        print(presets.list_archs())
+        return guards.EXIT_OK
     content_paths, style_paths = _validate(parser, args)
     try:
         model, variables = load_model(args.arch, args.checkpoint, variant=args.variant, seed=args.seed)
@@ -397,7 +465,11 @@ def main(argv: Iterable[str] | None = None) -> int:
     options = Options(out_dir=args.out, alpha=args.alpha, preserve_color=args.preserve_color, size=size or None,
                       style_size=style_size or None, extension=f".{args.format}", progress=not args.no_progress)
     try:
-        summary = stylize_all(stylizer, content_paths, style_paths, options)
+        if args.mix is None:
+            summary = stylize_all(stylizer, content_paths, style_paths, options)
+        else:
+            mixer = style_mixing.Mixer(model, variables, args.mix, alpha=args.alpha, preserve_color=args.preserve_color)
+            summary = stylize_mixed_all(mixer, content_paths, options)
     except DiskFullError as error:
         print(guards.printable(f"error: {error}"), file=sys.stderr)
         return guards.EXIT_WRITE_FAILED

@@ -54,6 +54,7 @@ PLUGIN = Architecture(
                 content_weight=1.0, style_weight=10.0),
     augment=square_resize_crop,
     release_files="vgg_normalised.pth + decoder.pth",
+    release_source="the GitHub release of naoto0804/pytorch-AdaIN (MIT)",
     release_patterns=lambda variant: {"encoder": VGG_FILES,
                                       "decoder": ("decoder.pth", "decoder_iter_*.pth", "iter_*.pth")},
     release_tables=release_tables, load_release=load_release,

@@ -77,6 +77,7 @@ class Architecture:
       pretrains_decoder: True when training without a pretrained decoder first trains one as an
         auto-encoder (LinearTransfer).
       release_files: the original release files, in words (help texts and error messages).
+      release_source: where those files come from, with their licence (`eval.stylize --list-archs`).
       release_patterns: ``(variant) -> {part: file-name patterns}`` of the release files in a directory, in
         the order `load_release` takes them ("encoder" first); None when the release is one file or TF
         checkpoint that `load_release` takes as it is (Magenta).
@@ -101,6 +102,7 @@ class Architecture:
     recipe: Mapping[str, Any]
     augment: Callable[[int], tuple[Any, Any]]
     release_files: str
+    release_source: str
     release_patterns: Callable[[str | None], dict[str, tuple[str, ...]]] | None
     release_tables: Callable[[str | None], dict[str, Any]]
     load_release: Callable[..., tuple[Any, Any]]

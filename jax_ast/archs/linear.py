@@ -72,6 +72,7 @@ PLUGIN = Architecture(
                 content_weight=1.0, style_weight=0.02),
     augment=shorter_side_crop_flip, pretrains_decoder=True,
     release_files="vgg_r41.pth + dec_r41.pth + r41.pth (the r31 files with --variant r31)",
+    release_source="models.zip on Google Drive, linked from sunshineatnoon/LinearStyleTransfer (BSD-2-Clause)",
     release_patterns=lambda variant: {"encoder": (f"vgg_{variant}.pth",), "decoder": (f"dec_{variant}.pth",),
                                       "transform": (f"{variant}.pth",)},
     release_tables=release_tables, optional_parts=("transform",), load_release=load_release,

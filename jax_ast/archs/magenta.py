@@ -64,5 +64,7 @@ PLUGIN = Architecture(
                 content_weight=1.0, style_weight=1.0),
     augment=augment,
     release_files="model.ckpt.index + model.ckpt.data-* (a TF checkpoint; or pass the .npz of its variables)",
+    release_source=("arbitrary_style_transfer.tar.gz, linked from the arbitrary_image_stylization README of "
+                    "magenta/magenta (Apache-2.0)"),
     release_patterns=None, release_tables=lambda variant: {}, load_release=load_release, initialise=initialise,
 )

@@ -50,6 +50,8 @@ PLUGIN = Architecture(
                 content_weight=1.0, style_weight=3.0),
     augment=square_resize_crop,
     release_files="vgg_normalised.pth + decoder_iter_*.pth + transformer_iter_*.pth",
+    release_source=("vgg_normalised.pth: the GitHub release of naoto0804/pytorch-AdaIN (MIT); decoder and "
+                    "transformer: the Yandex.Disk links in the README of GlebSBrykin/SANET"),
     release_patterns=lambda variant: {"encoder": VGG_FILES, "decoder": ("decoder_iter_*.pth", "decoder.pth"),
                                       "transform": ("transformer_iter_*.pth", "transformer.pth")},
     release_tables=release_tables, load_release=load_release,

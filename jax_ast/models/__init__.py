@@ -9,7 +9,10 @@ Every registered network is a Flax linen module with
 * ``encode_style(style) -> code`` and ``stylize_with_code(content, code, alpha=1.0) -> stylized`` so a
   style is encoded once and applied to many contents (call them with ``model.apply(..., method=...)``);
 * a class attribute ``TRAINABLE: tuple[str, ...]`` naming the top-level parameter collections that
-  the original method trains (the rest, e.g. the VGG encoder, is frozen).
+  the original method trains (the rest, e.g. the VGG encoder, is frozen);
+* for several styles per image, ``stylize_mixed(content, codes, weights, alpha)`` and
+  ``stylize_regions(content, codes, masks, alpha)`` (with ``stylize_interpolated`` / ``stylize_masked``
+  taking style images instead of codes), following the rules of `jax_ast.models.mixing`.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 from jax_ast.models.decoders import DECODER_R41, Decoder
 from jax_ast.models.layers import blend_features, pad_to_multiple
+from jax_ast.models.mixing import blend_regions, masks_to_grid, mix_codes
 from jax_ast.models.vgg import VGG, check_encoder
 from jax_ast.checks import check_images
 from jax_ast.ops import adain_with_stats, channel_mean_std
@@ -44,12 +45,8 @@ def adain_with_code(content_feats: jax.Array, code: StyleCode) -> jax.Array:
 
 
 def mix_style_codes(codes: Sequence[StyleCode], weights: Any) -> StyleCode:
-    """Weighted average of style codes with weights normalised to sum to 1 (weights: [N], non-negative)."""
-    weights = jnp.asarray(weights, jnp.float32)
-    if weights.shape != (len(codes),):
-        raise ValueError(f"need one weight per style: {len(codes)} styles, weights of shape {weights.shape}")
-    weights = weights / jnp.sum(weights)
-    return {key: sum(w * code[key] for w, code in zip(weights, codes)) for key in ("mean", "std")}
+    """Weighted average of style codes, weights normalised to sum 1 (`jax_ast.models.mixing.normalise_weights`)."""
+    return mix_codes([{key: code[key] for key in ("mean", "std")} for code in codes], weights)
 
 
 def _as_list(stack: Any, name: str) -> list[jax.Array]:
@@ -76,18 +73,15 @@ def masked_adain(content_feats: jax.Array, codes: Sequence[StyleCode], masks: Se
       float32 [B, h, w, C].
     """
     feats = content_feats.astype(jnp.float32)
-    weights = [jnp.asarray(m, jnp.float32)[..., None] for m in masks]
-    coverage = sum(weights)
-    scale = 1.0 / jnp.maximum(coverage, 1.0)
-    out = (1.0 - coverage * scale) * feats
-    for weight, code in zip(weights, codes):
-        weight = jnp.broadcast_to(weight, feats.shape[:3] + (1,))
+    regions = []
+    for mask, code in zip(masks, codes):
+        weight = jnp.broadcast_to(jnp.asarray(mask, jnp.float32)[..., None], feats.shape[:3] + (1,))
         count = jnp.sum(weight, axis=(1, 2), keepdims=True)
         mean = jnp.sum(weight * feats, axis=(1, 2), keepdims=True) / jnp.maximum(count, 1.0)
         sq_dev = jnp.sum(weight * jnp.square(feats - mean), axis=(1, 2), keepdims=True)
         std = jnp.sqrt(sq_dev / jnp.maximum(count - STAT_DDOF, 1.0) + STAT_EPS)
-        out = out + weight * scale * ((feats - mean) / std * code["std"] + code["mean"])
-    return out
+        regions.append((feats - mean) / std * code["std"] + code["mean"])
+    return blend_regions(feats, regions, masks)
 
 
 class AdaIN(nn.Module):
@@ -150,10 +144,15 @@ class AdaIN(nn.Module):
           content: [B,H,W,3]. styles: N arrays [B or 1,Hs_i,Ws_i,3] (sizes may differ) or [N,B,Hs,Ws,3].
           weights: [N] non-negative, not all zero.
         """
-        styles = _as_list(styles, "styles")
-        if jnp.shape(weights) != (len(styles),):
-            raise ValueError(f"need one weight per style: {len(styles)} styles, weights of shape {jnp.shape(weights)}")
-        codes = [self.encode_style(s) for s in styles]
+        codes = [self.encode_style(s) for s in _as_list(styles, "styles")]
+        return self.stylize_mixed(content, codes, weights, alpha)
+
+    def stylize_mixed(self, content: jax.Array, codes: Sequence[StyleCode], weights: Any,
+                      alpha: Any = 1.0) -> jax.Array:
+        """`stylize_interpolated` with precomputed `encode_style` codes. AdaIN is affine in the code, so
+        mixing the codes equals mixing the AdaIN outputs."""
+        if jnp.shape(weights) != (len(codes),):
+            raise ValueError(f"need one weight per style: {len(codes)} styles, weights of shape {jnp.shape(weights)}")
         return self.stylize_with_code(content, mix_style_codes(codes, weights), alpha)
 
     def stylize_masked(self, content: jax.Array, styles: Sequence[jax.Array] | jax.Array,
@@ -166,18 +165,18 @@ class AdaIN(nn.Module):
             Torch original's foreground/background pair. They are reflect-padded like the content and
             resized (nearest) to the relu4_1 grid.
         """
-        styles, masks = _as_list(styles, "styles"), _as_list(masks, "masks")
-        if len(styles) != len(masks):
-            raise ValueError(f"need one mask per style, got {len(styles)} styles and {len(masks)} masks")
+        codes = [self.encode_style(s) for s in _as_list(styles, "styles")]
+        return self.stylize_regions(content, codes, masks, alpha)
+
+    def stylize_regions(self, content: jax.Array, codes: Sequence[StyleCode], masks: Sequence[jax.Array] | jax.Array,
+                        alpha: Any = 1.0) -> jax.Array:
+        """`stylize_masked` with precomputed `encode_style` codes."""
+        masks = _as_list(masks, "masks")
+        if len(codes) != len(masks):
+            raise ValueError(f"need one mask per style, got {len(codes)} styles and {len(masks)} masks")
         content_feats = self.encode_content(content)
         height, width = content.shape[1:3]
-        feat_masks = []
-        for mask in masks:
-            if mask.ndim != 3 or mask.shape[1:] != (height, width):
-                raise ValueError(f"masks must be [B, {height}, {width}] like the content, got shape {mask.shape}")
-            padded = pad_to_multiple(jnp.asarray(mask, jnp.float32)[..., None], FEATURE_STRIDE)[..., 0]
-            feat_masks.append(jax.image.resize(padded, (mask.shape[0],) + content_feats.shape[1:3], "nearest"))
-        codes = [self.encode_style(s) for s in styles]
+        feat_masks = masks_to_grid(masks, height, width, FEATURE_STRIDE, content_feats.shape[1:3])
         target = blend_features(masked_adain(content_feats, codes, feat_masks), content_feats, alpha)
         return self.decode(target, height, width)
 

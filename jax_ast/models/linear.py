@@ -21,6 +21,7 @@ Extensions over the original (which has neither):
   style (weights normalised to sum 1), then decodes once. Because the transform is affine in the
   style code (T is linear in M_style, the style mean enters additively, and the weights sum to 1),
   this equals transferring with the weighted average of the style codes.
+* ``stylize_masked`` keeps each style's transformed features in its mask's region (docs/stylize.md).
 
 Sizes: the encoder floors at every pool, so the original returns 8*floor(H/8) (r41) or 4*floor(H/4)
 (r31) pixels. Here the content is reflect-padded at the bottom/right to that multiple and the output
@@ -40,6 +41,7 @@ import numpy as np
 
 from jax_ast.models.decoders import DECODER_R31, DECODER_R41, Decoder, DecoderLayer
 from jax_ast.models.layers import TORCH_KERNEL_INIT, blend_features, pad_to_multiple, padded_conv, torch_bias_init
+from jax_ast.models.mixing import blend_regions, masks_to_grid, normalise_weights
 from jax_ast.models.vgg import VGG, check_encoder
 from jax_ast.checks import check_images
 from jax_ast.ops import gram
@@ -244,16 +246,48 @@ class LinearTransfer(nn.Module):
         Returns:
           float32 [B, Hc, Wc, 3].
         """
-        styles = list(styles)
-        normalised = _normalise_weights(weights, len(styles))
+        return self.stylize_mixed(content, [self.encode_style(style) for style in styles], weights, alpha)
+
+    def stylize_mixed(self, content: jax.Array, codes: Sequence[dict[str, jax.Array]], weights: Any,
+                      alpha: Any = 1.0) -> jax.Array:
+        """`stylize_interpolated` with precomputed `encode_style` codes."""
+        normalised = normalise_weights(weights, len(codes))
         _check_alpha(alpha)
         content_feats, height, width = self._encode_content(content)
         mixed = jnp.zeros_like(content_feats)
-        for index, style in enumerate(styles):
-            code = self.encode_style(style)
+        for weight, code in zip(normalised, codes):
             transformed, _ = self.transform.transfer(content_feats, code["style_matrix"], code["style_mean"])
-            mixed = mixed + normalised[index] * transformed
+            mixed = mixed + weight * transformed
         decoded = blend_features(mixed, content_feats, alpha)
+        return self.decoder(decoded)[:, :height, :width]
+
+    def stylize_masked(self, content: jax.Array, styles: Sequence[jax.Array], masks: Sequence[jax.Array],
+                       alpha: Any = 1.0) -> jax.Array:
+        """Spatial control: region k decodes the content transformed with style k.
+
+        The transformed features of each style (on the whole content) are blended per region at the
+        encoder tap's resolution (`jax_ast.models.mixing.blend_regions`), as the original's
+        photorealistic masks keep each region's transform to its region.
+
+        Args:
+          content: float[B, Hc, Wc, 3]. styles: K arrays float[B or 1, Hs_k, Ws_k, 3].
+          masks: K arrays [B or 1, Hc, Wc] in [0, 1] over the content; reflect-padded like the content and
+            resized (nearest) to the tap's grid. Uncovered positions keep the content features.
+        """
+        return self.stylize_regions(content, [self.encode_style(style) for style in styles], masks, alpha)
+
+    def stylize_regions(self, content: jax.Array, codes: Sequence[dict[str, jax.Array]], masks: Sequence[jax.Array],
+                        alpha: Any = 1.0) -> jax.Array:
+        """`stylize_masked` with precomputed `encode_style` codes."""
+        if len(codes) != len(masks):
+            raise ValueError(f"need one mask per style, got {len(codes)} styles and {len(masks)} masks")
+        _check_alpha(alpha)
+        content_feats, height, width = self._encode_content(content)
+        grid_masks = masks_to_grid(masks, height, width, variant_spec(self.variant).size_multiple,
+                                   content_feats.shape[1:3])
+        transformed = [self.transform.transfer(content_feats, code["style_matrix"], code["style_mean"])[0]
+                       for code in codes]
+        decoded = blend_features(blend_regions(content_feats, transformed, grid_masks), content_feats, alpha)
         return self.decoder(decoded)[:, :height, :width]
 
     def _encode_content(self, content: jax.Array) -> tuple[jax.Array, int, int]:
@@ -284,19 +318,6 @@ def _check_alpha(alpha: Any) -> None:
     values = np.asarray(alpha, np.float32)
     if np.any(values < 0.0) or np.any(values > 1.0):
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-
-
-def _normalise_weights(weights: Any, count: int) -> jax.Array:
-    """[K] interpolation weights -> float32 [K] summing to 1; concrete weights are validated."""
-    weights = jnp.asarray(weights, jnp.float32)
-    if count == 0 or weights.shape != (count,):
-        raise ValueError(f"need at least one style and one weight per style: {count} styles, "
-                         f"weights of shape {weights.shape}")
-    if not isinstance(weights, jax.core.Tracer):
-        concrete = np.asarray(weights)
-        if np.any(concrete < 0) or concrete.sum() <= 0:
-            raise ValueError(f"interpolation weights must be non-negative with a positive sum, got {concrete}")
-    return weights / jnp.sum(weights)
 
 
 _CONFIG_FIELDS = ("matrix_size", "dtype", "encoder")

@@ -26,6 +26,7 @@ import jax.numpy as jnp
 
 from jax_ast.models.inception import MIN_INPUT_SIZE, InceptionV3, conv_hwio
 from jax_ast.models.layers import reflect_pad, upsample_nearest
+from jax_ast.models.mixing import blend_regions, mix_codes
 from jax_ast.checks import check_images
 from jax_ast.ops import adain_with_stats
 
@@ -204,14 +205,49 @@ class Magenta(nn.Module):
         code = self._mix_identity(content, self.encode_style(style, train), alpha, train, None)
         return self._render(content, code, train), {"style_embedding": code}
 
-    def stylize_interpolated(self, content: jax.Array, styles: Sequence[jax.Array], weights: Sequence[Any],
-                             train: bool = False) -> jax.Array:
-        """Stylize with the code sum_i weights[i] * b(styles[i]) (weights are used as given, not normalised)."""
+    def stylize_interpolated(self, content: jax.Array, styles: Sequence[jax.Array], weights: Any,
+                             alpha: Any = 1.0, train: bool = False) -> jax.Array:
+        """Stylize with the code sum_i w_i b(styles[i]), weights normalised to sum 1 (`jax_ast.models.mixing`);
+        alpha < 1 then interpolates that code towards the content's own (as `stylize_with_code`)."""
         if len(styles) == 0 or len(styles) != len(weights):
             raise ValueError(f"stylize_interpolated needs as many weights as styles (at least one), "
                              f"got {len(styles)} styles and {len(weights)} weights")
-        code = sum(w * self.encode_style(s, train) for s, w in zip(styles, weights))
-        return self.stylize_with_code(content, code, 1.0, train)
+        return self.stylize_mixed(content, [self.encode_style(s, train) for s in styles], weights, alpha, train)
+
+    def stylize_mixed(self, content: jax.Array, codes: Sequence[jax.Array], weights: Any, alpha: Any = 1.0,
+                      train: bool = False) -> jax.Array:
+        """`stylize_interpolated` with precomputed `encode_style` codes [B or 1, bottleneck]."""
+        return self.stylize_with_code(content, mix_codes(codes, weights), alpha, train)
+
+    def stylize_masked(self, content: jax.Array, styles: Sequence[jax.Array], masks: Sequence[jax.Array],
+                       alpha: Any = 1.0) -> jax.Array:
+        """Spatial control by blending whole renders: region k shows the content stylized with style k.
+
+        A code has no spatial extent and every conditional norm takes its statistics over the whole
+        image, so regions cannot be given different codes inside the network; the K stylized images are
+        blended per pixel instead (`jax_ast.models.mixing.blend_regions`; uncovered pixels keep the
+        content). With the same style in every region this is exactly the unmasked image.
+
+        Args:
+          content: float[B, H, W, 3]. styles: K arrays float[B or 1, Hs_k, Ws_k, 3].
+          masks: K arrays [B or 1, H, W] in [0, 1] at the content's resolution.
+        """
+        return self.stylize_regions(content, [self.encode_style(s) for s in styles], masks, alpha)
+
+    def stylize_regions(self, content: jax.Array, codes: Sequence[jax.Array], masks: Sequence[jax.Array],
+                        alpha: Any = 1.0) -> jax.Array:
+        """`stylize_masked` with precomputed `encode_style` codes."""
+        if len(codes) != len(masks):
+            raise ValueError(f"need one mask per style, got {len(codes)} styles and {len(masks)} masks")
+        check_images(content, "content", min_size=MIN_CONTENT_SIZE, model="Magenta")
+        for mask in masks:
+            if jnp.ndim(mask) != 3 or jnp.shape(mask)[1:] != content.shape[1:3]:
+                raise ValueError(f"masks must be [B, {content.shape[1]}, {content.shape[2]}] like the content, "
+                                 f"got shape {jnp.shape(mask)}")
+        identity_code = None if _is_one(alpha) else self.encode_style(content)
+        renders = [self._render(content, self._mix_identity(content, code, alpha, False, identity_code), False)
+                   for code in codes]
+        return blend_regions(content, renders, masks)
 
     def _render(self, content: jax.Array, code: jax.Array, train: bool) -> jax.Array:
         """Transformer output cropped from [B, 4*ceil(H/4), 4*ceil(W/4), 3] back to the content's size."""
@@ -220,11 +256,16 @@ class Magenta(nn.Module):
 
     def _mix_identity(self, content: jax.Array, code: jax.Array, alpha: Any, train: bool,
                       identity_code: Optional[jax.Array]) -> jax.Array:
-        if isinstance(alpha, (int, float)) and alpha == 1.0:
+        if _is_one(alpha):
             return code
         if identity_code is None:
             identity_code = self.encode_style(content, train)
         return (1.0 - alpha) * identity_code + alpha * code
+
+
+def _is_one(alpha: Any) -> bool:
+    """alpha is the Python number 1 (full style: the content's own code is not needed)."""
+    return isinstance(alpha, (int, float)) and alpha == 1.0
 
 
 def build_magenta(**config: Any) -> Magenta:

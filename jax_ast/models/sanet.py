@@ -17,7 +17,7 @@ softmax rows are independent, so chunking does not change the result.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import flax.linen as nn
 import jax
@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from jax_ast.models.decoders import DECODER_R41, Decoder
 from jax_ast.models.layers import blend_features, pad_to_multiple, reflect_pad, upsample_nearest
+from jax_ast.models.mixing import blend_regions, masks_to_grid, normalise_weights
 from jax_ast.models.vgg import VGG, check_encoder
 from jax_ast.checks import check_images
 from jax_ast.ops import mean_variance_norm
@@ -163,8 +164,12 @@ class SANet(nn.Module):
 
     def _stylize(self, content_feats, code, alpha, height, width):
         transformed = self.transform(content_feats, code)
+        return self._decode(transformed, content_feats, alpha, height, width), transformed
+
+    def _decode(self, transformed, content_feats, alpha, height, width):
+        """Blend the transformed features with the content's relu4_1 by alpha, decode, crop to (height, width)."""
         blended = blend_features(transformed, content_feats["relu4_1"], alpha)
-        return self.decoder(blended)[:, :height, :width, :], transformed
+        return self.decoder(blended)[:, :height, :width, :]
 
     def __call__(self, content: jax.Array, style: jax.Array, alpha: Any = 1.0, train: bool = False,
                  with_identity: bool = False):
@@ -192,6 +197,48 @@ class SANet(nn.Module):
         """Stylize with a precomputed `encode_style` code; equals `__call__`'s image."""
         content_feats = self._encode(content, "content", pad=True)
         return self._stylize(content_feats, code, alpha, *content.shape[1:3])[0]
+
+    def stylize_interpolated(self, content: jax.Array, styles: Sequence[jax.Array], weights: Any,
+                             alpha: Any = 1.0) -> jax.Array:
+        """Style interpolation in the attended-feature space: CS = sum_k w_k T(c, s_k), then alpha, then D.
+
+        Args:
+          content: [B,H,W,3]. styles: K arrays [B,Hs_k,Ws_k,3] (sizes may differ).
+          weights: [K] non-negative, not all zero; normalised to sum 1 (`jax_ast.models.mixing`).
+        """
+        return self.stylize_mixed(content, [self.encode_style(s) for s in styles], weights, alpha)
+
+    def stylize_mixed(self, content: jax.Array, codes: Sequence[StyleCode], weights: Any,
+                      alpha: Any = 1.0) -> jax.Array:
+        """`stylize_interpolated` with precomputed `encode_style` codes -> float32 [B,H,W,3]."""
+        normalised = normalise_weights(weights, len(codes))
+        content_feats = self._encode(content, "content", pad=True)
+        mixed = sum(w * self.transform(content_feats, code) for w, code in zip(normalised, codes))
+        return self._decode(mixed, content_feats, alpha, *content.shape[1:3])
+
+    def stylize_masked(self, content: jax.Array, styles: Sequence[jax.Array], masks: Sequence[jax.Array],
+                       alpha: Any = 1.0) -> jax.Array:
+        """Spatial control: region k decodes T(c, s_k) (`jax_ast.models.mixing.blend_regions` at relu4_1).
+
+        Args:
+          content: [B,H,W,3]. styles: K arrays [B,Hs_k,Ws_k,3].
+          masks: K arrays [B or 1,H,W] in [0,1] over the content; reflect-padded like the content and
+            resized (nearest) to the relu4_1 grid. Uncovered positions keep the content's relu4_1.
+        """
+        return self.stylize_regions(content, [self.encode_style(s) for s in styles], masks, alpha)
+
+    def stylize_regions(self, content: jax.Array, codes: Sequence[StyleCode], masks: Sequence[jax.Array],
+                        alpha: Any = 1.0) -> jax.Array:
+        """`stylize_masked` with precomputed `encode_style` codes -> float32 [B,H,W,3]."""
+        if len(codes) != len(masks):
+            raise ValueError(f"need one mask per style, got {len(codes)} styles and {len(masks)} masks")
+        height, width = content.shape[1:3]
+        content_feats = self._encode(content, "content", pad=True)
+        grid = content_feats["relu4_1"].shape[1:3]
+        feat_masks = masks_to_grid(masks, height, width, SIZE_MULTIPLE, grid)
+        transformed = [self.transform(content_feats, code) for code in codes]
+        mixed = blend_regions(content_feats["relu4_1"], transformed, feat_masks)
+        return self._decode(mixed, content_feats, alpha, height, width)
 
     def attention_weights(self, content: jax.Array, style: jax.Array, level: str = "relu4_1") -> jax.Array:
         """Attention matrix of one level, float32 [B, Nc, Ns] (rows sum to 1). Memory is quadratic."""

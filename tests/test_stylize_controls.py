@@ -1,0 +1,207 @@
+"""Several styles in one image (interpolation, masks), `--list-archs` and the bare `eval.stylize` command.
+
+Random weights (`eval.stylize.random_model`): the checks are identities of the plumbing, which hold for any
+weights. Images are 32-40 px.
+"""
+
+import re
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from eval import presets, style_mixing, stylize
+from jax_ast import archs
+from jax_ast.archs import ARCHS
+from jax_ast.models import build
+from jax_ast.models.magenta import Magenta
+from jax_ast.models.mixing import blend_regions, mix_codes, normalise_weights
+from jax_ast.pretrained.native import save_params
+
+REPO = Path(__file__).resolve().parents[1]
+CONTENT = np.random.default_rng(0).random((1, 32, 40, 3), dtype=np.float32)
+STYLES = [np.random.default_rng(seed).random((1, 32, 32, 3), dtype=np.float32) for seed in (1, 2)]
+LEFT = np.zeros((1, 32, 40), np.float32)
+LEFT[:, :, :16] = 1.0
+
+
+def _bound(arch):
+    """(model method name, *args, alpha) -> float numpy image for CONTENT, and the codes of STYLES.
+
+    Magenta's codes are random 100-d vectors and its variables hold only the parts a code passes through:
+    its style encoder (Inception-v3) would take most of this file's time to initialise and compile.
+    """
+    if arch == "magenta":
+        model = build("magenta")
+        codes = list(jax.random.normal(jax.random.key(3), (2, 1, model.bottleneck)))
+        variables = model.init(jax.random.key(0), CONTENT, codes[0], method=Magenta.stylize_with_code)
+    else:
+        model, variables = stylize.random_model(arch)
+        codes = [model.apply(variables, style, method=type(model).encode_style) for style in STYLES]
+
+    def apply(method, *args, alpha):
+        return np.asarray(model.apply(variables, CONTENT, *args, alpha, method=getattr(type(model), method)))
+
+    return apply, codes
+
+
+def _close(actual, expected, tolerance=1e-5):
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=tolerance * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_mixing_and_masks_reduce_to_the_single_style(arch):
+    """One-hot weights and a mask with one style everywhere both give the single-style image; a real mix
+    differs from it, and weights mean the same up to scale. (Codes are encoded once: the `*_mixed` and
+    `*_regions` methods are what `stylize_interpolated` and `stylize_masked` call after encoding.)"""
+    apply, codes = _bound(arch)
+    alpha = 1.0 if arch == "magenta" else 0.8  # Magenta's alpha < 1 needs Inception (the content's own code)
+    single = apply("stylize_with_code", codes[1], alpha=alpha)
+    _close(apply("stylize_mixed", codes, np.asarray([0.0, 1.0]), alpha=alpha), single)
+    ones = np.ones_like(LEFT)  # an all-white foreground mask: style 1 everywhere, style 0 nowhere
+    _close(apply("stylize_regions", codes[::-1], [ones, 1.0 - ones], alpha=alpha), single)
+    if arch != "adain":  # (AdaIN normalises each region by its own content statistics, as the original)
+        _close(apply("stylize_regions", [codes[1]] * 2, [LEFT, 1.0 - LEFT], alpha=alpha), single)
+    if arch == "magenta":  # whole renders blended per pixel: each region is exactly its style's image
+        masked = apply("stylize_regions", codes, [LEFT, 1.0 - LEFT], alpha=alpha)
+        _close(masked[:, :, :16], apply("stylize_with_code", codes[0], alpha=alpha)[:, :, :16])
+        _close(masked[:, :, 16:], single[:, :, 16:])
+    mixed = apply("stylize_mixed", codes, np.asarray([1.0, 3.0]), alpha=alpha)
+    _close(apply("stylize_mixed", codes, np.asarray([10.0, 30.0]), alpha=alpha), mixed)
+    assert np.abs(mixed - single).max() > 1e-3 * np.abs(single).max()
+
+
+def test_interpolation_encodes_the_styles():
+    """`stylize_interpolated` (styles in) equals `stylize_mixed` with their codes; SANet mixes its attended
+    features, which differs from attending to a mixed code."""
+    apply, codes = _bound("sanet")
+    weights = np.asarray([0.25, 0.75])
+    mixed = apply("stylize_mixed", codes, weights, alpha=1.0)
+    _close(apply("stylize_interpolated", STYLES, weights, alpha=1.0), mixed)
+    attended_to_mixed_code = apply("stylize_with_code", mix_codes(codes, weights), alpha=1.0)
+    assert np.abs(attended_to_mixed_code - mixed).max() > 1e-3 * np.abs(mixed).max()
+
+
+def test_blend_regions():
+    """Each region's values where its mask is on, overlaps renormalised, the uncovered rest from the base."""
+    base, first, second = (np.full((1, 2, 3, 1), value, np.float32) for value in (1.0, 10.0, 100.0))
+    mask_first = np.asarray([[[1, 1, 0], [0.5, 1, 0]]], np.float32)
+    mask_second = np.asarray([[[0, 1, 0], [0.5, 0, 0.25]]], np.float32)
+    blended = np.asarray(blend_regions(base, [first, second], [mask_first, mask_second]))[0, :, :, 0]
+    np.testing.assert_allclose(blended, [[10, 55, 1], [55, 10, 25.75]], rtol=1e-6)
+
+
+def test_weights_are_normalised_and_checked():
+    np.testing.assert_allclose(normalise_weights([7.0, 3.0], 2), [0.7, 0.3], rtol=1e-6)
+    np.testing.assert_allclose(normalise_weights([0.0, 5.0, 0.0], 3), [0.0, 1.0, 0.0])
+    for bad in ([1.0, -0.5], [0.0, 0.0], [np.nan, 1.0]):
+        with pytest.raises(ValueError, match="non-negative with a positive sum"):
+            normalise_weights(bad, 2)
+    with pytest.raises(ValueError, match="one weight per style"):
+        normalise_weights([1.0], 2)
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+
+def _save(path, array):
+    Image.fromarray((np.clip(array, 0, 1) * 255).astype(np.uint8)).save(path)
+    return str(path)
+
+
+@pytest.fixture()
+def images(tmp_path):
+    names = {"content": CONTENT[0], "a": STYLES[0][0], "b": STYLES[1][0]}
+    paths = {name: _save(tmp_path / f"{name}.png", array) for name, array in names.items()}
+    paths["white"] = _save(tmp_path / "white.png", np.ones((8, 8)))
+    paths["broken"] = str(tmp_path / "broken.png")
+    Path(paths["broken"]).write_bytes(b"not an image")
+    return paths
+
+
+def test_cli_mix_and_mask(images, tmp_path, capsys):
+    common = ["--arch", "adain", "--checkpoint", "random", "--content", images["content"], "--size", "0",
+              "--no-progress", "--format", "png"]
+    styles = ["--style", images["a"], images["b"]]
+    assert stylize.main([*common, *styles, "--style-weights", "7", "3", "--out", str(tmp_path / "mix")]) == 0
+    assert [p.name for p in (tmp_path / "mix").iterdir()] == ["content__a@0.7+b@0.3.png"]
+    with pytest.raises(SystemExit) as exit_info:  # never overwritten silently
+        stylize.main([*common, *styles, "--style-weights", "7", "3", "--out", str(tmp_path / "mix")])
+    assert exit_info.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    # an all-white mask puts the first style everywhere: the plain single-style output
+    assert stylize.main([*common, *styles, "--mask", images["white"], "--out", str(tmp_path / "mask")]) == 0
+    assert stylize.main([*common, "--style", images["a"], "--out", str(tmp_path / "single")]) == 0
+    masked = np.asarray(Image.open(tmp_path / "mask" / "content__a+b__mask-white.png"), np.int16)
+    single = np.asarray(Image.open(tmp_path / "single" / "content__a.png"), np.int16)
+    assert np.abs(masked - single).max() <= 1  # equal up to 8-bit rounding
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--style-weights", "1"], "one weight per --style image: 2 styles, 1 weights"),
+    (["--style-weights", "1", "-1"], "non-negative with a positive sum"),
+    (["--style-weights", "0", "0"], "non-negative with a positive sum"),
+    (["--mask", "{white}", "--style-weights", "1", "1"], "either --style-weights or --mask"),
+    (["--mask", "{broken}"], r"--mask: .*broken\.png"),
+    (["--mask", "{white}", "--style", "{a}", "{a}", "{b}"], "exactly two --style images"),
+    (["--mask", "{white}", "--style", "{dir}"], "needs --style image files"),
+    (["--out", "{dir}/x"], None),
+])
+def test_cli_errors_exit_2_before_loading(flags, message, images, tmp_path, capsys):
+    fill = {**images, "dir": str(tmp_path)}
+    flags = [flag.format(**fill) for flag in flags]
+    argv = ["--arch", "adain", "--checkpoint", "random", "--content", images["content"],
+            "--style", images["a"], images["b"], "--out", str(tmp_path / "out"), *flags]
+    if message is None:  # only some run flags: the error names the missing ones
+        argv, message = argv[:2] + flags, "missing --checkpoint, --content, --style: give all of"
+    with pytest.raises(SystemExit) as exit_info:
+        stylize.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert re.search(message, err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_list_archs(capsys):
+    assert stylize.main(["--list-archs"]) == 0
+    out = capsys.readouterr().out
+    for name in ARCHS:
+        plugin = archs.get(name)
+        assert f"{name}: {plugin.title}" in out
+        assert plugin.release_files in out and plugin.release_source in out
+    assert f"--checkpoint W/{presets.EXPORT_NAME}" in out
+
+
+def test_bare_command_says_what_to_train(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        stylize.main([])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert f"\n    {presets.README_TRAIN_COMMAND}\n" in err
+    assert presets.README_TRAIN_COMMAND.replace("python ", "") in (REPO / "README.md").read_text()
+    assert not list(tmp_path.iterdir())
+
+
+def test_bare_command_uses_the_trained_model(images, tmp_path, monkeypatch, capsys):
+    """With the README model present, a bare run stylises the preset's images into the preset's folder."""
+    monkeypatch.chdir(tmp_path)
+    _, variables = stylize.random_model("linear")
+    checkpoint = save_params(tmp_path / "w" / "params.npz", variables, meta={"arch": "linear"})
+    content_dir, style_dir = tmp_path / "c", tmp_path / "s"
+    for folder, image in ((content_dir, "content"), (style_dir, "a")):
+        folder.mkdir()
+        Path(images[image]).rename(folder / Path(images[image]).name)
+    preset = presets.Preset("linear", checkpoint, content_dir, style_dir, tmp_path / "out", 32, "train it")
+    monkeypatch.setattr(presets, "README_MODEL", preset)
+    assert stylize.main(["--no-progress"]) == 0
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["content__a.png"]
+    assert preset.command() in capsys.readouterr().err
+    jax.clear_caches()
+
+
+def test_output_label_names_the_mix():
+    spec = style_mixing.MixSpec((Path("a.jpg"), Path("b.jpg")), weights=(0.25, 0.75))
+    assert style_mixing.output_label("cat", spec, ["a", "b"]) == "cat__a@0.25+b@0.75"
+    spec = style_mixing.MixSpec((Path("a.jpg"), Path("b.jpg")), mask_path=Path("masks/fg.png"))
+    assert style_mixing.output_label("cat", spec, ["a", "b"]) == "cat__a+b__mask-fg"

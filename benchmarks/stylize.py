@@ -35,7 +35,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.inputs import RANDOM_WARNING, WEIGHTS, bench_config, photos, variables_for  # noqa: E402
-from benchmarks.timing import ratios, time_calls  # noqa: E402
+from benchmarks.timing import compile_seconds, ratios, time_calls  # noqa: E402
 from jax_ast import archs  # noqa: E402
 from jax_ast.archs import ARCHS  # noqa: E402
 
@@ -45,12 +45,13 @@ MIN_SIDE = 32  # SANet: >= 2x2 positions at relu5_1 for unbiased statistics
 
 
 def _jax_runner(model: Any, variables: dict, content: np.ndarray, style: np.ndarray):
-    apply = jax.jit(lambda v, c, s: model.apply(v, c, s)[0])
+    """(timed call, first output, seconds of compile + first call, seconds of the compile alone)."""
     content, style = jax.device_put(content), jax.device_put(style)
     start = time.perf_counter()
+    apply, compile_s = compile_seconds(jax.jit(lambda v, c, s: model.apply(v, c, s)[0]), variables, content, style)
     first = np.asarray(apply(variables, content, style))
-    compile_s = time.perf_counter() - start
-    return (lambda: apply(variables, content, style).block_until_ready()), first, compile_s
+    first_call_s = time.perf_counter() - start
+    return (lambda: apply(variables, content, style).block_until_ready()), first, first_call_s, compile_s
 
 
 def _torch_runner(arch: str, variables: dict, content: np.ndarray, style: np.ndarray, channels_last: bool):
@@ -79,8 +80,9 @@ def bench_setting(arch: str, side: int, batch: int, *, rounds: int, runs: int, u
     style_side = max(side, archs.get(arch).min_crop)  # e.g. Magenta's Inception needs >= 43 px
     content, style = photos("content", batch, side), photos("style", batch, style_side)
     model, variables = variables_for(arch, weights)
-    jax_call, jax_first, jax_compile = _jax_runner(model, variables, content, style)
-    row = {"arch": arch, "size": side, "batch": batch, "vgg_weights": weights, "jax_first_call_s": jax_compile}
+    jax_call, jax_first, jax_first_call, jax_compile = _jax_runner(model, variables, content, style)
+    row = {"arch": arch, "size": side, "batch": batch, "vgg_weights": weights, "jax_first_call_s": jax_first_call,
+           "jax_compile_s": jax_compile}
     torch_call = None
     if use_torch:
         torch_call, torch_first, row["torch_first_call_s"] = _torch_runner(arch, variables, content, style,

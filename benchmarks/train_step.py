@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.inputs import ENCODER, LOSS_NETWORK, RANDOM_WARNING, WEIGHTS, bench_config, photo_batches
-from benchmarks.timing import OMP_WAIT_POLICY, ratios, ynn_note
+from benchmarks.timing import OMP_WAIT_POLICY, compile_seconds, ratios, ynn_note
 from jax_ast import archs
 from jax_ast.archs import ARCHS
 from jax_ast.xla_flags import YNN_FLAG
@@ -84,9 +84,14 @@ def build_jax_step(cfg):
     replicated = {"state": parallel.replicate(run.state), "constants": parallel.replicate(constants)}
 
     def step(batch) -> float:
-        replicated["state"], metrics = run.step_fn(replicated["state"], parallel.shard(batch),
-                                                   replicated["constants"])
+        args = (replicated["state"], jax.device_put(parallel.shard(batch), parallel.device_axis_sharding()),
+                replicated["constants"])
+        if step.compiled is None:  # the first call compiles, timed on its own (as train.loop does)
+            step.compiled, step.compile_s = compile_seconds(run.step_fn, *args)
+        replicated["state"], metrics = step.compiled(*args)
         return float(parallel.unreplicate(metrics)["loss"])  # the host waits for every step here
+
+    step.compiled, step.compile_s = None, None
 
     to_numpy = lambda tree: jax.tree.map(np.asarray, tree)  # noqa: E731
     loss_nets = {name: run.constants[name] for name in ("native_loss_net", "paper_loss_net")}
@@ -162,6 +167,7 @@ def worker_main() -> int:
                 for framework in bench["steps"]:
                     bench["position"] = 0  # every framework's first step: same state, same batch
                     (reply[f"{framework}_warmup_s"],), (reply[f"{framework}_first_loss"],) = _run(bench, framework, 1)
+                reply["jax_compile_s"] = bench["steps"]["jax"].compile_s
                 send(reply)
             else:
                 times, losses = _run(bench, command["framework"], command["runs"])
@@ -250,11 +256,12 @@ def bench_arch(arch: str, args: argparse.Namespace, use_torch: bool) -> dict:
     one = setup[1]
     row = {"arch": arch, "loss": args.loss, "size": size, "batch": args.batch, "style_weight": one["style_weight"],
            "jax": {**_stats(times[1], args.batch), "warmup_s": one["jax_warmup_s"], "build_s": one["jax_build_s"],
-                   "first_loss": one["jax_first_loss"]},
+                   "compile_s": one["jax_compile_s"], "first_loss": one["jax_first_loss"]},
            "devices": {}}
     for n in counts:
         if n in args.devices:
             row["devices"][str(n)] = {**_stats(times[n], args.batch), "warmup_s": setup[n]["jax_warmup_s"],
+                                      "compile_s": setup[n]["jax_compile_s"],
                                       "first_loss": setup[n]["jax_first_loss"],
                                       "over_1_device": statistics.median(times[1]) / statistics.median(times[n])}
     if use_torch:

@@ -172,7 +172,8 @@ def run_settings(cfg: EvalConfig, content_desc: dict, style_desc: dict, n_conten
     if weights not in (None, "random"):
         weights = str(Path(weights).resolve())
     return {"arch": cfg.arch, "checkpoint": checkpoint, "variant": cfg.variant, "model_seed": cfg.model_seed,
-            "alpha": cfg.alpha, "clip": not cfg.no_clip, "precision": cfg.precision, "dtype": cfg.dtype, "size": cfg.size, "seed": cfg.seed,
+            "alpha": cfg.alpha, "clip": not cfg.no_clip, "precision": cfg.precision, "dtype": cfg.dtype,
+            "size": cfg.size, "seed": cfg.seed,
             "loss_network": {"variant": cfg.loss_network, "weights": weights},
             "style_layers": list(cfg.style_layers), "content_layers": list(cfg.content_layers),
             "normalised_gram": cfg.normalised_gram, "content_source": content_desc, "style_source": style_desc,

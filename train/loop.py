@@ -357,8 +357,8 @@ def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: st
             step += 1
             (batch, data_state), device_batch = next(batches)
             if step_fn is run.step_fn:  # the first step: compile it on its own, so its time is reported apart
-                step_fn, compile_seconds = _compile_step(step_fn, (replicated_state, device_batch, replicated_constants))
-                once = {"perf/compile_seconds": compile_seconds}  # written with the next log line
+                step_fn, seconds = _compile_step(step_fn, (replicated_state, device_batch, replicated_constants))
+                once = {"perf/compile_seconds": seconds}  # written with the next log line
             log_now = step % cfg.run.log_every == 0 or step == cfg.optim.iterations
             save_now = step % cfg.run.checkpoint_every == 0 or step == cfg.optim.iterations or stop.requested
             sample_now = step % cfg.run.sample_every == 0

@@ -10,9 +10,11 @@ from pathlib import Path
 from eval import guards, report
 from eval import pairs as pairing_lib
 from eval.pair_metrics import SSIM_WINDOW
+from jax_ast import compilation_cache
 from jax_ast import losses as L
 from jax_ast.archs import ARCHS
 from jax_ast.configs import LOSS_NETWORKS
+from jax_ast.precision import DTYPES
 
 ALL_ARCHS = (*ARCHS, *pairing_lib.BASELINES)
 MIN_SIZE = 16
@@ -42,6 +44,7 @@ class EvalConfig:
     style_layers: tuple[str, ...]
     content_layers: tuple[str, ...]
     precision: str
+    dtype: str
     normalised_gram: str
     batch_size: int | None
     workers: int
@@ -54,6 +57,7 @@ class EvalConfig:
     no_figures: bool
     benchmark: bool
     no_progress: bool
+    no_compilation_cache: bool
 
     @property
     def baseline(self) -> bool:
@@ -102,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=("default", "highest"), default="default",
                         help="matmul/conv precision of the model and the loss network: 'default' is XLA's "
                              "(TF32 on recent NVIDIA GPUs), 'highest' full float32 (slower on GPU)")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32",
+                        help="compute dtype of the convolutions of the model and the loss network: bfloat16 for "
+                             "accelerators (statistics, Grams and scores stay float32)")
     parser.add_argument("--normalised-gram", choices=("hw", "chw"), default="hw",
                         help="Gram normalisation of the second classic loss (columns classic_<norm>/...)")
     parser.add_argument("--batch-size", type=int, help="pairs per step over all devices (default 16 per device)")
@@ -115,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     parser.add_argument("--benchmark", action="store_true", help="add pairs/s and stage timings to summary.json")
     parser.add_argument("--no-progress", action="store_true", help="no progress lines")
+    parser.add_argument(compilation_cache.FLAG, action="store_true", help=compilation_cache.FLAG_HELP)
     return parser
 
 

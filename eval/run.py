@@ -57,13 +57,16 @@ from eval import pairs as pairing_lib
 from eval.extremes import ExtremeKeeper
 from eval.batching import Stylizer
 from eval.pair_metrics import PairScorer, StylizeAndScore
+from jax_ast import compilation_cache
 from jax_ast.data import DataError, FolderSource, open_source
+from jax_ast.precision import parse_dtype
 from jax_ast.progress import Progress
 
-RESUME_KEYS = ("arch", "checkpoint", "variant", "model_seed", "alpha", "clip", "precision", "size", "seed",
+RESUME_KEYS = ("arch", "checkpoint", "variant", "model_seed", "alpha", "clip", "precision", "dtype", "size", "seed",
                "loss_network",
                "style_layers", "content_layers", "normalised_gram", "content_source", "style_source",
                "n_contents", "n_styles", "pairing")
+RESUME_DEFAULTS = {"dtype": "float32"}  # settings added later: what a run.json without them ran with
 _CACHE: dict[tuple, Any] = {}  # stylizers and scorers reused across main() calls in one process (tests)
 
 
@@ -119,11 +122,12 @@ def make_stylizer(cfg: EvalConfig, step_size: int) -> Any:
     if cfg.arch in pairing_lib.BASELINES:
         return pairing_lib.BaselineStylizer(cfg.arch, step_size)
     key = ("stylizer", cfg.arch, _checkpoint_key(cfg.checkpoint), cfg.variant, cfg.model_seed, step_size,
-           cfg.size, cfg.alpha)
+           cfg.size, cfg.alpha, cfg.dtype)
 
     def build() -> Stylizer:
         from eval.stylize import load_model
         model, variables = load_model(cfg.arch, cfg.checkpoint, variant=cfg.variant, seed=cfg.model_seed)
+        model = model.clone(dtype=parse_dtype(cfg.dtype))  # its convolutions; statistics stay float32
         _check_size(model, variables, cfg)
         return Stylizer(model, variables, batch_size=step_size)
 
@@ -143,13 +147,14 @@ def _check_size(model: Any, variables: Any, cfg: EvalConfig) -> None:
 def make_scorer(cfg: EvalConfig) -> PairScorer:
     """The VGG-16 loss network with every per-pair metric, cached per settings within the process."""
     key = ("scorer", cfg.loss_network, _checkpoint_key(cfg.loss_vgg_weights), cfg.style_layers,
-           cfg.content_layers, cfg.normalised_gram)
+           cfg.content_layers, cfg.normalised_gram, cfg.dtype)
 
     def build() -> PairScorer:
         from jax_ast.pretrained import load_vgg
         from jax_ast.pretrained.convert import check_finite
         layers = tuple(dict.fromkeys((*cfg.style_layers, *cfg.content_layers)))
         loss_net, params = load_vgg(cfg.loss_network, cfg.loss_vgg_weights, taps=layers)
+        loss_net = loss_net.clone(dtype=parse_dtype(cfg.dtype))  # its convolutions; the scores are float32
         check_finite(params, f"--loss-vgg-weights {cfg.loss_vgg_weights or 'the installed ImageNet VGG-16'}")
         return PairScorer(loss_net, params, style_layers=cfg.style_layers, content_layers=cfg.content_layers,
                           normalised_gram=cfg.normalised_gram)
@@ -167,7 +172,8 @@ def run_settings(cfg: EvalConfig, content_desc: dict, style_desc: dict, n_conten
     if weights not in (None, "random"):
         weights = str(Path(weights).resolve())
     return {"arch": cfg.arch, "checkpoint": checkpoint, "variant": cfg.variant, "model_seed": cfg.model_seed,
-            "alpha": cfg.alpha, "clip": not cfg.no_clip, "precision": cfg.precision, "size": cfg.size, "seed": cfg.seed,
+            "alpha": cfg.alpha, "clip": not cfg.no_clip, "precision": cfg.precision, "dtype": cfg.dtype,
+            "size": cfg.size, "seed": cfg.seed,
             "loss_network": {"variant": cfg.loss_network, "weights": weights},
             "style_layers": list(cfg.style_layers), "content_layers": list(cfg.content_layers),
             "normalised_gram": cfg.normalised_gram, "content_source": content_desc, "style_source": style_desc,
@@ -188,7 +194,8 @@ def check_resume(out_dir: Path, settings: dict) -> None:
     if not isinstance(previous, dict):
         raise records.RecordsError(f"{path} holds a JSON {type(previous).__name__}, not eval.run settings, so the "
                                    f"run in {out_dir} cannot be resumed safely; use another --out")
-    differing = [k for k in RESUME_KEYS if previous.get(k) != records.json_roundtrip(settings.get(k))]
+    differing = [k for k in RESUME_KEYS
+                 if previous.get(k, RESUME_DEFAULTS.get(k)) != records.json_roundtrip(settings.get(k))]
     if differing:
         details = "; ".join(f"{k}: {previous.get(k)!r} there, {settings.get(k)!r} now" for k in differing)
         raise records.RecordsError(f"{out_dir} holds a run with other settings ({details}); use another --out")
@@ -405,6 +412,7 @@ def evaluate(cfg: EvalConfig) -> dict:
 
 def main(argv: Iterable[str] | None = None) -> int:
     cfg = parse_config(None if argv is None else list(argv))
+    compilation_cache.enable(not cfg.no_compilation_cache)
     try:
         summary = evaluate(cfg)
     except (SetupError, records.RecordsError, DataError, FileNotFoundError) as error:

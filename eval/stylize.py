@@ -45,7 +45,7 @@ import numpy as np
 
 from eval import guards, presets, style_mixing
 from eval.batching import Stylizer, group_by_shape
-from jax_ast import archs, color, imageio
+from jax_ast import archs, color, compilation_cache, imageio
 from jax_ast import progress as progress_lib
 from jax_ast.archs import ARCHS
 from jax_ast.errors import CheckpointError
@@ -383,6 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of --checkpoint random (default 0)")
     parser.add_argument("--format", choices=("png", "jpg"), default="png", help="output file format (default png)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(compilation_cache.FLAG, action="store_true", help=compilation_cache.FLAG_HELP)
     return parser
 
 
@@ -452,6 +453,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         print(presets.list_archs())
         return guards.EXIT_OK
     content_paths, style_paths = _validate(parser, args)
+    compilation_cache.enable(not args.no_compilation_cache)
     try:
         model, variables = load_model(args.arch, args.checkpoint, variant=args.variant, seed=args.seed)
     except CheckpointError as error:

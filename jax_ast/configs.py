@@ -17,6 +17,7 @@ from typing import Any, Literal, Union
 
 from jax_ast import archs
 from jax_ast.archs import ARCHS
+from jax_ast.precision import DTYPES
 
 LOSSES = ("native", "classic", "balanced")
 STAGES = ("transfer", "decoder")
@@ -40,6 +41,7 @@ class ModelConfig:
     variant: str = "r41"  # architecture variant (LinearTransfer: r41 | r31); ignored by networks without one
     encoder: str = "original"  # original | vgg16_normalised (the ImageNet VGG-16 installed with jax-ast)
     stage: str = "transfer"  # transfer | decoder (LinearTransfer: pre-train the decoder as an auto-encoder)
+    dtype: str = "float32"  # float32 | bfloat16: compute dtype of the convolutions (jax_ast/precision.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +139,7 @@ class TrainConfig:
         _check_choice("arch", model.arch, ARCHS)
         _check_choice("loss", objective.loss, LOSSES)
         _check_choice("stage", model.stage, STAGES)
+        _check_choice("dtype", model.dtype, tuple(DTYPES))
         plugin = self.plugin
         if plugin.variants:
             _check_choice("variant", model.variant, plugin.variants)

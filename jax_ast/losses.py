@@ -384,8 +384,11 @@ def feature_terms(content_feats: Feats | None, style_feats: Feats, output_feats:
       detach_denominator: of the balanced loss (see `balanced_style_loss`).
 
     Returns:
-      {term: total [B]} plus {"<term>/<layer>": [B]} for every asked term.
+      {term: total [B]} plus {"<term>/<layer>": [B]} for every asked term, float32 whatever the features'
+      dtype (bfloat16 features are upcast before any Gram, norm or difference).
     """
+    content_feats, style_feats, output_feats = jax.tree.map(lambda x: x.astype(accumulation_dtype(x)),
+                                                            (content_feats, style_feats, output_feats))
     computed: dict[str, jax.Array] = {}
     for term in terms:
         if term == "content":

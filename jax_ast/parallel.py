@@ -2,7 +2,8 @@
 
 One named axis, `AXIS`. Host batches [B, ...] are padded to whole steps (`pad_to_multiple`), split over the
 local devices (`shard` -> [n_devices, B / n_devices, ...]) and merged back (`unshard`); parameters are
-copied to every device once (`replicate`). The train step (train/step.py) uses `AXIS` with explicit
+copied to every device once (`replicate`); training batches are copied ahead of the step that needs them
+(`prefetch_to_devices`). The train step (train/step.py) uses `AXIS` with explicit
 `lax.pmean`s, so it would also run unchanged inside `jax.shard_map(..., check_vma=False)`: moving off pmap
 is a change to this file. Multi-host runs use JAX's own runtime (`jax.distributed.initialize`).
 
@@ -13,14 +14,17 @@ on GPU and TPU the host never waits for a step it does not need the results of.
 
 from __future__ import annotations
 
+import collections
+import itertools
 import logging
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, TypeVar
 
 import jax
 import numpy as np
 
 AXIS = "batch"
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -115,9 +119,38 @@ def _stack_on_devices(x: Any, devices: list) -> jax.Array:
     # jax.device_put_replicated is gone in JAX >= 0.10: build the [devices, ...] array from one copy per device.
     x = np.asarray(x)
     shards = [jax.device_put(x[None], d) for d in devices]
-    mesh = jax.sharding.Mesh(np.array(devices), (AXIS,))
-    sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
-    return jax.make_array_from_single_device_arrays((len(devices), *x.shape), sharding, shards)
+    return jax.make_array_from_single_device_arrays((len(devices), *x.shape), device_axis_sharding(devices), shards)
+
+
+def device_axis_sharding(devices: list | None = None) -> jax.sharding.NamedSharding:
+    """The sharding pmap gives its inputs and outputs: leading axis split over `devices` (default: local)."""
+    mesh = jax.sharding.Mesh(np.array(jax.local_devices() if devices is None else devices), (AXIS,))
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(AXIS))
+
+
+def prefetch_to_devices(items: Iterator[T], *, size: int = 2,
+                        select: Callable[[T], Any] = lambda item: item) -> Iterator[tuple[T, Any]]:
+    """Yields ``(item, on_devices)``: `select(item)` (host arrays [B, ...]) sharded over the local devices.
+
+    `size` items are transferred ahead: `jax.device_put` is asynchronous, so while the step on one batch
+    runs, the next ones are already being copied, and the step itself never waits for the host (size 2 is
+    double buffering). The item is passed along, so the caller keeps what belongs to the batch (the host
+    copy, the data position after it).
+    """
+    if size < 1:
+        raise ValueError(f"prefetch size must be >= 1, got {size}")
+    items, sharding = iter(items), device_axis_sharding()
+    queue: collections.deque[tuple[T, Any]] = collections.deque()
+
+    def put(item: T) -> None:
+        queue.append((item, jax.device_put(shard(select(item)), sharding)))
+
+    for item in itertools.islice(items, size):
+        put(item)
+    while queue:
+        yield queue.popleft()
+        for item in itertools.islice(items, 1):
+            put(item)
 
 
 def unreplicate(tree: Any) -> Any:

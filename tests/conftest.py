@@ -11,6 +11,9 @@ _existing = os.environ.get("XLA_FLAGS", "")
 os.environ["XLA_FLAGS"] = " ".join([_existing, *[f for f in _FLAGS if f.split("=")[0] not in _existing]]).strip()
 # The tests never download; the ImageNet VGG-16 from the installed wheel is converted once into this cache.
 os.environ.setdefault("JAX_AST_CACHE", os.path.join(tempfile.gettempdir(), "jax_ast_test_cache"))
+# The entry points keep compiled programs in $JAX_AST_CACHE/xla; the tests compile fresh (test_compilation_cache.py
+# turns it on in a folder of its own).
+os.environ["JAX_AST_NO_COMPILATION_CACHE"] = "1"
 
 import jax  # noqa: E402
 

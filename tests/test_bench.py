@@ -21,6 +21,8 @@ def test_quick_benchmark_reports_every_column(tmp_path, capsys):
         for key in ("median_s", "min_s", "steps_per_s", "img_per_s", "warmup_s"):
             assert column[key] > 0, (key, column)
     assert row["devices"]["2"]["over_1_device"] > 0
+    for column in [row["jax"], row["devices"]["1"], row["devices"]["2"]]:
+        assert 0 < column["compile_s"] < column["warmup_s"]  # timed on its own, before the first step ran
     # Both device counts start from the same state and batch: the same first loss up to reduction order.
     assert abs(row["devices"]["2"]["first_loss"] / row["devices"]["1"]["first_loss"] - 1) < 1e-5
     if has_torch:

@@ -14,6 +14,7 @@ import optax
 
 from jax_ast import models, parallel
 from jax_ast.configs import TrainConfig
+from jax_ast.precision import parse_dtype
 from train.state import TrainState, create_train_state, make_optimizer
 from train.step import StepSpec, make_step_spec, train_step
 from train.weights import initial_variables, loss_network_params
@@ -48,7 +49,8 @@ class Run:
 
 def create_run(cfg: TrainConfig) -> Run:
     """Model, initial variables (with the pretrained parts), optimizer, state, constants and step of `cfg`."""
-    model = models.build(cfg.model.arch, **cfg.model_kwargs())
+    # Convolutions compute in cfg.model.dtype; the params (and so the optimizer state) stay float32.
+    model = models.build(cfg.model.arch, dtype=parse_dtype(cfg.model.dtype), **cfg.model_kwargs())
     params, batch_stats = initial_variables(model, cfg)
     trainable, frozen = models.split_trainable(model, params)
     if cfg.model.stage == "decoder":  # auto-encoder pre-training trains the decoder only

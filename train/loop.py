@@ -27,8 +27,10 @@ import json
 import logging
 import os
 import signal
+import time
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +51,7 @@ from train.weights import FAST_COMPILE
 log = logging.getLogger(__name__)
 EXPORT_NAME = "params.npz"  # final params (all parts) in the native format, for eval and later stages
 LOCK_NAME = ".lock"
+PREFETCH_BATCHES = 2  # batches on the devices ahead of the step: double buffering
 # The only fields a resumed run may change: how long it runs and its bookkeeping. Every other field
 # (arch, loss, encoder, weights, data, seed, learning rate, ...) defines the trajectory that resume continues.
 RESUMABLE_FIELDS = ("iterations", "log_every", "checkpoint_every", "keep_checkpoints", "sample_every", "distributed")
@@ -337,23 +340,36 @@ def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: st
         if is_main and step == 0:
             writer.write_scalars(0, {"style_weight": style_weight})
 
+        # The data position saved with a checkpoint is the one after the last batch trained on, not the
+        # stream's own, which runs ahead by the batches prefetched to the devices.
+        data_state = stream.state()
+
         def save(step: int) -> None:
             checkpointer.save(step, parallel.unreplicate(replicated_state),
-                              {"data": stream.state(), "style_weight": style_weight,
+                              {"data": data_state, "style_weight": style_weight,
                                "config": json.loads(cfg.to_json())})
 
         metrics: dict[str, float] = {}
         window: list[tuple[int, dict]] = []  # (step, device metrics) not yet fetched to the host
+        once: dict[str, float] = {}  # scalars for the next log line only
+        batches = parallel.prefetch_to_devices(_with_position(stream), size=PREFETCH_BATCHES, select=lambda x: x[0])
         while step < cfg.optim.iterations and not stop.requested:
             step += 1
-            batch = next(stream)
-            replicated_state, device_metrics = step_fn(replicated_state, parallel.shard(batch), replicated_constants)
-            parallel.sync_on_cpu(replicated_state)
-            window.append((step, device_metrics))
-            checkpointer.check()  # a failed asynchronous save stops the run now, not at the next save
+            (batch, data_state), device_batch = next(batches)
+            if step_fn is run.step_fn:  # the first step: compile it on its own, so its time is reported apart
+                step_fn, seconds = _compile_step(step_fn, (replicated_state, device_batch, replicated_constants))
+                once = {"perf/compile_seconds": seconds}  # written with the next log line
             log_now = step % cfg.run.log_every == 0 or step == cfg.optim.iterations
             save_now = step % cfg.run.checkpoint_every == 0 or step == cfg.optim.iterations or stop.requested
             sample_now = step % cfg.run.sample_every == 0
+            # Between log, sample and checkpoint steps nothing leaves the devices: an implicit or explicit
+            # transfer to the host there is a bug (it would stall the device queue), so it raises.
+            with _host_transfers_allowed(log_now or save_now or sample_now):
+                replicated_state, device_metrics = step_fn(replicated_state, device_batch, replicated_constants)
+                parallel.sync_on_cpu(replicated_state)
+                window.append((step, device_metrics))
+                checkpointer.check()  # a failed asynchronous save stops the run now, not at the next save
+            save_now = save_now or stop.requested  # a signal during the step
             if log_now or save_now or sample_now:
                 # The host waits for the device only here. The NaN guard checks every step of the window
                 # before this step's checkpoint is written, so no checkpoint holds non-finite parameters.
@@ -362,8 +378,9 @@ def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: st
             progress.update(step, {k: v for k, v in metrics.items() if "/" not in k})
             if log_now:
                 writer.write_scalars(step, {**{f"train/{k}": v for k, v in metrics.items()},
-                                            "data/skipped_images": float(stream.skipped),
-                                            "perf/images_per_second": progress.images_per_second})
+                                            "data/skipped_images": float(data_state["skipped"]),
+                                            "perf/images_per_second": progress.images_per_second, **once})
+                once = {}
             if sample_now:
                 writer.write_images(step, {"content_style_output": _sample(sample_fn, replicated_state,
                                                                           replicated_constants, batch)})
@@ -394,6 +411,27 @@ def _export(cfg: TrainConfig, workdir: Path, frozen: dict, replicated_state) -> 
     meta = {"arch": cfg.model.arch, "stage": cfg.model.stage, "loss": cfg.objective.loss, "step": step_of(replicated_state),
             **cfg.model_kwargs()}
     save_params(workdir / EXPORT_NAME, variables, meta=meta)
+
+
+def _with_position(stream) -> Iterator[tuple[dict, dict]]:
+    """(batch, the stream's position after it), forever."""
+    while True:
+        batch = next(stream)
+        yield batch, stream.state()
+
+
+def _host_transfers_allowed(allowed: bool) -> contextlib.AbstractContextManager:
+    return contextlib.nullcontext() if allowed else jax.transfer_guard_device_to_host("disallow_explicit")
+
+
+def _compile_step(step_fn, args: tuple):
+    """(`step_fn` compiled ahead of time for `args`, the seconds that took, logged); the first log line
+    of the run records them as perf/compile_seconds, and steps/s never include them."""
+    start = time.perf_counter()
+    compiled = step_fn.lower(*args).compile()
+    seconds = time.perf_counter() - start
+    log.info("train step compiled in %.1f s (not counted in steps/s)", seconds)
+    return compiled, seconds
 
 
 def step_of(replicated_state) -> int:

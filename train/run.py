@@ -33,14 +33,16 @@ import typing
 from typing import Any
 
 from jax_ast import archs
+from jax_ast import compilation_cache
 from jax_ast.configs import (ARCHS, ENCODERS, LOSS_NETWORKS, LOSSES, PARTS, PRESETS, STAGES, StyleWeight, TrainConfig,
                              default_config, flat_fields)
+from jax_ast.precision import DTYPES
 
 DEFAULT_WORKDIR = "workdir"
 EXIT_DIVERGED, EXIT_USAGE, EXIT_IO = 1, 2, 3
 CHOICES = {"arch": ARCHS, "loss": LOSSES, "stage": STAGES, "encoder": ENCODERS,
            "variant": tuple(dict.fromkeys(v for arch in ARCHS for v in archs.get(arch).variants)),
-           "loss_network": LOSS_NETWORKS}
+           "loss_network": LOSS_NETWORKS, "dtype": tuple(DTYPES)}
 HELP = {
     "style_weight": "style weight (the paper's beta): a number or 'auto' (calibrated so beta*style ~ content)",
     "encoder": "frozen encoder: the original's VGG-19 file, or vgg16_normalised = the ImageNet VGG-16 installed "
@@ -56,6 +58,8 @@ HELP = {
     "content_dir": "folder of content images (recursive); default: bundled samples",
     "style_dir": "folder of style images (recursive), e.g. Painter by Numbers train/; default: bundled samples",
     "content_tfds": "tfds dataset for content images, e.g. coco/2017 (needs tensorflow for coco)",
+    "dtype": "compute dtype of the convolutions: bfloat16 for accelerators (params, optimizer state, Grams, "
+             "norms, statistics and losses stay float32)",
     "distributed": "multi-host: call jax.distributed.initialize() first",
     "decoder_learning_rate": "learning rate of LinearTransfer's decoder pre-training (default: --learning-rate)",
 }
@@ -97,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR, help="checkpoints, metrics, samples (resumes)")
     parser.add_argument("--verbose", action="store_true", help="debug logging")
+    parser.add_argument(compilation_cache.FLAG, action="store_true", help=compilation_cache.FLAG_HELP)
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="a named schedule applied over the arch's original recipe (flags still win); "
                              + "; ".join(f"{name}: {', '.join(f'{k}={v}' for k, v in values.items())}"
@@ -134,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(_flag_names(str(error)))
     try:
-        return _run(parser, cfg, args.workdir)
+        return _run(parser, cfg, args.workdir, use_compilation_cache=not args.no_compilation_cache)
     except KeyboardInterrupt:  # a second signal, or Ctrl-C before training started
         parser.exit(128 + signal.SIGINT, f"{parser.prog}: stopped at once; the checkpoints already complete "
                                          f"in {_one_line(str(args.workdir))} are kept\n")
@@ -145,10 +150,14 @@ def _drop_traceback(record: logging.LogRecord) -> bool:
     return True
 
 
-def _run(parser: argparse.ArgumentParser, cfg: TrainConfig, workdir: str) -> int:
+def _run(parser: argparse.ArgumentParser, cfg: TrainConfig, workdir: str, *, use_compilation_cache: bool) -> int:
     from jax_ast.xla_flags import prefer_fast_cpu_convolutions  # noqa: PLC0415
 
     prefer_fast_cpu_convolutions()
+    cache_folder = compilation_cache.enable(use_compilation_cache)
+    if cache_folder is not None:
+        logging.info("compiled programs are cached in %s (%s to turn that off)", cache_folder,
+                     compilation_cache.FLAG)
     from jax_ast import parallel  # noqa: PLC0415 - JAX starts here, after the flags are known to be valid
 
     try:

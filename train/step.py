@@ -22,6 +22,7 @@ from jax_ast.archs import ObjectiveInputs, ObjectiveResult
 from jax_ast.configs import TrainConfig
 from jax_ast.models.vgg import VGG
 from jax_ast.parallel import AXIS
+from jax_ast.precision import parse_dtype, to_float32
 from train.state import TrainState
 
 # Native terms that classic/balanced replace; they are still logged, as "native/<term>".
@@ -39,14 +40,17 @@ class StepSpec:
 
 
 def make_step_spec(model: Any, cfg: TrainConfig) -> StepSpec:
+    """The step's static parts; the loss networks' convolutions compute in `cfg.model.dtype`, like the model's."""
+    dtype = parse_dtype(cfg.model.dtype)
     native_variant = cfg.native_loss_network[0] if cfg.native_loss_network else cfg.encoder_variant
-    paper_net = (VGG(cfg.objective.loss_network, taps=L.PAPER_STYLE_LAYERS)
+    paper_net = (VGG(cfg.objective.loss_network, taps=L.PAPER_STYLE_LAYERS, dtype=dtype)
                  if cfg.objective.loss != "native" and cfg.model.stage == "transfer" else None)
-    return StepSpec(model=model, cfg=cfg, native_net=VGG(native_variant), paper_net=paper_net)
+    return StepSpec(model=model, cfg=cfg, native_net=VGG(native_variant, dtype=dtype), paper_net=paper_net)
 
 
 def _feats(net: VGG, params: Any, images: jax.Array, layers, *, constant: bool = False) -> dict[str, jax.Array]:
-    feats = net.clone(taps=tuple(layers)).apply({"params": params}, images)
+    """Loss-network features, float32 whatever the network's compute dtype (the native losses are float32)."""
+    feats = to_float32(net.clone(taps=tuple(layers)).apply({"params": params}, images))
     return lax.stop_gradient(feats) if constant else feats
 
 

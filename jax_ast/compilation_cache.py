@@ -1,0 +1,41 @@
+"""JAX's persistent compilation cache for the entry points: a second run of a command does not compile again.
+
+On by default in `train.run`, `eval.run` and `eval.stylize`: compiled XLA programs are kept in
+``$JAX_AST_CACHE/xla`` (default ``~/.cache/jax_ast/xla``), keyed by JAX on the program, the devices, the
+compiler flags and the jax/jaxlib versions, so a stale entry is never used. Turn it off with
+``--no-compilation-cache`` or by setting ``JAX_AST_NO_COMPILATION_CACHE=1`` (the tests do). Entries are
+plain files; deleting the folder is always safe.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+
+from jax_ast.pretrained.cache import cache_dir
+
+DISABLE_ENV = "JAX_AST_NO_COMPILATION_CACHE"
+FLAG = "--no-compilation-cache"
+FLAG_HELP = (f"do not keep compiled programs in $JAX_AST_CACHE/xla (default: kept, so a second run does not "
+             f"compile again; {DISABLE_ENV}=1 turns it off too)")
+# Programs that compile faster than this are not worth a file (model.init, small helpers); the train step
+# and the stylise/score programs take seconds to minutes.
+MIN_COMPILE_SECONDS = 0.5
+
+
+def disabled_by_env() -> bool:
+    """True when JAX_AST_NO_COMPILATION_CACHE is set to anything but '', '0' or 'false'."""
+    return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("", "0", "false")
+
+
+def enable(enabled: bool = True) -> Path | None:
+    """Point JAX's persistent compilation cache at ``$JAX_AST_CACHE/xla``; returns that folder, or None when
+    `enabled` is False or the environment turns the cache off. Call it before the first compilation."""
+    if not enabled or disabled_by_env():
+        return None
+    folder = cache_dir() / "xla"
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    return folder

@@ -1,0 +1,44 @@
+"""The persistent compilation cache of the entry points: in $JAX_AST_CACHE/xla, off by flag or environment."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from jax_ast import compilation_cache
+from train.run import build_parser
+
+REPO = Path(__file__).resolve().parents[1]
+# A program that compiles for longer than MIN_COMPILE_SECONDS: a VGG-16 forward and backward pass.
+_COMPILE = """
+import sys
+import jax, jax.numpy as jnp
+from jax_ast import compilation_cache
+from jax_ast.models.vgg import VGG
+print(compilation_cache.enable())
+net = VGG("vgg16_slim", taps=("relu4_3",))
+params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+loss = lambda p, x: jnp.sum(net.apply(p, x)["relu4_3"] ** 2)
+jax.jit(jax.grad(loss)).lower(params, jnp.ones((2, 32, 32, 3))).compile()
+"""
+
+
+def _compile_in_subprocess(cache: Path) -> str:
+    environment = {k: v for k, v in os.environ.items() if k != compilation_cache.DISABLE_ENV}
+    environment.update(JAX_AST_CACHE=str(cache), PYTHONPATH=str(REPO))
+    result = subprocess.run([sys.executable, "-c", _COMPILE], env=environment, capture_output=True, text=True,
+                            timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip()
+
+
+def test_compiled_programs_are_kept_under_jax_ast_cache(tmp_path):
+    assert _compile_in_subprocess(tmp_path) == str(tmp_path / "xla")
+    assert any((tmp_path / "xla").iterdir())  # the compiled program was written there
+
+
+def test_the_environment_and_the_flag_turn_it_off():
+    assert compilation_cache.disabled_by_env()  # conftest.py sets it: the tests never write the user's cache
+    assert compilation_cache.enable() is None and compilation_cache.enable(False) is None
+    assert build_parser().parse_args(["--no-compilation-cache"]).no_compilation_cache
+    assert not build_parser().parse_args([]).no_compilation_cache

@@ -182,3 +182,14 @@ def test_cli_video_errors_are_one_message(tmp_path, capsys, case, message):
     assert message in capsys.readouterr().err
     if case == "exists":
         assert (tmp_path / "out" / "clip__style.mp4").read_bytes() == b"keep"
+
+
+def test_make_clip_pans_one_pixel_per_frame():
+    from benchmarks.make_clip import pan_frames
+
+    photo = np.tile(np.linspace(0, 1, 80, dtype=np.float32)[None, :, None], (40, 1, 3))  # a horizontal ramp
+    frames = pan_frames(photo, 5, 20)  # a 40 px window shown at 20 px: 2 photo pixels per frame
+    assert frames.shape == (5, 20, 20, 3)
+    np.testing.assert_allclose(frames[1:, :, :-1], frames[:-1, :, 1:], atol=1.5 / 255)  # shifted by one pixel
+    with pytest.raises(ValueError, match="too narrow"):
+        pan_frames(photo, 50, 20)

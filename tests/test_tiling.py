@@ -103,7 +103,7 @@ def test_cli_tiles_a_large_content(tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--tile", "64", "--tile-overlap", "64"], "--tile-overlap must be in [0, --tile)"),
     (["--tile", "-1"], "--tile must be 0 (off)"),
-    (["--attention-chunk", "64"], "--attention-chunk is for --arch sanet"),
+    (["--attention-chunk", "64"], "--attention-chunk is for the networks with attention (sanet), not adain"),
 ])
 def test_cli_high_res_flag_errors(tmp_path, capsys, extra, message):
     with pytest.raises(SystemExit) as stop:

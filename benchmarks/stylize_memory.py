@@ -4,10 +4,10 @@ Each (size, mode) runs in its own subprocess (`--child`), so each peak is that r
 the child's peak resident set size (``ru_maxrss`` from ``os.wait4``) when it exits. A watchdog reads the
 child's current RSS from ``/proc`` and stops it above ``--max-gib`` (the machine is shared) or after
 ``--timeout`` seconds; the table says which. The child stylises one bundled photo resized to the given long
-side (aspect 4096:2160, DCI 4K) with AdaIN on the real ImageNet VGG-16 encoder (`benchmarks.inputs`) and a
-seeded random decoder (random weights cost the same memory and time as trained ones), on one device, the
-style (512 px shorter side) encoded once; "tiled" is `eval.tiling` with ``--tile``/``--overlap``. Seconds
-include compilation.
+side (aspect 4096:2160, DCI 4K) with ``--arch`` (default AdaIN) on the real ImageNet VGG-16 encoder
+(`benchmarks.inputs`) and a seeded random rest (random weights cost the same memory and time as trained ones;
+SANet with the CLI's default attention chunk), on one device, the style (512 px shorter side) encoded once;
+"tiled" is `eval.tiling` with ``--tile``/``--overlap``. Seconds include compilation.
 """
 
 from __future__ import annotations
@@ -21,22 +21,26 @@ import sys
 import tempfile
 import time
 
+from jax_ast.archs import ARCHS
+
 ASPECT = 2160 / 4096  # height / width of the content: DCI 4K
 SIDES = (512, 1024, 2048, 4096)
 GIB = 1024 ** 3
 
 
-def _child(side: int, tile: int, overlap: int) -> None:
+def _child(arch: str, side: int, tile: int, overlap: int) -> None:
     """Stylises one photo of long side `side` (tile 0: whole) and prints a JSON line."""
     import numpy as np
 
     from benchmarks.inputs import variables_for
+    from eval import stylize
     from eval.batching import Stylizer
     from eval.tiling import TileConfig, TiledStylizer
     from jax_ast import imageio
     from jax_ast.data import bundled_dir
 
-    model, variables = variables_for("adain")
+    model, variables = variables_for(arch)
+    model = stylize._with_attention_chunk(model, None)  # SANet: the CLI's default attention chunk
     content_path = imageio.list_images(bundled_dir("content"))[0]
     content = imageio.load_image(content_path, size=(round(side * ASPECT), side), mode="exact")
     style = imageio.load_image(imageio.list_images(bundled_dir("style"))[0], size=512)
@@ -63,9 +67,9 @@ def _rss_bytes(pid: int) -> int:
     return 0
 
 
-def measure(side: int, tile: int, overlap: int, *, timeout: float, max_bytes: int) -> dict:
+def measure(arch: str, side: int, tile: int, overlap: int, *, timeout: float, max_bytes: int) -> dict:
     """Runs one child; returns {"side", "tile", "peak_gib", "seconds", "status"}."""
-    command = [sys.executable, "-m", "benchmarks.stylize_memory", "--child", "--sides", str(side),
+    command = [sys.executable, "-m", "benchmarks.stylize_memory", "--child", "--arch", arch, "--sides", str(side),
                "--tile", str(tile), "--overlap", str(overlap)]
     # Files, not pipes: a child blocked on a full pipe would look like a slow run.
     out_file, err_file = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")
@@ -121,6 +125,7 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.stylize_memory", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", choices=ARCHS, default="adain")
     parser.add_argument("--sides", type=int, nargs="+", default=list(SIDES), help=f"content long sides ({SIDES})")
     parser.add_argument("--tile", type=int, default=512, help="tile side of the tiled runs (default 512)")
     parser.add_argument("--overlap", type=int, default=64, help="tile overlap (default 64)")
@@ -130,14 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        _child(args.sides[0], args.tile, args.overlap)
+        _child(args.arch, args.sides[0], args.tile, args.overlap)
         return 0
     if not 0 <= args.overlap < args.tile:
         parser.error(f"--overlap must be in [0, --tile), got {args.overlap}")
     rows = []
     for side in args.sides:
         for mode in args.modes:
-            rows.append(measure(side, args.tile if mode == "tiled" else 0, args.overlap, timeout=args.timeout,
+            rows.append(measure(args.arch, side, args.tile if mode == "tiled" else 0, args.overlap, timeout=args.timeout,
                                 max_bytes=int(args.max_gib * GIB)))
             print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     print(table(rows))

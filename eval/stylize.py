@@ -2,6 +2,10 @@
 
 ``python -m eval.stylize --arch adain --checkpoint DIR --content C --style S --out O``
 
+A video file as ``--content`` (or a folder of frames with ``--video-frames``) gives one stylised video per
+style (`eval.stylize_video`, docs/video.md); ``--tile PX`` stylises large contents in feathered tiles
+(`eval.tiling`, docs/high_resolution.md).
+
 Outputs are ``<out>/<content-stem>__<style-stem>.png``. Existing outputs are never replaced silently: the
 run stops before loading the model unless ``--overwrite`` is given. A bad image is converted or skipped with a
 warning naming the file and the reason; one bad file never ends the run. An output holding NaN or inf is not

@@ -193,3 +193,5 @@ def test_make_clip_pans_one_pixel_per_frame():
     np.testing.assert_allclose(frames[1:, :, :-1], frames[:-1, :, 1:], atol=1.5 / 255)  # shifted by one pixel
     with pytest.raises(ValueError, match="too narrow"):
         pan_frames(photo, 50, 20)
+    still = pan_frames(photo, 3, 20, pan=0)
+    assert (still == still[0]).all()

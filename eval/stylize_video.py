@@ -95,9 +95,10 @@ def run(stylizer: Any, source: Source, style_paths: Sequence[Path], args: argpar
                 flicker = video.stylize_frames(stylizer, source.read(size), code, writer, alpha=args.alpha,
                                                blend=args.temporal_blend, postprocess=postprocess,
                                                on_frames=progress.update)
-        except (video.VideoError, OSError) as error:
+        except Exception as error:  # a bad frame, a full disk, the network failing: reported, next style
             progress.close()
-            print(guards.printable(f"error: {out_path.name} not written: {error}"), file=sys.stderr)
+            print(guards.printable(f"error: {out_path.name} not written: {type(error).__name__}: {error}"),
+                  file=sys.stderr)
             if isinstance(error, OSError) and error.errno in guards.DISK_FULL_ERRNOS:
                 return guards.EXIT_WRITE_FAILED
             continue

@@ -246,6 +246,8 @@ class Flicker:
         return {"source": self.source / count, "stylized": self.stylized / count, "output": self.output / count}
 
     def report(self, blend: float) -> str:
+        if self.pairs == 0:
+            return "flicker: not measured (fewer than two frames)"
         means = self.means()
         ratio = {k: v / means["source"] if means["source"] > 0 else float("nan") for k, v in means.items()}
         line = (f"flicker (mean |frame t - frame t-1|, RGB in [0, 1], {self.pairs} pairs): source "

@@ -195,3 +195,14 @@ def test_make_clip_pans_one_pixel_per_frame():
         pan_frames(photo, 50, 20)
     still = pan_frames(photo, 3, 20, pan=0)
     assert (still == still[0]).all()
+
+
+def test_cli_bad_frame_midway_writes_nothing(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    for t, frame in enumerate(_clip(3)):
+        imageio.save_image(frames / f"frame_{t}.png", frame)
+    (frames / "frame_1.png").write_bytes(b"not a png")  # the first frame is fine, the second is not
+    status = _run("random", frames, _style(tmp_path), tmp_path / "out", "--video-frames")
+    assert status == 1  # EXIT_NOTHING_DONE
+    assert "frame_1.png" in capsys.readouterr().err
+    assert list((tmp_path / "out").iterdir()) == []  # no video, no partial file

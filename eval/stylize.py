@@ -2,6 +2,10 @@
 
 ``python -m eval.stylize --arch adain --checkpoint DIR --content C --style S --out O``
 
+A video file as ``--content`` (or a folder of frames with ``--video-frames``) gives one stylised video per
+style (`eval.stylize_video`, docs/video.md); ``--tile PX`` stylises large contents in feathered tiles
+(`eval.tiling`, docs/high_resolution.md).
+
 Outputs are ``<out>/<content-stem>__<style-stem>.png``. Existing outputs are never replaced silently: the
 run stops before loading the model unless ``--overwrite`` is given. A bad image is converted or skipped with a
 warning naming the file and the reason; one bad file never ends the run. An output holding NaN or inf is not
@@ -43,8 +47,9 @@ from typing import Any, Iterable, Sequence
 import jax
 import numpy as np
 
-from eval import guards, presets, style_mixing
+from eval import guards, presets, style_mixing, stylize_video
 from eval.batching import Stylizer, group_by_shape
+from eval.tiling import TileConfig, TiledStylizer
 from jax_ast import archs, color, compilation_cache, imageio
 from jax_ast import progress as progress_lib
 from jax_ast.archs import ARCHS
@@ -58,6 +63,9 @@ from jax_ast.xla_flags import FAST_COMPILE
 # original runs at native size, which can exhaust memory (quadratic attention), so 512 is used like AdaIN.
 DEFAULT_SIZES = {arch: archs.get(arch).stylize_size for arch in ARCHS}
 CONTENT_CHUNK = 16  # contents held in memory at once (their pairs with every style are run together)
+# SANet's default attention chunk: the relu4_1 positions of a 512x512 content (64*64), so the default size runs
+# unchunked and larger ones hold at most [4096, style positions] attention weights at a time.
+DEFAULT_ATTENTION_CHUNK = 4096
 
 
 @dataclasses.dataclass
@@ -384,12 +392,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--format", choices=("png", "jpg"), default="png", help="output file format (default png)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(compilation_cache.FLAG, action="store_true", help=compilation_cache.FLAG_HELP)
+    high_res = parser.add_argument_group("high resolution (docs/high_resolution.md)")
+    high_res.add_argument("--tile", type=int, default=0, metavar="PX",
+                          help="stylise each content in PX x PX tiles blended over --tile-overlap, the style encoded "
+                               "once (default 0: whole image)")
+    high_res.add_argument("--tile-overlap", type=int, default=64, metavar="PX",
+                          help="minimum overlap of neighbouring tiles, feathered linearly (default 64)")
+    high_res.add_argument("--attention-chunk", type=int, default=None, metavar="N",
+                          help="SANet: content positions per attention chunk, bounding its memory; same result "
+                               f"(default {DEFAULT_ATTENTION_CHUNK}, 0: unchunked)")
+    stylize_video.add_arguments(parser)
     return parser
 
 
-def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
-    """Argument checks that end in `parser.error` (exit 2) with one clear message; returns the image lists."""
-    presets.apply(parser, args)
+def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace,
+              video: bool = False) -> tuple[list[Path], list[Path]]:
+    """Argument checks that end in `parser.error` (exit 2) with one clear message; returns the image lists
+    (no contents for a `video`)."""
     if args.arch not in ARCHS:
         parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(ARCHS)}")
     if args.checkpoint != "random" and not Path(args.checkpoint).exists() and not _is_tf_prefix(args.checkpoint):
@@ -401,23 +420,52 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tupl
         value = getattr(args, flag)
         if value is not None and value < (1 if flag == "batch_size" else 0):
             parser.error(f"--{flag.replace('_', '-')} must be a positive number, got {value}")
+    _validate_high_res(parser, args)
     problem = guards.output_dir_problem(args.out)
     if problem:
         parser.error(f"--out {problem}")
     lists = []
-    for role, paths in (("content", [args.content]), ("style", args.style)):
+    roles = (("style", args.style),) if video else (("content", [args.content]), ("style", args.style))
+    for role, paths in roles:
         try:
             lists.append([image for path in paths for image in imageio.list_images(path)])
         except (FileNotFoundError, imageio.ImageError) as error:
             parser.error(guards.printable(f"--{role}: {error}"))
     args.mix = None
     if args.style_weights is not None or args.mask is not None:
+        if video or args.tile:
+            parser.error("--style-weights and --mask work on whole images only; a video or --tile takes one "
+                         "--style at a time")
         try:
             args.mix = style_mixing.make_spec(args.style, args.style_weights, args.mask)
         except ValueError as error:
             parser.error(guards.printable(str(error)))
+    if video:
+        stylize_video.check_outputs(parser, args, lists[0])
+        return [], lists[0]
     _check_outputs(parser, args, *lists)
     return lists[0], lists[1]
+
+
+def _validate_high_res(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.tile < 0:
+        parser.error(f"--tile must be 0 (off) or a tile side in pixels, got {args.tile}")
+    if args.tile and not 0 <= args.tile_overlap < args.tile:
+        parser.error(f"--tile-overlap must be in [0, --tile) = [0, {args.tile}), got {args.tile_overlap}")
+    with_attention = [arch for arch in ARCHS if hasattr(build(arch), "chunk_size")]
+    if args.attention_chunk is not None and args.arch not in with_attention:
+        parser.error(f"--attention-chunk is for the networks with attention ({', '.join(with_attention)}), "
+                     f"not {args.arch}")
+    if args.attention_chunk is not None and args.attention_chunk < 0:
+        parser.error(f"--attention-chunk must be 0 (unchunked) or a positive count, got {args.attention_chunk}")
+
+
+def _with_attention_chunk(model: Any, chunk: int | None) -> Any:
+    """SANet with `chunk` content positions per attention chunk (None: the default, 0: unchunked)."""
+    if not hasattr(model, "chunk_size"):
+        return model
+    chunk = DEFAULT_ATTENTION_CHUNK if chunk is None else chunk
+    return model.clone(chunk_size=chunk or None)
 
 
 def _check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace, content_paths: list[Path],
@@ -452,7 +500,9 @@ def main(argv: Iterable[str] | None = None) -> int:
     if args.list_archs:
         print(presets.list_archs())
         return guards.EXIT_OK
-    content_paths, style_paths = _validate(parser, args)
+    presets.apply(parser, args)  # a bare run: the README's trained model and the bundled samples
+    source = stylize_video.open_source(parser, args)  # None unless --content is a video
+    content_paths, style_paths = _validate(parser, args, video=source is not None)
     compilation_cache.enable(not args.no_compilation_cache)
     try:
         model, variables = load_model(args.arch, args.checkpoint, variant=args.variant, seed=args.seed)
@@ -460,7 +510,15 @@ def main(argv: Iterable[str] | None = None) -> int:
         parser.error(guards.printable(str(error)))
     size = DEFAULT_SIZES[args.arch] if args.size is None else args.size
     style_size = size if args.style_size is None else args.style_size
+    model = _with_attention_chunk(model, args.attention_chunk)
     stylizer = Stylizer(model, variables, batch_size=args.batch_size)
+    if args.tile:
+        stylizer = TiledStylizer(stylizer, TileConfig(args.tile, args.tile_overlap))
+    if source is not None:
+        print(f"{args.arch}: {stylize_video.describe(source)} x {len(style_paths)} styles, size {size or 'native'}",
+              file=sys.stderr)
+        return stylize_video.run(stylizer, source, style_paths, args, size=size or None,
+                                 style_size=style_size or None)
     print(f"{args.arch}: {len(content_paths)} contents x {len(style_paths)} styles on {stylizer.n_devices} "
           f"{jax.default_backend()} device(s), step {stylizer.step_size}, size {size or 'native'}, "
           f"style size {style_size or 'native'}", file=sys.stderr)

@@ -5,10 +5,13 @@
 
 Pairs are streamed in device-sharded batches: the model (`eval.batching.Stylizer`) and every per-pair metric
 (`eval.pair_metrics.PairScorer`) run in one pmapped program (`eval.pair_metrics.StylizeAndScore`), so outputs
-are scored on the devices and come to the host once; the last batch is padded and masked. Only two batches of
-images are in memory at a time (plus a bounded image cache and the K extreme thumbnails), and one CSV row
-per pair is written as soon as its batch is done, so memory stays flat in N. Rerunning with the same
-``--out`` resumes: only missing pairs are computed (a larger ``--pairs`` extends the run).
+are scored on the devices and come to the host once; the last batch is padded and masked. Each image's
+loss-network targets and each style's code are computed once and kept in an LRU of ``--target-cache-mb`` MiB
+(`eval.target_cache`), so per pair the loss network runs on the output only; the scores are the same (0
+recomputes them for every pair). Only two batches of images are in memory at a time (plus the bounded image
+and target caches and the K extreme thumbnails), and one CSV row per pair is written as soon as its batch
+is done, so memory stays flat in N. Rerunning with the same ``--out`` resumes: only missing pairs are
+computed (a larger ``--pairs`` extends the run).
 
 Outputs in ``--out``: ``run.json`` (settings, seeded pairing), ``pairs.csv`` (one row per pair),
 ``skipped.csv`` (unusable images, with reasons), ``summary.json``/``summary.md`` (mean/median/std of every

@@ -224,7 +224,7 @@ def _style_loss(term: str, style_feats: Feats, output_feats: Feats, layers: Sequ
 
 # ---------------------------------------------------------------------------------------------------
 # Targets: what the style losses need of a style image, and the content loss of a content image,
-# computed once per image (eval caches them per image; docs/evaluation.md, Target cache).
+# computed once per image (eval.run caches them per image; docs/performance.md, eval.run's target cache).
 
 
 GRAM_TERMS: tuple[str, ...] = ("classic", "classic_hw", "classic_chw", "bound", "balanced")
@@ -295,7 +295,7 @@ def _style_layer(term: str, target: Mapping[str, jax.Array], output_feats: Feats
         _check_statistics(output, f"layer {layer!r}", ddof)
         output_mean, output_std = channel_mean_std(output, ddof=ddof, eps=std_eps)
         return _mse_per_sample(output_mean, target["mean"]) + _mse_per_sample(output_std, target["std"])
-    raise ValueError(f"unknown loss term {term!r}; valid: {', '.join(TERMS)}, classic_hw, classic_chw")
+    raise _unknown_term(term)
 
 
 def total_variation_loss(images: jax.Array) -> jax.Array:
@@ -437,11 +437,16 @@ def magenta_native_loss(*, output_feats: Feats, content_feats: Feats, style_feat
 # The shared entry point: one loss-network pass per image, every term training and evaluation need.
 
 
+def _unknown_term(term: str) -> ValueError:
+    return ValueError(f"unknown loss term {term!r}; valid: {', '.join(TERMS)}, classic_hw, classic_chw")
+
+
 def _check_terms(terms: Sequence[str]) -> tuple[str, ...]:
+    """`terms` as a tuple; the first unknown name raises `_unknown_term`."""
     terms = tuple(terms)
-    unknown = [term for term in terms if term not in (*TERMS, "classic_hw", "classic_chw")]
-    if unknown:
-        raise ValueError(f"unknown loss term {unknown[0]!r}; valid: {', '.join(TERMS)}, classic_hw, classic_chw")
+    for term in terms:
+        if term not in (*TERMS, "classic_hw", "classic_chw"):
+            raise _unknown_term(term)
     return terms
 
 

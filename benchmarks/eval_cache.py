@@ -10,7 +10,8 @@ seeded pairing (default: the whole grid, 12 x 14 = 168 pairs, so each content re
 Old: the loss network runs on content, style and output of every pair, and the network encodes every
 pair's style. New: each image's targets and each style's code are computed once per round (a fresh cache
 each round, so that work is counted) and the loss network runs on the outputs only. Rounds interleave the
-two paths; the figures are medians (and minima) over rounds, since a shared machine's load moves both.
+two paths (alternating which goes first); the figures are medians (and minima) over rounds, since a shared
+machine's load moves both.
 Programs are compiled in a warm-up pass first. It prints pairs/s old and new, their ratio, the steady-state
 ratio (new without its target computations: a long run, where every image is already cached), and whether
 every score of the two paths agrees to 1e-6 relative.
@@ -66,6 +67,39 @@ def worst_relative(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> tu
     return max((relative(old[name], new[name]), name) for name in old)
 
 
+def time_stages(scorer, stylizer, chunk, store, rounds: int) -> int:
+    """Prints the seconds of each stage of both paths on one chunk, apart (medians over `rounds` runs)."""
+    contents, styles = (x.astype(np.float32) / 255.0 for x in (chunk.contents, chunk.styles))
+    rows = eval_run.target_rows(store, chunk, contents, styles, codes=not isinstance(stylizer, pairs.BaselineStylizer))
+    outputs = np.clip(stylizer.stylize(contents, styles), 0.0, 1.0)
+    stages = {"score: loss network on content, style, output": lambda: scorer.score(contents, styles, outputs),
+              "score: loss network on output, cached targets": lambda: scorer.score(contents, styles, outputs,
+                                                                                    targets=rows["targets"]),
+              "targets of the chunk's contents (once per image)": lambda: scorer.targets("content", contents,
+                                                                                         step_size=len(contents)),
+              "targets of the chunk's styles (once per image)": lambda: scorer.targets("style", styles,
+                                                                                       step_size=len(styles))}
+    if "codes" in rows:
+        stages = {"stylize: encode content and style, decode": lambda: stylizer.stylize(contents, styles),
+                  "stylize: encode content, cached style code, decode": lambda: stylizer.stylize_with_codes(
+                      contents, rows["codes"]),
+                  **stages,
+                  "style codes of the chunk's styles (once per image)": lambda: stylizer.encode_styles(
+                      styles, step_size=len(styles))}
+    times = {name: [] for name in stages}
+    for stage in stages.values():  # compiles
+        jax.block_until_ready(stage())
+    for _ in range(rounds):
+        for name, stage in stages.items():
+            start = time.perf_counter()
+            jax.block_until_ready(stage())
+            times[name].append(time.perf_counter() - start)
+    print(f"\n{len(contents)} pairs; seconds, median [min] over {rounds} interleaved rounds")
+    for name, values in times.items():
+        print(f"{name:<54}{statistics.median(values):>8.2f} [{min(values):.2f}]")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="adain", help="a network or a baseline (identity, copy-style)")
@@ -78,6 +112,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved old/new rounds")
     parser.add_argument("--target-cache-mb", type=int, default=1024)
     parser.add_argument("--loss-vgg-weights", default=None, help="default: the installed ImageNet VGG-16")
+    parser.add_argument("--stages", action="store_true", help="instead: time the stylizer and the scorer apart, "
+                                                               "old and new, on the first chunk")
     args = parser.parse_args(argv)
     caches = [pairs.ImageCache(FolderSource(bundled_dir(role)), args.size, 1024) for role in ("content", "style")]
     for flag, cache in (("contents", caches[0]), ("styles", caches[1])):
@@ -117,6 +153,9 @@ def main(argv=None) -> int:
     def new_store():
         return eval_run.make_target_store(cfg, scorer, stylizer, stylizer_step)
 
+    if args.stages:
+        return time_stages(scorer, stylizer, chunks[0], new_store(), args.rounds)
+
     start = time.perf_counter()  # compiles: the old program, the new one and the target programs' step sizes
     run_pass(cfg, session, chunks[:1], None)
     run_pass(cfg, session, chunks, new_store())
@@ -124,9 +163,13 @@ def main(argv=None) -> int:
     seconds: dict[str, list[float]] = {"old": [], "new": [], "new, all cached": []}
     worst, metric = 0.0, ""
     for round_index in range(args.rounds):
-        old_seconds, old_scores, _ = run_pass(cfg, session, chunks, None)
         store = new_store()
-        new_seconds, new_scores, stages = run_pass(cfg, session, chunks, store)
+        if round_index % 2:  # alternate which path goes first, so a drift in the machine's load hits both
+            new_seconds, new_scores, stages = run_pass(cfg, session, chunks, store)
+            old_seconds, old_scores, _ = run_pass(cfg, session, chunks, None)
+        else:
+            old_seconds, old_scores, _ = run_pass(cfg, session, chunks, None)
+            new_seconds, new_scores, stages = run_pass(cfg, session, chunks, store)
         seconds["old"].append(old_seconds)
         seconds["new"].append(new_seconds)
         seconds["new, all cached"].append(new_seconds - stages["targets"])

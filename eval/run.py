@@ -249,13 +249,15 @@ def stylize_and_score(stylizer: Any, scorer: PairScorer, chunk: pairing_lib.Chun
     start = time.perf_counter()
     network = isinstance(stylizer, Stylizer)
     with _precision(precision):
-        rows = _target_rows(targets, chunk, contents, styles, codes=network)
+        rows = target_rows(targets, chunk, contents, styles, codes=network)
     middle = time.perf_counter()
     timings["targets"] += middle - start
     if network:  # stylise and score on the devices in one program
-        # Keyed on the objects themselves (held by the key), so a new stylizer never meets a stale program.
-        fused = _cached(("fused", stylizer, scorer, alpha, clip, rows is not None),
-                        lambda: StylizeAndScore(stylizer, scorer, alpha=alpha, clip=clip, with_targets=rows is not None))
+        # Keyed on the objects themselves (held by the key), so a new stylizer never meets a stale program;
+        # one kind per mode, so a process that uses both (benchmarks.eval_cache, tests) keeps both compiled.
+        with_targets = rows is not None
+        fused = _cached(("fused_targets" if with_targets else "fused", stylizer, scorer, alpha, clip),
+                        lambda: StylizeAndScore(stylizer, scorer, alpha=alpha, clip=clip, with_targets=with_targets))
         with _precision(precision):
             outputs, metrics = fused(contents, styles, step_size=step_size, **(rows or {}))
         timings["stylize_score"] += time.perf_counter() - middle
@@ -266,14 +268,15 @@ def stylize_and_score(stylizer: Any, scorer: PairScorer, chunk: pairing_lib.Chun
         outputs = np.where(np.isfinite(outputs), np.clip(outputs, 0.0, 1.0), np.float32(np.nan))
     scored = time.perf_counter()
     with _precision(precision):
-        metrics = scorer.score(contents, styles, outputs, step_size=step_size, targets=None if rows is None else rows["targets"])
+        metrics = scorer.score(contents, styles, outputs, step_size=step_size,
+                               targets=None if rows is None else rows["targets"])
     timings["stylize"] += scored - middle
     timings["score"] += time.perf_counter() - scored
     return outputs, metrics
 
 
-def _target_rows(targets: TargetStore | None, chunk: pairing_lib.Chunk, contents: np.ndarray, styles: np.ndarray,
-                 *, codes: bool) -> dict[str, Any] | None:
+def target_rows(targets: TargetStore | None, chunk: pairing_lib.Chunk, contents: np.ndarray, styles: np.ndarray,
+                *, codes: bool) -> dict[str, Any] | None:
     """{"targets": {"content", "style"} rows[, "codes": style-code rows]} of a chunk's pairs, or None."""
     if targets is None:
         return None

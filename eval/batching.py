@@ -70,9 +70,12 @@ class Stylizer:
         """contents float[B, H, W, 3], styles float[B, Hs, Ws, 3] in [0, 1] -> float32[B, H, W, 3] (unclamped)."""
         return self._run(self._stylize, (contents, styles), alpha=float(alpha))
 
-    def encode_styles(self, styles: np.ndarray) -> Tree:
-        """styles float[B, Hs, Ws, 3] -> the model's style codes, host numpy with leading axis B."""
-        return self._run(self._encode, (styles,))
+    def encode_styles(self, styles: np.ndarray, *, step_size: int | None = None) -> Tree:
+        """styles float[B, Hs, Ws, 3] -> the model's style codes, host numpy with leading axis B.
+
+        `step_size`: images per step (a multiple of the device count; default `self.step_size`).
+        """
+        return self._run(self._encode, (styles,), step_size=step_size)
 
     def stylize_with_codes(self, contents: np.ndarray, codes: Tree, *, alpha: float = 1.0) -> np.ndarray:
         """contents float[B, H, W, 3] with per-row codes (leading axis B) -> float32[B, H, W, 3]."""
@@ -116,9 +119,10 @@ class Stylizer:
                 except Exception as error:  # reported per step by the caller, naming the files
                     yield chunk, error
 
-    def _run(self, parallel_fn: Callable, batched: tuple, **static: Any) -> Tree:
-        """Runs `parallel_fn` over `batched` (leading axis B) in steps of `step_size`; host numpy out."""
-        return parallel.run_in_steps(parallel_fn, self.variables, batched, self.step_size, **static)
+    def _run(self, parallel_fn: Callable, batched: tuple, step_size: int | None = None, **static: Any) -> Tree:
+        """Runs `parallel_fn` over `batched` (leading axis B) in steps of `step_size` (default: the stylizer's);
+        host numpy out."""
+        return parallel.run_in_steps(parallel_fn, self.variables, batched, step_size or self.step_size, **static)
 
 
 def _parallel(fn: Callable, *, num_batched: int, alpha_static: bool) -> Callable:

@@ -49,6 +49,7 @@ class EvalConfig:
     batch_size: int | None
     workers: int
     cache_images: int
+    target_cache_mb: int
     max_pairs_this_run: int | None
     top_k: int
     thumb_size: int
@@ -114,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help="pairs per step over all devices (default 16 per device)")
     parser.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="image loading threads")
     parser.add_argument("--cache-images", type=int, default=256, help="decoded images kept per role (LRU)")
+    parser.add_argument("--target-cache-mb", type=int, default=1024,
+                        help="MiB of per-image loss-network targets and style codes kept (LRU), so each image "
+                             "goes through the loss network and the style encoder once; 0: recompute them "
+                             "for every pair")
     parser.add_argument("--max-pairs-this-run", type=int, help="stop after this many new pairs (resume later)")
     parser.add_argument("--top-k", type=int, default=6, help="lowest/highest pairs shown per loss")
     parser.add_argument("--thumb-size", type=int, default=96, help="thumbnail side of the extreme-pair grids")
@@ -135,7 +140,8 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
         parser.error(f"--arch {args.arch} is a baseline without weights; drop --checkpoint")
     if not baseline and not args.checkpoint:
         parser.error(f"--arch {args.arch} needs --checkpoint (release-file directory, params file or 'random')")
-    for flag, low in (("pairs", 1), ("size", MIN_SIZE), ("workers", 1), ("cache_images", 0), ("top_k", 1),
+    for flag, low in (("pairs", 1), ("size", MIN_SIZE), ("workers", 1), ("cache_images", 0), ("target_cache_mb", 0),
+                      ("top_k", 1),
                       ("thumb_size", 8), ("ist_top", 1), ("ist_min_pairs", 1)):
         if getattr(args, flag) < low:
             parser.error(f"--{flag.replace('_', '-')} must be >= {low}, got {getattr(args, flag)}")

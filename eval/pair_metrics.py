@@ -18,6 +18,7 @@ Definitions (images are float RGB in [0, 1], NHWC):
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import jax
@@ -100,6 +101,16 @@ def image_metrics(content: jax.Array, style: jax.Array, output: jax.Array) -> di
             "color_rgb": color_stats_distance(output, style)}
 
 
+def loss_term_names(normalised_gram: str) -> tuple[str, ...]:
+    """The `jax_ast.losses` terms scored per pair, in column order."""
+    return ("content", "classic", f"classic_{normalised_gram}", "bound", "balanced", "mean_std")
+
+
+def _loss_columns(values: dict[str, jax.Array], terms: Sequence[str]) -> dict[str, jax.Array]:
+    """Term totals renamed "<term>/total"; the per-layer "<term>/<layer>" keys as they are."""
+    return {(f"{name}/total" if name in terms else name): value for name, value in values.items()}
+
+
 def loss_metrics(loss_net, loss_net_params, content: jax.Array, style: jax.Array, output: jax.Array, *,
                  style_layers: Sequence[str], content_layers: Sequence[str],
                  normalised_gram: str) -> dict[str, jax.Array]:
@@ -110,16 +121,35 @@ def loss_metrics(loss_net, loss_net_params, content: jax.Array, style: jax.Array
     paper's), classic_<normalised_gram> (Gram / HW or / CHW), bound (supremum of the un-normalised classic
     loss), balanced and mean_std (the AdaIN statistics loss on the style layers).
     """
-    terms = ("content", "classic", f"classic_{normalised_gram}", "bound", "balanced", "mean_std")
+    terms = loss_term_names(normalised_gram)
     values = L.loss_terms(loss_net, loss_net_params, content, style, output, terms=terms,
                           style_layers=tuple(style_layers), content_layers=tuple(content_layers), gram_norm="none")
-    return {(f"{name}/total" if name in terms else name): value for name, value in values.items()}
+    return _loss_columns(values, terms)
+
+
+def loss_metrics_from_targets(loss_net, loss_net_params, targets: dict[str, Any], output: jax.Array, *,
+                              style_layers: Sequence[str], content_layers: Sequence[str],
+                              normalised_gram: str) -> dict[str, jax.Array]:
+    """`loss_metrics` with the content's and the style's side precomputed: the loss network runs on `output`
+    only, and the terms come from `jax_ast.losses.terms_from_targets` (the function `loss_terms` ends in).
+
+    Args:
+      targets: {"content": `L.content_targets(...)`, "style": `L.style_targets(...)`} with leading axis B,
+        as `PairScorer.targets` returns them.
+    """
+    terms = loss_term_names(normalised_gram)
+    layers = tuple(dict.fromkeys((*style_layers, *content_layers)))
+    output_feats = loss_net.clone(taps=layers).apply(loss_net_params, output)
+    values = L.terms_from_targets(targets["content"], targets["style"], output_feats, terms=terms,
+                                  style_layers=tuple(style_layers), content_layers=tuple(content_layers),
+                                  gram_norm="none")
+    return _loss_columns(values, terms)
 
 
 def metric_names(style_layers: Sequence[str], content_layers: Sequence[str], normalised_gram: str) -> list[str]:
     """The metric columns in output order (matches the keys of `PairScorer.score`)."""
     names = [f"content/{layer}" for layer in content_layers] + ["content/total"]
-    for term in ("classic", f"classic_{normalised_gram}", "bound", "balanced", "mean_std"):
+    for term in loss_term_names(normalised_gram)[1:]:
         names += [f"{term}/{layer}" for layer in style_layers] + [f"{term}/total"]
     return names + list(IMAGE_METRICS)
 
@@ -127,12 +157,17 @@ def metric_names(style_layers: Sequence[str], content_layers: Sequence[str], nor
 class PairScorer:
     """All per-pair metrics of (content, style, output) batches, pmapped over the local devices.
 
+    Scores come two ways with the same values: from the images (`score`: the loss network runs on content,
+    style and output), or from per-image targets computed once (`targets`, then `score` with them: the loss
+    network runs on the output only); `eval.target_cache` keeps the targets per image.
+
     Args:
       loss_net: a `jax_ast.models.vgg.VGG` module; loss_net_params: its params (not wrapped in {"params"}).
       style_layers, content_layers: tap names; normalised_gram: "hw" or "chw" for the second classic loss.
 
     Attributes:
-      names: the metric names, in column order. trace_count: compilations so far (one per image size).
+      names: the metric names, in column order. trace_count: compilations of the scoring programs so far
+        (one per image size and kind).
     """
 
     def __init__(self, loss_net, loss_net_params, *, style_layers: Sequence[str], content_layers: Sequence[str],
@@ -143,35 +178,73 @@ class PairScorer:
         self.n_devices = jax.local_device_count()
         self.trace_count = 0
         self.variables = parallel.replicate_variables({"params": loss_net_params})  # placed on the devices once
+        style_layers, content_layers = tuple(style_layers), tuple(content_layers)
+        layers = {"style_layers": style_layers, "content_layers": content_layers, "normalised_gram": normalised_gram}
 
-        def metrics(variables, content, style, output):
-            losses = loss_metrics(loss_net, variables, content, style, output, style_layers=tuple(style_layers),
-                                  content_layers=tuple(content_layers), normalised_gram=normalised_gram)
+        def metrics(variables, content, style, output, targets=None):
+            if targets is None:
+                losses = loss_metrics(loss_net, variables, content, style, output, **layers)
+            else:
+                losses = loss_metrics_from_targets(loss_net, variables, targets, output, **layers)
             return {**losses, **image_metrics(content, style, output)}
 
-        def score(variables, content, style, output):
-            self.trace_count += 1  # runs once per trace of this scorer's own program
-            return metrics(variables, content, style, output)
+        def score(variables, content, style, output, targets):
+            self.trace_count += 1  # runs once per trace of this scorer's own programs
+            return metrics(variables, content, style, output, targets)
 
-        self.metrics = metrics  # (variables, content, style, output) -> {name: [B]}, for fused programs
-        self._score = parallel.pmap(score, in_axes=(None, 0, 0, 0))
+        # Targets come from the same network as the outputs' features (every layer, the order of
+        # `loss_metrics_from_targets`), and the content features from a program that also runs the deeper
+        # layers: XLA fuses a shorter network differently, which moves features by ~1e-6 relative, and the
+        # cached scores must equal the per-pair ones (tests/test_target_cache.py).
+        feature_net = loss_net.clone(taps=tuple(dict.fromkeys((*style_layers, *content_layers))))
+
+        def style_targets(variables, images, feats=None):
+            return L.style_targets(feature_net.apply(variables, images) if feats is None else feats,
+                                   layers=style_layers, terms=loss_term_names(normalised_gram)[1:])
+
+        def content_targets(variables, images):
+            feats = feature_net.apply(variables, images)
+            return L.content_targets(feats, layers=content_layers), style_targets(variables, images, feats)
+
+        self.metrics = metrics  # (variables, content, style, output[, targets]) -> {name: [B]}, for fused programs
+        self._score = parallel.pmap(functools.partial(score, targets=None), in_axes=(None, 0, 0, 0))
+        self._score_targets = parallel.pmap(score, in_axes=(None, 0, 0, 0, 0))
+        self._targets = {"content": parallel.pmap(content_targets, in_axes=(None, 0)),
+                         "style": parallel.pmap(style_targets, in_axes=(None, 0))}
+
+    def targets(self, role: str, images: np.ndarray, *, step_size: int) -> dict[str, Any]:
+        """float [n, S, S, 3] in [0, 1] -> the "content" or "style" targets (host numpy, leading axis n).
+
+        Content: {layer: [n, h, w, C]} of the content layers; style: {layer: {"gram", "pixels", "mean", "std"}}
+        (`jax_ast.losses.style_targets`). `step_size`: a multiple of the device count (one program per value).
+        """
+        targets = parallel.run_in_steps(self._targets[role], self.variables, (images,), step_size)
+        return targets[0] if role == "content" else targets  # the content program's style part is dropped
 
     def score(self, contents: np.ndarray, styles: np.ndarray, outputs: np.ndarray, *,
-              step_size: int | None = None) -> dict[str, np.ndarray]:
+              step_size: int | None = None, targets: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
         """float [B, S, S, 3] x 3 in [0, 1] -> {name: float32 [B]} on the host.
 
         The batch is padded to `step_size` (default: B rounded up to the device count; pass the same value for
         every call so the last, partial batch reuses the compiled program) and the padding dropped by its mask.
+        With `targets` ({"content": ..., "style": ...} rows of `targets`, leading axis B) the loss network runs
+        on the outputs only.
         """
         step = step_size or -(-len(contents) // self.n_devices) * self.n_devices
         if step % self.n_devices or step < len(contents):
             raise ValueError(f"step_size {step} must be a multiple of {self.n_devices} devices and >= {len(contents)}")
-        return parallel.run_in_steps(self._score, self.variables, (contents, styles, outputs), step)
+        if targets is None:
+            return parallel.run_in_steps(self._score, self.variables, (contents, styles, outputs), step)
+        return parallel.run_in_steps(self._score_targets, self.variables, (contents, styles, outputs, targets), step)
 
 
 class StylizeAndScore:
     """Stylise (content, style) pairs and score them in one pmapped program, so the outputs are scored where
     they are computed and come to the host once, with their scores.
+
+    With `with_targets`, the program takes each pair's precomputed style code (the network's `encode_style`)
+    and loss-network targets (`PairScorer.targets`) instead of running the encoder and the loss network on
+    the style and the content again; the style image is still used by the colour metrics.
 
     Args:
       stylizer: an `eval.batching.Stylizer` (its model and device-placed variables are used).
@@ -183,22 +256,37 @@ class StylizeAndScore:
       trace_count: compilations so far (one per image size).
     """
 
-    def __init__(self, stylizer: Any, scorer: PairScorer, *, alpha: float, clip: bool):
+    def __init__(self, stylizer: Any, scorer: PairScorer, *, alpha: float, clip: bool, with_targets: bool = False):
         model = stylizer.model
         self.trace_count = 0
+        self.with_targets = with_targets
+
+        def finish(output):
+            output = output.astype(jnp.float32)
+            if clip:
+                output = jnp.where(jnp.isfinite(output), jnp.clip(output, 0.0, 1.0), jnp.nan)
+            return output
 
         def fused(variables, content, style):
             self.trace_count += 1  # runs once per trace
-            output = model.apply(variables["model"], content, style, alpha=alpha)[0].astype(jnp.float32)
-            if clip:
-                output = jnp.where(jnp.isfinite(output), jnp.clip(output, 0.0, 1.0), jnp.nan)
+            output = finish(model.apply(variables["model"], content, style, alpha=alpha)[0])
             return output, scorer.metrics(variables["scorer"], content, style, output)
 
-        self._fused = parallel.pmap(fused, in_axes=(None, 0, 0))
+        def fused_targets(variables, content, style, code, targets):
+            self.trace_count += 1  # runs once per trace
+            output = finish(model.apply(variables["model"], content, code, alpha=alpha,
+                                        method=type(model).stylize_with_code))
+            return output, scorer.metrics(variables["scorer"], content, style, output, targets)
+
+        self._fused = parallel.pmap(fused_targets if with_targets else fused,
+                                    in_axes=(None, 0, 0, 0, 0) if with_targets else (None, 0, 0))
         self._variables = {"model": stylizer.variables, "scorer": scorer.variables}
 
-    def __call__(self, contents: np.ndarray, styles: np.ndarray, *, step_size: int
-                 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """float [B, S, S, 3] x 2 in [0, 1] -> (outputs float32 [B, S, S, 3], {name: float32 [B]}) on the host."""
-        return parallel.run_in_steps(self._fused, self._variables, (contents, styles), step_size)
+    def __call__(self, contents: np.ndarray, styles: np.ndarray, *, step_size: int, codes: Any = None,
+                 targets: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """float [B, S, S, 3] x 2 in [0, 1] -> (outputs float32 [B, S, S, 3], {name: float32 [B]}) on the host.
 
+        `codes` and `targets` (rows with leading axis B) are required with `with_targets`, and ignored without.
+        """
+        batched = (contents, styles, codes, targets) if self.with_targets else (contents, styles)
+        return parallel.run_in_steps(self._fused, self._variables, batched, step_size)

@@ -5,10 +5,13 @@
 
 Pairs are streamed in device-sharded batches: the model (`eval.batching.Stylizer`) and every per-pair metric
 (`eval.pair_metrics.PairScorer`) run in one pmapped program (`eval.pair_metrics.StylizeAndScore`), so outputs
-are scored on the devices and come to the host once; the last batch is padded and masked. Only two batches of
-images are in memory at a time (plus a bounded image cache and the K extreme thumbnails), and one CSV row
-per pair is written as soon as its batch is done, so memory stays flat in N. Rerunning with the same
-``--out`` resumes: only missing pairs are computed (a larger ``--pairs`` extends the run).
+are scored on the devices and come to the host once; the last batch is padded and masked. Each image's
+loss-network targets and each style's code are computed once and kept in an LRU of ``--target-cache-mb`` MiB
+(`eval.target_cache`), so per pair the loss network runs on the output only; the scores are the same (0
+recomputes them for every pair). Only two batches of images are in memory at a time (plus the bounded image
+and target caches and the K extreme thumbnails), and one CSV row per pair is written as soon as its batch
+is done, so memory stays flat in N. Rerunning with the same ``--out`` resumes: only missing pairs are
+computed (a larger ``--pairs`` extends the run).
 
 Outputs in ``--out``: ``run.json`` (settings, seeded pairing), ``pairs.csv`` (one row per pair),
 ``skipped.csv`` (unusable images, with reasons), ``summary.json``/``summary.md`` (mean/median/std of every
@@ -57,6 +60,7 @@ from eval import pairs as pairing_lib
 from eval.extremes import ExtremeKeeper
 from eval.batching import Stylizer
 from eval.pair_metrics import PairScorer, StylizeAndScore
+from eval.target_cache import ByteLRU, TargetStore
 from jax_ast import compilation_cache
 from jax_ast.data import DataError, FolderSource, open_source
 from jax_ast.precision import parse_dtype
@@ -79,6 +83,7 @@ class Session:
     stylizer: Any  # an `eval.batching.Stylizer`, or a `pairs.BaselineStylizer`
     pairing: pairing_lib.Pairing
     caches: tuple[pairing_lib.ImageCache, pairing_lib.ImageCache]  # content, style
+    targets: TargetStore | None = None  # per-image targets and style codes; None: computed per pair
 
 
 class SetupError(RuntimeError):
@@ -162,6 +167,19 @@ def make_scorer(cfg: EvalConfig) -> PairScorer:
     return _cached(key, build)
 
 
+def make_target_store(cfg: EvalConfig, scorer: PairScorer, stylizer: Any, step_size: int) -> TargetStore | None:
+    """Each image's loss-network targets (and, for a network, each style's code), computed once and kept in
+    an LRU of --target-cache-mb MiB; None when it is 0 (the per-pair path)."""
+    if not cfg.target_cache_mb:
+        return None
+    compute = {"content": lambda images, step: scorer.targets("content", images, step_size=step),
+               "style": lambda images, step: scorer.targets("style", images, step_size=step)}
+    if isinstance(stylizer, Stylizer):
+        compute["code"] = lambda images, step: stylizer.encode_styles(images, step_size=step)
+    return TargetStore(compute, ByteLRU(cfg.target_cache_mb * 2 ** 20), step_size=step_size,
+                       n_devices=jax.local_device_count(), identity=cfg.size)
+
+
 def run_settings(cfg: EvalConfig, content_desc: dict, style_desc: dict, n_contents: int,
                  n_styles: int) -> dict:
     """Everything that fixes the per-pair results (checked on resume) plus the requested pair count."""
@@ -225,33 +243,55 @@ def _precision(precision: str) -> Any:
 
 
 def stylize_and_score(stylizer: Any, scorer: PairScorer, chunk: pairing_lib.Chunk, *, alpha: float, clip: bool,
-                      precision: str, step_size: int, timings: dict[str, float]
-                      ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                      precision: str, step_size: int, timings: dict[str, float],
+                      targets: TargetStore | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(outputs float32 [n, S, S, 3], {metric: [n]}) of one loaded chunk; adds stage seconds to `timings`.
 
-    Clipping keeps NaN and turns inf into NaN, so a pair whose raw output was not finite is still seen as such.
+    With `targets`, each image's loss-network targets (and each style's code) come from that store, computed
+    once per image; the scores are the same. Clipping keeps NaN and turns inf into NaN, so a pair whose raw
+    output was not finite is still seen as such.
     """
     contents = chunk.contents.astype(np.float32) / 255.0
     styles = chunk.styles.astype(np.float32) / 255.0
     start = time.perf_counter()
-    if isinstance(stylizer, Stylizer):  # a network: stylise and score on the devices in one program
-        # Keyed on the objects themselves (held by the key), so a new stylizer never meets a stale program.
-        fused = _cached(("fused", stylizer, scorer, alpha, clip),
-                        lambda: StylizeAndScore(stylizer, scorer, alpha=alpha, clip=clip))
+    network = isinstance(stylizer, Stylizer)
+    with _precision(precision):
+        rows = target_rows(targets, chunk, contents, styles, codes=network)
+    middle = time.perf_counter()
+    timings["targets"] += middle - start
+    if network:  # stylise and score on the devices in one program
+        # Keyed on the objects themselves (held by the key), so a new stylizer never meets a stale program;
+        # one kind per mode, so a process that uses both (benchmarks.eval_cache, tests) keeps both compiled.
+        with_targets = rows is not None
+        fused = _cached(("fused_targets" if with_targets else "fused", stylizer, scorer, alpha, clip),
+                        lambda: StylizeAndScore(stylizer, scorer, alpha=alpha, clip=clip, with_targets=with_targets))
         with _precision(precision):
-            outputs, metrics = fused(contents, styles, step_size=step_size)
-        timings["stylize_score"] += time.perf_counter() - start
+            outputs, metrics = fused(contents, styles, step_size=step_size, **(rows or {}))
+        timings["stylize_score"] += time.perf_counter() - middle
         return outputs, metrics
     with _precision(precision):  # a baseline: its outputs are the inputs, on the host
         outputs = np.asarray(stylizer.stylize(contents, styles, alpha=alpha), np.float32)
     if clip:
         outputs = np.where(np.isfinite(outputs), np.clip(outputs, 0.0, 1.0), np.float32(np.nan))
-    middle = time.perf_counter()
+    scored = time.perf_counter()
     with _precision(precision):
-        metrics = scorer.score(contents, styles, outputs, step_size=step_size)
-    timings["stylize"] += middle - start
-    timings["score"] += time.perf_counter() - middle
+        metrics = scorer.score(contents, styles, outputs, step_size=step_size,
+                               targets=None if rows is None else rows["targets"])
+    timings["stylize"] += scored - middle
+    timings["score"] += time.perf_counter() - scored
     return outputs, metrics
+
+
+def target_rows(targets: TargetStore | None, chunk: pairing_lib.Chunk, contents: np.ndarray, styles: np.ndarray,
+                *, codes: bool) -> dict[str, Any] | None:
+    """{"targets": {"content", "style"} rows[, "codes": style-code rows]} of a chunk's pairs, or None."""
+    if targets is None:
+        return None
+    rows = {"targets": {"content": targets.rows("content", chunk.content_indices, contents),
+                        "style": targets.rows("style", chunk.style_indices, styles)}}
+    if codes:
+        rows["codes"] = targets.rows("code", chunk.style_indices, styles)
+    return rows
 
 
 def drop_nonfinite(chunk: pairing_lib.Chunk, outputs: np.ndarray, metrics: dict[str, np.ndarray],
@@ -287,8 +327,8 @@ def stream_pairs(cfg: EvalConfig, session: Session, logs: tuple[records.CsvLog, 
     todo = min(cfg.pairs - sum(1 for pair in done if pair < cfg.pairs), cfg.max_pairs_this_run or cfg.pairs)
     chunks = pairing_lib.batched(pairing_lib.missing_pairs(cfg.pairs, done), session.step_size,
                                  limit=cfg.max_pairs_this_run)
-    timings = {"load_wait": 0.0, "stylize": 0.0, "score": 0.0, "stylize_score": 0.0, "write": 0.0, "pairs": 0, "first_batch": None,
-               "nonfinite": 0}
+    timings = {"load_wait": 0.0, "targets": 0.0, "stylize": 0.0, "score": 0.0, "stylize_score": 0.0, "write": 0.0,
+               "pairs": 0, "first_batch": None, "nonfinite": 0}
     progress = _Progress(max(todo, 0), enabled=not cfg.no_progress)
     start = last_save = time.perf_counter()
     loader = pairing_lib.prefetch_chunks(chunks, session.pairing, *caches, workers=cfg.workers)
@@ -303,7 +343,7 @@ def stream_pairs(cfg: EvalConfig, session: Session, logs: tuple[records.CsvLog, 
         if chunk.pairs:
             outputs, metrics = stylize_and_score(stylizer, scorer, chunk, alpha=cfg.alpha, clip=not cfg.no_clip,
                                                  precision=cfg.precision, step_size=session.step_size,
-                                                 timings=timings)
+                                                 timings=timings, targets=session.targets)
             chunk, outputs, metrics, nonfinite = drop_nonfinite(chunk, outputs, metrics, scorer.names)
             _log_skipped(skipped_log, nonfinite, caches)
             timings["nonfinite"] += len(nonfinite)
@@ -345,7 +385,8 @@ def benchmark_block(timings: dict, step_size: int, size: int) -> dict:
             "pairs_per_second": steady_pairs / steady_seconds if steady_pairs and steady_seconds > 0 else None,
             "pairs_per_second_overall": timings["pairs"] / timings["total"] if timings["total"] > 0 else None,
             "first_batch_seconds": first_seconds,
-            "stage_seconds": {k: timings[k] for k in ("load_wait", "stylize", "score", "stylize_score", "write")},
+            "stage_seconds": {k: timings[k] for k in ("load_wait", "targets", "stylize", "score", "stylize_score",
+                                                        "write")},
             "batch_size": step_size, "size": size, "devices": jax.local_device_count(),
             "backend": jax.default_backend(), "device_kind": jax.local_devices()[0].device_kind,
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
@@ -382,7 +423,8 @@ def evaluate(cfg: EvalConfig) -> dict:
     session = Session(step_size=step_size, scorer=scorer, stylizer=stylizer,
                       pairing=pairing_lib.Pairing(len(content_source), len(style_source), cfg.seed),
                       caches=(pairing_lib.ImageCache(content_source, cfg.size, cfg.cache_images),
-                              pairing_lib.ImageCache(style_source, cfg.size, cfg.cache_images)))
+                              pairing_lib.ImageCache(style_source, cfg.size, cfg.cache_images)),
+                      targets=make_target_store(cfg, scorer, stylizer, step_size))
     if cfg.pairs > session.pairing.size:
         print(f"warning: {cfg.pairs} pairs requested but only {session.pairing.size} distinct content x style "
               "pairs exist; pairs repeat", file=sys.stderr)

@@ -18,7 +18,7 @@ Gram normalisation and to any common scale of the features (docs/losses.md, Bala
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,10 +33,14 @@ PAPER_STYLE_LAYERS: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3
 PAPER_CONTENT_LAYERS: tuple[str, ...] = ("relu3_3",)
 ADAIN_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 SANET_STYLE_LAYERS: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+STYLE_TERMS: tuple[str, ...] = ("classic", "bound", "balanced", "mean_std")
+TERMS: tuple[str, ...] = ("content", *STYLE_TERMS)  # the terms of `feature_terms` (plus classic_hw/chw)
+MEAN_STD_DDOF, MEAN_STD_EPS = 1, 1e-5  # the mean/std loss's statistics: torch's unbiased variance + 1e-5
 __all__ = [
     "gram", "content_loss", "classic_style_loss", "style_loss_bound", "balanced_style_loss",
     "mean_std_style_loss", "total_variation_loss", "adain_native_loss", "sanet_native_loss",
-    "linear_native_loss", "magenta_native_loss", "feature_terms", "loss_terms", "compute_loss_terms",
+    "linear_native_loss", "magenta_native_loss", "content_targets", "style_targets", "terms_from_targets",
+    "feature_terms", "loss_terms", "compute_loss_terms",
 ]
 
 
@@ -80,16 +84,21 @@ def _check_map(x: jax.Array, name: str, role: str) -> jax.Array:
     return x
 
 
-def _check_pair(name: str, role: str, reference: jax.Array, output: jax.Array, *, same_size: bool) -> None:
-    """Raise one ValueError naming `name` and both shapes unless the maps can be compared.
+def _shape_problem(reference: tuple, output: tuple, *, same_size: bool) -> str | None:
+    """Why [B, H, W, C] shapes `reference` and `output` cannot be compared, or None.
 
     Channels must agree, and batch sizes unless one of them is 1 (broadcast, e.g. one style image);
     with `same_size` (losses that compare positions) H and W too.
     """
-    (ref_b, ref_h, ref_w, ref_c), (out_b, out_h, out_w, out_c) = reference.shape, output.shape
-    problem = ("channel counts differ" if ref_c != out_c
-               else "batch sizes differ" if ref_b != out_b and 1 not in (ref_b, out_b)
-               else "spatial sizes differ" if same_size and (ref_h, ref_w) != (out_h, out_w) else None)
+    (ref_b, ref_h, ref_w, ref_c), (out_b, out_h, out_w, out_c) = reference, output
+    return ("channel counts differ" if ref_c != out_c
+            else "batch sizes differ" if ref_b != out_b and 1 not in (ref_b, out_b)
+            else "spatial sizes differ" if same_size and (ref_h, ref_w) != (out_h, out_w) else None)
+
+
+def _check_pair(name: str, role: str, reference: jax.Array, output: jax.Array, *, same_size: bool) -> None:
+    """Raise one ValueError naming `name` and both shapes unless the maps can be compared (`_shape_problem`)."""
+    problem = _shape_problem(reference.shape, output.shape, same_size=same_size)
     if problem:
         raise ValueError(f"{name}: {role} features {tuple(reference.shape)} and output features "
                          f"{tuple(output.shape)} do not match ({problem})")
@@ -138,14 +147,7 @@ def content_loss(target_feats: Feats, output_feats: Feats, *, layers: Sequence[s
 def classic_style_loss(style_feats: Feats, output_feats: Feats, *, layers: Sequence[str] = PAPER_STYLE_LAYERS,
                        weights=None, gram_norm: GramNorm = "none") -> tuple[jax.Array, Breakdown]:
     """The classic AST style loss: per layer, MSE over the C*C Gram entries of G(F(S)) and G(F(P))."""
-    layers = _check_layers(layers, "classic_style_loss")
-    w = _layer_weights(layers, weights)
-    per_layer = {}
-    for layer in layers:
-        style, output = _pair(style_feats, output_feats, layer, "style", same_size=False)
-        style_gram, output_gram = gram(style, gram_norm), gram(output, gram_norm)
-        per_layer[layer] = jnp.mean(jnp.square(style_gram - output_gram), axis=(1, 2))
-    return _weighted_sum("classic", per_layer, w)
+    return _style_loss("classic", style_feats, output_feats, layers, weights, gram_norm=gram_norm)
 
 
 def style_loss_bound(style_feats: Feats, output_feats: Feats, *, layers: Sequence[str] = PAPER_STYLE_LAYERS,
@@ -156,14 +158,7 @@ def style_loss_bound(style_feats: Feats, output_feats: Feats, *, layers: Sequenc
     (classic^l <= V^l for any features; docs/losses.md, The bound). The total is the unweighted layer sum.
     Both maps of a layer must have the same channel count (C_l is one number).
     """
-    layers = _check_layers(layers, "style_loss_bound")
-    per_layer = {}
-    for layer in layers:
-        style, output = _pair(style_feats, output_feats, layer, "style", same_size=False)
-        style_gram, output_gram = gram(style, gram_norm), gram(output, gram_norm)
-        channels = style_gram.shape[-1]
-        per_layer[layer] = (squared_frobenius(style_gram) + squared_frobenius(output_gram)) / (channels * channels)
-    return _weighted_sum("bound", per_layer, {layer: 1.0 for layer in layers})
+    return _style_loss("bound", style_feats, output_feats, layers, None, gram_norm=gram_norm)
 
 
 def _balanced_layer(style_gram: jax.Array, output_gram: jax.Array, *, detach_denominator: bool,
@@ -199,14 +194,8 @@ def balanced_style_loss(style_feats: Feats, output_feats: Feats, *, layers: Sequ
     Returns:
       (total [B], {"balanced/<layer>": [B]}). Normalisation is per sample, as the paper requires.
     """
-    layers = _check_layers(layers, "balanced_style_loss")
-    w = _layer_weights(layers, weights)
-    per_layer = {}
-    for layer in layers:
-        style, output = _pair(style_feats, output_feats, layer, "style", same_size=False)
-        style_gram, output_gram = gram(style), gram(output)
-        per_layer[layer] = _balanced_layer(style_gram, output_gram, detach_denominator=detach_denominator, eps=eps)
-    return _weighted_sum("balanced", per_layer, w)
+    return _style_loss("balanced", style_feats, output_feats, layers, weights,
+                       detach_denominator=detach_denominator, balanced_eps=eps)
 
 
 def mean_std_style_loss(style_feats: Feats, output_feats: Feats, *, layers: Sequence[str] = ADAIN_STYLE_LAYERS,
@@ -215,17 +204,105 @@ def mean_std_style_loss(style_feats: Feats, output_feats: Feats, *, layers: Sequ
 
     The batch mean of `total` equals the PyTorch port's loss (MSE averaged over B*C, unbiased var + 1e-5).
     """
-    layers = _check_layers(layers, "mean_std_style_loss")
+    return _style_loss("mean_std", style_feats, output_feats, layers, weights, ddof=ddof, std_eps=eps)
+
+
+def _style_loss(term: str, style_feats: Feats, output_feats: Feats, layers: Sequence[str], weights, *,
+                ddof: int = MEAN_STD_DDOF, std_eps: float = MEAN_STD_EPS, **options) -> tuple[jax.Array, Breakdown]:
+    """One of the public style losses above: checks, the style's targets, then `_style_layer` per layer."""
+    loss = {"classic": "classic_style_loss", "bound": "style_loss_bound", "balanced": "balanced_style_loss",
+            "mean_std": "mean_std_style_loss"}[term]
+    layers = _check_layers(layers, loss)
     w = _layer_weights(layers, weights)
-    per_layer = {}
     for layer in layers:
-        style, output = _pair(style_feats, output_feats, layer, "style", same_size=False)
-        for x in (style, output):
-            _check_statistics(x, f"layer {layer!r}", ddof)
-        style_mean, style_std = channel_mean_std(style, ddof=ddof, eps=eps)
-        output_mean, output_std = channel_mean_std(output, ddof=ddof, eps=eps)
-        per_layer[layer] = _mse_per_sample(output_mean, style_mean) + _mse_per_sample(output_std, style_std)
-    return _weighted_sum("mean_std", per_layer, w)
+        _pair(style_feats, output_feats, layer, "style", same_size=False)
+    targets = style_targets(style_feats, layers=layers, terms=(term,), ddof=ddof, eps=std_eps)
+    per_layer = {layer: _style_layer(term, targets[layer], output_feats, layer, ddof=ddof, std_eps=std_eps,
+                                     **options) for layer in layers}
+    return _weighted_sum(term, per_layer, w)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Targets: what the style losses need of a style image, and the content loss of a content image,
+# computed once per image (eval.run caches them per image; docs/performance.md, eval.run's target cache).
+
+
+GRAM_TERMS: tuple[str, ...] = ("classic", "classic_hw", "classic_chw", "bound", "balanced")
+
+
+def _upcast(tree: Any) -> Any:
+    """Features in their accumulation dtype (bfloat16 -> float32; float64 stays): before any Gram, norm or
+    difference."""
+    return jax.tree.map(lambda x: x.astype(accumulation_dtype(x)), tree)
+
+
+def content_targets(content_feats: Feats, *, layers: Sequence[str] = PAPER_CONTENT_LAYERS) -> dict[str, jax.Array]:
+    """The content loss's targets: the content features of `layers`, {layer: [B, H, W, C]} (checked)."""
+    return {layer: _upcast(_features(content_feats, layer, "content"))
+            for layer in _check_layers(layers, "content_targets")}
+
+
+def style_targets(style_feats: Feats, *, layers: Sequence[str] = PAPER_STYLE_LAYERS,
+                  terms: Sequence[str] = STYLE_TERMS,
+                  ddof: int = MEAN_STD_DDOF, eps: float = MEAN_STD_EPS) -> dict[str, dict[str, jax.Array]]:
+    """What the style terms need of the style features, per layer (everything else comes from the output).
+
+    Args:
+      style_feats: {layer: [B, H, W, C]}. terms: the style terms to serve (see `feature_terms`).
+      ddof, eps: of the mean/std statistics (`jax_ast.ops.channel_mean_std`).
+
+    Returns:
+      {layer: {"pixels": float32 [B] (H * W, for the Gram normalisations), "gram": float32 [B, C, C]
+      un-normalised Gram (Gram terms), "mean", "std": float32 [B, 1, 1, C] (mean_std)}}. The squared
+      Gram norms of the bound are not stored: they are one reduction of "gram".
+    """
+    layers = _check_layers(layers, "style_targets")
+    targets = {}
+    for layer in layers:
+        style = _upcast(_features(style_feats, layer, "style"))
+        target = {"pixels": jnp.full(style.shape[:1], style.shape[1] * style.shape[2], accumulation_dtype(style))}
+        if any(term in GRAM_TERMS for term in terms):
+            target["gram"] = gram(style)
+        if "mean_std" in terms:
+            _check_statistics(style, f"layer {layer!r}", ddof)
+            target["mean"], target["std"] = channel_mean_std(style, ddof=ddof, eps=eps)
+        targets[layer] = target
+    return targets
+
+
+def _normalised_gram(target: Mapping[str, jax.Array], gram_norm: GramNorm) -> jax.Array:
+    """The target's Gram with `gram_norm` (as `jax_ast.ops.gram` would have normalised it), [B, C, C]."""
+    style_gram = target["gram"]
+    if gram_norm == "none":
+        return style_gram
+    divisor = target["pixels"] * (style_gram.shape[-1] if gram_norm == "chw" else 1)
+    return style_gram / divisor[:, None, None]
+
+
+def _style_layer(term: str, target: Mapping[str, jax.Array], output_feats: Feats, layer: str, *,
+                 gram_norm: GramNorm = "none", detach_denominator: bool = False, balanced_eps: float = 1e-12,
+                 ddof: int = MEAN_STD_DDOF, std_eps: float = MEAN_STD_EPS) -> jax.Array:
+    """One style term of one layer, [B], from the style's `target` (`style_targets`) and the output features."""
+    output = _features(output_feats, layer, "output")
+    reference = target["gram"] if "gram" in target else target["mean"]
+    problem = _shape_problem((reference.shape[0], 1, 1, reference.shape[-1]), output.shape, same_size=False)
+    if problem:
+        raise ValueError(f"layer {layer!r}: style targets (of shape {tuple(reference.shape)}) and output "
+                         f"features {tuple(output.shape)} do not match ({problem})")
+    if term in ("classic", "classic_hw", "classic_chw"):
+        norm = gram_norm if term == "classic" else term.split("_", 1)[1]
+        return jnp.mean(jnp.square(_normalised_gram(target, norm) - gram(output, norm)), axis=(1, 2))
+    if term == "bound":
+        style_gram, output_gram = _normalised_gram(target, gram_norm), gram(output, gram_norm)
+        channels = style_gram.shape[-1]
+        return (squared_frobenius(style_gram) + squared_frobenius(output_gram)) / (channels * channels)
+    if term == "balanced":
+        return _balanced_layer(target["gram"], gram(output), detach_denominator=detach_denominator, eps=balanced_eps)
+    if term == "mean_std":
+        _check_statistics(output, f"layer {layer!r}", ddof)
+        output_mean, output_std = channel_mean_std(output, ddof=ddof, eps=std_eps)
+        return _mse_per_sample(output_mean, target["mean"]) + _mse_per_sample(output_std, target["std"])
+    raise _unknown_term(term)
 
 
 def total_variation_loss(images: jax.Array) -> jax.Array:
@@ -367,15 +444,68 @@ def magenta_native_loss(*, output_feats: Feats, content_feats: Feats, style_feat
 # The shared entry point: one loss-network pass per image, every term training and evaluation need.
 
 
-STYLE_TERMS: tuple[str, ...] = ("classic", "bound", "balanced", "mean_std")
-TERMS: tuple[str, ...] = ("content", *STYLE_TERMS)
+def _unknown_term(term: str) -> ValueError:
+    return ValueError(f"unknown loss term {term!r}; valid: {', '.join(TERMS)}, classic_hw, classic_chw")
+
+
+def _check_terms(terms: Sequence[str]) -> tuple[str, ...]:
+    """`terms` as a tuple; the first unknown name raises `_unknown_term`."""
+    terms = tuple(terms)
+    for term in terms:
+        if term not in (*TERMS, "classic_hw", "classic_chw"):
+            raise _unknown_term(term)
+    return terms
+
+
+def terms_from_targets(content_targets: Feats | None, style_targets: Mapping[str, Mapping[str, jax.Array]] | None,
+                       output_feats: Feats, *, terms: Sequence[str] = TERMS,
+                       style_layers: Sequence[str] = PAPER_STYLE_LAYERS,
+                       content_layers: Sequence[str] = PAPER_CONTENT_LAYERS, gram_norm: GramNorm = "none",
+                       detach_denominator: bool = False) -> dict[str, jax.Array]:
+    """The named loss terms of the output features against precomputed targets, each [B].
+
+    Args:
+      content_targets: `content_targets(...)` of the content images (None without the "content" term).
+      style_targets: `style_targets(...)` of the style images, with every layer of `style_layers` and what
+        `terms` need (None when only "content" is asked for). A target batch of 1 is broadcast.
+      output_feats: {layer: [B, H, W, C]} of the outputs; the only input that carries gradients here.
+      terms, style_layers, content_layers, gram_norm, detach_denominator: see `feature_terms`.
+
+    Returns:
+      {term: total [B]} plus {"<term>/<layer>": [B]} for every asked term.
+    """
+    output_feats = _upcast(output_feats)
+    computed: dict[str, jax.Array] = {}
+    for term in _check_terms(terms):
+        if term == "content":
+            if content_targets is None:
+                raise ValueError("the content term needs content features, got None")
+            total, parts = content_loss(content_targets, output_feats, layers=content_layers)
+        else:
+            if style_targets is None:
+                raise ValueError(f"the {term} term needs style features, got None")
+            layers = _check_layers(style_layers, f"the {term} term")
+            per_layer = {layer: _style_layer(term, _layer_targets(style_targets, layer), output_feats, layer,
+                                             gram_norm=gram_norm, detach_denominator=detach_denominator)
+                         for layer in layers}
+            total, parts = _weighted_sum(term, per_layer, {layer: 1.0 for layer in layers})
+        computed[term] = total
+        computed.update(parts)
+    return computed
+
+
+def _layer_targets(targets: Mapping[str, Mapping[str, jax.Array]], layer: str) -> Mapping[str, jax.Array]:
+    if layer not in targets:
+        raise KeyError(f"style targets have no layer {layer!r}; available: {sorted(targets)}")
+    return targets[layer]
 
 
 def feature_terms(content_feats: Feats | None, style_feats: Feats, output_feats: Feats, *,
                   terms: Sequence[str] = TERMS, style_layers: Sequence[str] = PAPER_STYLE_LAYERS,
                   content_layers: Sequence[str] = PAPER_CONTENT_LAYERS, gram_norm: GramNorm = "none",
                   detach_denominator: bool = False) -> dict[str, jax.Array]:
-    """The named loss terms of (content, style, output) features, each [B].
+    """The named loss terms of (content, style, output) features, each [B]: `terms_from_targets` of the
+    content's and the style's targets (`content_targets`, `style_targets`).
 
     Args:
       terms: names from `TERMS`, plus "classic_hw" / "classic_chw": the classic loss with that Gram
@@ -387,29 +517,18 @@ def feature_terms(content_feats: Feats | None, style_feats: Feats, output_feats:
       {term: total [B]} plus {"<term>/<layer>": [B]} for every asked term, float32 whatever the features'
       dtype (bfloat16 features are upcast before any Gram, norm or difference).
     """
-    content_feats, style_feats, output_feats = jax.tree.map(lambda x: x.astype(accumulation_dtype(x)),
-                                                            (content_feats, style_feats, output_feats))
-    computed: dict[str, jax.Array] = {}
-    for term in terms:
-        if term == "content":
-            if content_feats is None:
-                raise ValueError("the content term needs content features, got None")
-            total, parts = content_loss(content_feats, output_feats, layers=content_layers)
-        elif term == "classic" or term in ("classic_hw", "classic_chw"):
-            norm = gram_norm if term == "classic" else term.split("_", 1)[1]
-            total, parts = classic_style_loss(style_feats, output_feats, layers=style_layers, gram_norm=norm)
-        elif term == "bound":
-            total, parts = style_loss_bound(style_feats, output_feats, layers=style_layers, gram_norm=gram_norm)
-        elif term == "balanced":
-            total, parts = balanced_style_loss(style_feats, output_feats, layers=style_layers,
-                                               detach_denominator=detach_denominator)
-        elif term == "mean_std":
-            total, parts = mean_std_style_loss(style_feats, output_feats, layers=style_layers)
-        else:
-            raise ValueError(f"unknown loss term {term!r}; valid: {', '.join(TERMS)}, classic_hw, classic_chw")
-        computed[term] = total
-        computed.update({f"{term}/{key.split('/', 1)[1]}": value for key, value in parts.items()})
-    return computed
+    terms = _check_terms(terms)
+    content = None
+    if "content" in terms and content_feats is not None:
+        content = content_targets(content_feats, layers=content_layers)
+    style = None
+    if any(term != "content" for term in terms):
+        for layer in _check_layers(style_layers, "feature_terms"):  # named by the features, not their targets
+            _pair(style_feats, output_feats, layer, "style", same_size=False)
+        style = style_targets(style_feats, layers=style_layers, terms=terms)
+    return terms_from_targets(content, style, output_feats, terms=terms, style_layers=style_layers,
+                              content_layers=content_layers, gram_norm=gram_norm,
+                              detach_denominator=detach_denominator)
 
 
 def loss_terms(loss_net, loss_net_params, content: jax.Array | None, style: jax.Array, output: jax.Array, *,

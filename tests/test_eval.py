@@ -182,7 +182,7 @@ def test_adain_with_random_weights_matches_the_model_applied_directly(tmp_path):
     _run(tmp_path, "adain", 5, "--checkpoint", "random", "--no-figures")
     rows = _rows(tmp_path)
     assert len(rows) == 5 and all(float(r["psnr"]) < pair_metrics.PSNR_CAP_DB for r in rows)
-    fused = next(v for k, v in eval_run._CACHE.items() if k[0] == "fused")
+    fused = next(v for k, v in eval_run._CACHE.items() if k[0] == "fused_targets")  # --target-cache-mb on by default
     assert fused.trace_count == 1  # stylised and scored in one program, compiled once
     from eval.stylize import load_model
     model, variables = load_model("adain", "random", seed=0)

@@ -22,7 +22,8 @@ def test_quick_benchmark_reports_every_column(tmp_path, capsys):
             assert column[key] > 0, (key, column)
     assert row["devices"]["2"]["over_1_device"] > 0
     for column in [row["jax"], row["devices"]["1"], row["devices"]["2"]]:
-        assert 0 < column["compile_s"] < column["warmup_s"]  # timed on its own, before the first step ran
+        # compiled ahead of time and timed on its own: the first step (warmup_s) no longer includes it
+        assert column["compile_s"] > 0
     # Both device counts start from the same state and batch: the same first loss up to reduction order.
     assert abs(row["devices"]["2"]["first_loss"] / row["devices"]["1"]["first_loss"] - 1) < 1e-5
     if has_torch:

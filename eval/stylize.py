@@ -78,8 +78,9 @@ class Summary:
 
     def report(self) -> str:
         rate = len(self.written) / self.seconds if self.seconds > 0 else 0.0
-        lines = [f"written: {len(self.written)} images in {self.seconds:.1f} s ({rate:.2f} img/s, "
-                 "including compilation)", f"skipped: {len(self.skipped)}"]
+        speed = f"{rate:.2f} img/s" if rate >= 0.1 or rate == 0 else f"{1 / rate:.1f} s/img"
+        lines = [f"written: {len(self.written)} images in {self.seconds:.1f} s ({speed}, including compilation)",
+                 f"skipped: {len(self.skipped)}"]
         lines += [f"  {guards.printable(name)}: {guards.printable(reason)}" for name, reason in self.skipped]
         return "\n".join(lines)
 

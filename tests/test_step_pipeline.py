@@ -101,8 +101,11 @@ def test_training_fetches_only_at_log_steps_donates_the_state_and_reports_compil
 
     original_compile = loop._compile_step
     monkeypatch.setattr(loop, "_compile_step", recording_compile)
-    cfg = default_config("adain", "native", vgg_weights="random", batch_size=8, crop_size=32, iterations=4,
-                         log_every=4, checkpoint_every=4, sample_every=1000)
+    # In bfloat16 (random weights: plumbing only), so the same run checks that mixed precision trains end to
+    # end and keeps float32 parameters and optimizer state.
+    cfg = default_config("adain", "balanced", vgg_weights="random", loss_vgg_weights="random", batch_size=8,
+                         crop_size=32, iterations=4, log_every=4, checkpoint_every=4, sample_every=1000,
+                         style_weight=2.0, dtype="bfloat16")
     metrics = loop.train(cfg, tmp_path)
     assert np.isfinite(metrics["loss"])
     assert fetches_in_quiet_steps["fetches"] == 0
@@ -113,7 +116,13 @@ def test_training_fetches_only_at_log_steps_donates_the_state_and_reports_compil
     assert [line["step"] for line in lines if "perf/compile_seconds" in line] == [4]
     assert lines[-1]["perf/compile_seconds"] > 0
     checkpointer = Checkpointer(tmp_path / "checkpoints")
-    _, meta = checkpointer.read(4)
+    state, meta = checkpointer.read(4)
     checkpointer.close()
     # The saved data position is that of the batches trained on, not the prefetching stream's own.
     assert meta["data"]["step"] == 4
+    assert json.loads((tmp_path / "config.json").read_text())["dtype"] == "bfloat16"
+    saved = {np.asarray(leaf).dtype for leaf in jax.tree.leaves((state["params"], state["opt_state"]))}
+    assert {d for d in saved if d.kind == "f"} == {np.dtype(np.float32)}
+    with np.load(tmp_path / "params.npz") as exported:
+        assert {exported[name].dtype for name in exported.files if exported[name].dtype.kind == "f"} == {
+            np.dtype(np.float32)}

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jax_ast.models.layers import max_pool_2x2
+from jax_ast.models.layers import max_pool_2x2, reflect_pad
 
 
 def _reference_pool(x: jax.Array, ceil_mode: bool) -> jax.Array:
@@ -36,3 +36,25 @@ def test_max_pool_gradient_goes_to_one_position_per_window():
     x = jnp.zeros((1, 2, 2, 1))  # one window, four tied maxima
     grad = jax.grad(lambda v: max_pool_2x2(v).sum())(x)
     np.testing.assert_array_equal(grad[0, :, :, 0], [[1.0, 0.0], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("shape,pad", [((2, 6, 7, 3), 1), ((1, 9, 8, 2), 4), ((1, 5, 5, 1), 2)])
+def test_reflect_pad_matches_jnp_pad_values_and_gradients(shape, pad):
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    reference = lambda v: jnp.pad(v, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")  # noqa: E731
+    out, pull = jax.vjp(lambda v: reflect_pad(v, pad), x)
+    expected, expected_pull = jax.vjp(reference, x)
+    np.testing.assert_array_equal(out, expected)
+    grad = jnp.asarray(rng.standard_normal(out.shape), jnp.float32)
+    np.testing.assert_allclose(pull(grad)[0], expected_pull(grad)[0], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("argv", [["--arch", "vgg"], ["--size", "40"], ["--rounds", "0"]])
+def test_profile_step_rejects_bad_arguments_with_one_message(argv, capsys):
+    from benchmarks import profile_step
+
+    with pytest.raises(SystemExit) as exit_info:
+        profile_step.main(argv)
+    assert exit_info.value.code == 2
+    assert "error:" in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import flax.linen as nn
@@ -12,10 +13,53 @@ Padding = Literal["reflect", "zero"]
 
 
 def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
-    """Reflection padding of H and W, identical to torch ``ReflectionPad2d`` (edge not repeated)."""
+    """Reflection padding of H and W, identical to torch ``ReflectionPad2d`` (edge not repeated).
+
+    [B, H, W, C] -> [B, H + 2 pad, W + 2 pad, C]; needs H, W > pad. Values are ``jnp.pad(mode="reflect")``'s;
+    the gradient is the same sum, formed by `_reflect_pad_bwd` (see there for why).
+    """
     if pad == 0:
         return x
+    return _reflect_pad(x, pad)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _reflect_pad(x: jax.Array, pad: int) -> jax.Array:
     return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+
+def _reflect_pad_fwd(x: jax.Array, pad: int) -> tuple[jax.Array, None]:
+    return _reflect_pad(x, pad), None
+
+
+def _add_mirrored(out: jax.Array, first: jax.Array, last: jax.Array, axis: int) -> jax.Array:
+    """Adds the two border slabs [.., pad, ..] of a reflect pad of `axis` onto the positions they copied.
+
+    `out` is the gradient's middle [.., n, ..]; padded positions pad-1 .. 0 copied input positions 1 .. pad and
+    the last pad ones copied n-1-pad .. n-2, so each slab is mirrored and added there in place.
+    """
+    size, pad = out.shape[axis], first.shape[axis]
+    mirror = (lambda slab: jnp.flip(slab, axis)) if pad > 1 else (lambda slab: slab)  # no reverse op when pad = 1
+    top, bottom = [slice(None)] * out.ndim, [slice(None)] * out.ndim
+    top[axis], bottom[axis] = slice(1, pad + 1), slice(size - 1 - pad, size - 1)
+    return out.at[tuple(top)].add(mirror(first)).at[tuple(bottom)].add(mirror(last))
+
+
+def _fold_rows(grad: jax.Array, pad: int) -> jax.Array:
+    """Transpose of reflect-padding H by `pad`: [B, H + 2 pad, w, C] -> [B, H, w, C]."""
+    return _add_mirrored(grad[:, pad:-pad], grad[:, :pad], grad[:, -pad:], axis=1)
+
+
+def _reflect_pad_bwd(pad: int, _: None, grad: jax.Array) -> tuple[jax.Array]:
+    """[B, H + 2 pad, W + 2 pad, C] -> [B, H, W, C]: the same sums as JAX's transpose of ``jnp.pad(mode="reflect")``,
+    in another order (equal to float rounding). Only the thin border slabs are folded separately and then added
+    in place; JAX's own transpose sums zero-padded whole-size pieces and ran 3 to 10x slower on CPU
+    (docs/performance.md, "Where the CPU training step spends its time")."""
+    middle = _fold_rows(grad[:, :, pad:-pad], pad)
+    return (_add_mirrored(middle, _fold_rows(grad[:, :, :pad], pad), _fold_rows(grad[:, :, -pad:], pad), axis=2),)
+
+
+_reflect_pad.defvjp(_reflect_pad_fwd, _reflect_pad_bwd)
 
 
 def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:

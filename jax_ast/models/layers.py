@@ -51,10 +51,13 @@ def _fold_rows(grad: jax.Array, pad: int) -> jax.Array:
 
 
 def _reflect_pad_bwd(pad: int, _: None, grad: jax.Array) -> tuple[jax.Array]:
-    """[B, H + 2 pad, W + 2 pad, C] -> [B, H, W, C]: the same sums as JAX's transpose of ``jnp.pad(mode="reflect")``,
-    in another order (equal to float rounding). Only the thin border slabs are folded separately and then added
-    in place; JAX's own transpose sums zero-padded whole-size pieces and ran 3 to 10x slower on CPU
-    (docs/performance.md, "Where the CPU training step spends its time")."""
+    """Gradient of `reflect_pad`: [B, H + 2 pad, W + 2 pad, C] -> [B, H, W, C].
+
+    The same sums as JAX's transpose of ``jnp.pad(mode="reflect")``, in another order (equal up to float
+    rounding). Only the thin border slabs are folded separately, then added in place; JAX's own transpose sums
+    zero-padded whole-size pieces and took 2 to 12x as long on CPU (docs/performance.md, "Where the CPU training
+    step spends its time").
+    """
     middle = _fold_rows(grad[:, :, pad:-pad], pad)
     return (_add_mirrored(middle, _fold_rows(grad[:, :, :pad], pad), _fold_rows(grad[:, :, -pad:], pad), axis=2),)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import flax.linen as nn
@@ -12,10 +13,56 @@ Padding = Literal["reflect", "zero"]
 
 
 def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
-    """Reflection padding of H and W, identical to torch ``ReflectionPad2d`` (edge not repeated)."""
+    """Reflection padding of H and W, identical to torch ``ReflectionPad2d`` (edge not repeated).
+
+    [B, H, W, C] -> [B, H + 2 pad, W + 2 pad, C]; needs H, W > pad. Values are ``jnp.pad(mode="reflect")``'s;
+    the gradient is the same sum, formed by `_reflect_pad_bwd` (see there for why).
+    """
     if pad == 0:
         return x
+    return _reflect_pad(x, pad)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _reflect_pad(x: jax.Array, pad: int) -> jax.Array:
     return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+
+
+def _reflect_pad_fwd(x: jax.Array, pad: int) -> tuple[jax.Array, None]:
+    return _reflect_pad(x, pad), None
+
+
+def _add_mirrored(out: jax.Array, first: jax.Array, last: jax.Array, axis: int) -> jax.Array:
+    """Adds the two border slabs [.., pad, ..] of a reflect pad of `axis` onto the positions they copied.
+
+    `out` is the gradient's middle [.., n, ..]; padded positions pad-1 .. 0 copied input positions 1 .. pad and
+    the last pad ones copied n-1-pad .. n-2, so each slab is mirrored and added there in place.
+    """
+    size, pad = out.shape[axis], first.shape[axis]
+    mirror = (lambda slab: jnp.flip(slab, axis)) if pad > 1 else (lambda slab: slab)  # no reverse op when pad = 1
+    top, bottom = [slice(None)] * out.ndim, [slice(None)] * out.ndim
+    top[axis], bottom[axis] = slice(1, pad + 1), slice(size - 1 - pad, size - 1)
+    return out.at[tuple(top)].add(mirror(first)).at[tuple(bottom)].add(mirror(last))
+
+
+def _fold_rows(grad: jax.Array, pad: int) -> jax.Array:
+    """Transpose of reflect-padding H by `pad`: [B, H + 2 pad, w, C] -> [B, H, w, C]."""
+    return _add_mirrored(grad[:, pad:-pad], grad[:, :pad], grad[:, -pad:], axis=1)
+
+
+def _reflect_pad_bwd(pad: int, _: None, grad: jax.Array) -> tuple[jax.Array]:
+    """Gradient of `reflect_pad`: [B, H + 2 pad, W + 2 pad, C] -> [B, H, W, C].
+
+    The same sums as JAX's transpose of ``jnp.pad(mode="reflect")``, in another order (equal up to float
+    rounding). Only the thin border slabs are folded separately, then added in place; JAX's own transpose sums
+    zero-padded whole-size pieces and took 2 to 12x as long on CPU (docs/performance.md, "Where the CPU training
+    step spends its time").
+    """
+    middle = _fold_rows(grad[:, :, pad:-pad], pad)
+    return (_add_mirrored(middle, _fold_rows(grad[:, :, :pad], pad), _fold_rows(grad[:, :, -pad:], pad), axis=2),)
+
+
+_reflect_pad.defvjp(_reflect_pad_fwd, _reflect_pad_bwd)
 
 
 def upsample_nearest(x: jax.Array, factor: int = 2) -> jax.Array:
@@ -62,7 +109,48 @@ def max_pool_2x2(x: jax.Array, *, ceil_mode: bool = False) -> jax.Array:
         pad_h, pad_w = x.shape[1] % 2, x.shape[2] % 2
         if pad_h or pad_w:
             x = jnp.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), constant_values=-jnp.inf)
-    return nn.max_pool(x, (2, 2), strides=(2, 2), padding="VALID")
+    return _max_pool_2x2_even(x[:, : x.shape[1] // 2 * 2, : x.shape[2] // 2 * 2])
+
+
+def _windows(x: jax.Array) -> jax.Array:
+    """[B, 2h, 2w, C] -> [B, h, 2, w, 2, C]: the 2x2 windows as their own axes (a free reshape)."""
+    batch, height, width, channels = x.shape
+    return x.reshape(batch, height // 2, 2, width // 2, 2, channels)
+
+
+@jax.custom_vjp
+def _max_pool_2x2_even(x: jax.Array) -> jax.Array:
+    """2x2 stride-2 max pool of [B, 2h, 2w, C] -> [B, h, w, C], as a reshape and a max.
+
+    Values and gradients are those of ``nn.max_pool(x, (2, 2), strides=(2, 2))``: the gradient goes to the first
+    maximum of each window in row-major order, as XLA's select-and-scatter (and torch) route it. The custom VJP
+    exists for speed: on CPU, JAX's max-pool gradient lowers to index-carrying reduce-windows that ran 6 to 30x
+    slower than torch's max-pool backward (docs/performance.md, "Where the CPU training step spends its time").
+    """
+    return _windows(x).max(axis=(2, 4))
+
+
+def _max_pool_2x2_fwd(x: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    out = _max_pool_2x2_even(x)
+    return out, (x, out)
+
+
+def _max_pool_2x2_bwd(residuals: tuple[jax.Array, jax.Array], grad: jax.Array) -> tuple[jax.Array]:
+    x, out = residuals
+    hit = _windows(x) == out[:, :, None, :, None, :]  # [B, h, 2, w, 2, C]: where each window attains its max
+    taken = jnp.zeros_like(hit[:, :, 0, :, 0])
+    rows = []
+    for dy in range(2):  # row-major window order; each position takes the gradient only if no earlier one did
+        cols = []
+        for dx in range(2):
+            first = hit[:, :, dy, :, dx] & ~taken
+            taken = taken | first
+            cols.append(jnp.where(first, grad, jnp.zeros_like(grad)))
+        rows.append(jnp.stack(cols, axis=3))  # [B, h, w, 2, C]
+    return (jnp.stack(rows, axis=2).reshape(x.shape),)  # [B, h, 2, w, 2, C] -> [B, 2h, 2w, C]
+
+
+_max_pool_2x2_even.defvjp(_max_pool_2x2_fwd, _max_pool_2x2_bwd)
 
 
 def avg_pool_2x2(x: jax.Array) -> jax.Array:

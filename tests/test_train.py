@@ -119,7 +119,7 @@ class _FixedStream:
         return self.batch
 
     def state(self):
-        return {"step": self.step}
+        return {"step": self.step, "skipped": self.skipped}
 
     def restore(self, state):
         self.step = state["step"]

@@ -356,7 +356,10 @@ def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: st
         while step < cfg.optim.iterations and not stop.requested:
             step += 1
             (batch, data_state), device_batch = next(batches)
-            if step_fn is run.step_fn:  # the first step: compile it on its own, so its time is reported apart
+            # The first step: compile it on its own, so its time is reported apart. Multi-process pmap lowers
+            # for the global device axis while each process passes its local shards, so there the first call
+            # compiles as usual.
+            if step_fn is run.step_fn and jax.process_count() == 1:
                 step_fn, seconds = _compile_step(step_fn, (replicated_state, device_batch, replicated_constants))
                 once = {"perf/compile_seconds": seconds}  # written with the next log line
             log_now = step % cfg.run.log_every == 0 or step == cfg.optim.iterations

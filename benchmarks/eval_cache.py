@@ -8,8 +8,9 @@ chunks of pairs of the bundled images (the first `--contents` and `--styles` of 
 seeded pairing (default: the whole grid, 12 x 14 = 168 pairs, so each content recurs 14 times and each style
 12 times), with the real ImageNet VGG-16 loss network.
 Old: the loss network runs on content, style and output of every pair, and the network encodes every
-pair's style. New: each image's targets and each style's code are computed once per round (a fresh cache
-each round, so that work is counted) and the loss network runs on the outputs only. Rounds interleave the
+pair's content and style. New: each image's targets and each content's and style's code are computed once
+per round (a fresh cache each round, so that work is counted); per pair the network runs its transform and
+decoder only, and the loss network runs on the output only. Rounds interleave the
 two paths (alternating which goes first); the figures are medians (and minima) over rounds, since a shared
 machine's load moves both.
 Programs are compiled in a warm-up pass first. It prints pairs/s old and new, their ratio, the steady-state
@@ -83,7 +84,11 @@ def time_stages(scorer, stylizer, chunk, store, rounds: int) -> int:
         stages = {"stylize: encode content and style, decode": lambda: stylizer.stylize(contents, styles),
                   "stylize: encode content, cached style code, decode": lambda: stylizer.stylize_with_codes(
                       contents, rows["codes"]),
+                  "stylize: cached content and style codes, decode": lambda: stylizer.stylize_codes(
+                      rows["content_codes"], rows["codes"], height=contents.shape[1], width=contents.shape[2]),
                   **stages,
+                  "content codes of the chunk's contents (once per image)": lambda: stylizer.encode_contents(
+                      contents, step_size=len(contents)),
                   "style codes of the chunk's styles (once per image)": lambda: stylizer.encode_styles(
                       styles, step_size=len(styles))}
     times = {name: [] for name in stages}
@@ -96,7 +101,7 @@ def time_stages(scorer, stylizer, chunk, store, rounds: int) -> int:
             times[name].append(time.perf_counter() - start)
     print(f"\n{len(contents)} pairs; seconds, median [min] over {rounds} interleaved rounds")
     for name, values in times.items():
-        print(f"{name:<54}{statistics.median(values):>8.2f} [{min(values):.2f}]")
+        print(f"{name:<58}{statistics.median(values):>8.2f} [{min(values):.2f}]")
     return 0
 
 

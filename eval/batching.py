@@ -30,14 +30,15 @@ class Stylizer:
     """Batched, device-parallel stylisation with a model that follows the `jax_ast.models` interface.
 
     Args:
-      model: a linen module with ``__call__(content, style, alpha)``, ``encode_style`` and
-        ``stylize_with_code``.
+      model: a linen module with ``__call__(content, style, alpha)``, ``encode_style``, ``stylize_with_code``
+        and ``encode_content`` (the `jax_ast.models` interface).
       variables: its variables, e.g. ``{"params": ...}`` (host or device arrays).
       batch_size: images per step over all devices (default: one per device); rounded up to a multiple
         of the device count.
 
     Attributes:
-      trace_counts: how many times each entry point was traced (compiled), keyed "stylize"/"encode"/"code".
+      trace_counts: how many times each entry point was traced (compiled), keyed "stylize"/"encode"/"code"/
+        "content"/"codes".
     """
 
     def __init__(self, model: Any, variables: Tree, *, batch_size: int | None = None):
@@ -58,13 +59,26 @@ class Stylizer:
             self.trace_counts["encode"] += 1
             return model.apply(variables, style, method=model_type.encode_style)
 
+        def encode_content(variables, content):
+            self.trace_counts["content"] += 1
+            return model.apply(variables, content, method=model_type.encode_content)
+
         def stylize_with_code(variables, content, code, alpha):
             self.trace_counts["code"] += 1
             return model.apply(variables, content, code, alpha=alpha, method=model_type.stylize_with_code)
 
         self._stylize = _parallel(stylize, num_batched=2, alpha_static=True)
         self._encode = _parallel(encode, num_batched=1, alpha_static=False)
+        self._encode_content = _parallel(encode_content, num_batched=1, alpha_static=False)
         self._stylize_with_code = _parallel(stylize_with_code, num_batched=2, alpha_static=True)
+
+        def stylize_codes(variables, content_code, code, alpha, height, width):
+            self.trace_counts["codes"] += 1
+            return model.apply(variables, content_code, code, alpha, height, width, method=model_type.stylize_codes)
+
+        mapped_codes = parallel.pmap(stylize_codes, in_axes=(None, 0, 0), static_broadcasted_argnums=(3, 4, 5))
+        self._stylize_codes = lambda variables, content_code, code, *, alpha, height, width: mapped_codes(
+            variables, content_code, code, alpha, height, width)
 
     def stylize(self, contents: np.ndarray, styles: np.ndarray, *, alpha: float = 1.0) -> np.ndarray:
         """contents float[B, H, W, 3], styles float[B, Hs, Ws, 3] in [0, 1] -> float32[B, H, W, 3] (unclamped)."""
@@ -77,9 +91,21 @@ class Stylizer:
         """
         return self._run(self._encode, (styles,), step_size=step_size)
 
+    def encode_contents(self, contents: np.ndarray, *, step_size: int | None = None) -> Tree:
+        """contents float[B, H, W, 3] -> the model's content codes (`encode_content`), host numpy with leading
+        axis B. `step_size` as in `encode_styles`."""
+        return self._run(self._encode_content, (contents,), step_size=step_size)
+
     def stylize_with_codes(self, contents: np.ndarray, codes: Tree, *, alpha: float = 1.0) -> np.ndarray:
         """contents float[B, H, W, 3] with per-row codes (leading axis B) -> float32[B, H, W, 3]."""
         return self._run(self._stylize_with_code, (contents, codes), alpha=float(alpha))
+
+    def stylize_codes(self, content_codes: Tree, codes: Tree, *, height: int, width: int,
+                      alpha: float = 1.0) -> np.ndarray:
+        """Per-row content codes (`encode_contents`) and style codes, leading axis B -> float32[B, height, width, 3]
+        (height, width: the contents' size). Equals `stylize_with_codes` of the contents."""
+        return self._run(self._stylize_codes, (content_codes, codes), alpha=float(alpha), height=int(height),
+                         width=int(width))
 
     def encode_many(self, styles: Sequence[np.ndarray]) -> list[Tree]:
         """Encodes differently sized styles [Hs_i, Ws_i, 3], batching equal sizes; one code per style."""

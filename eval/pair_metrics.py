@@ -242,9 +242,11 @@ class StylizeAndScore:
     """Stylise (content, style) pairs and score them in one pmapped program, so the outputs are scored where
     they are computed and come to the host once, with their scores.
 
-    With `with_targets`, the program takes each pair's precomputed style code (the network's `encode_style`)
-    and loss-network targets (`PairScorer.targets`) instead of running the encoder and the loss network on
-    the style and the content again; the style image is still used by the colour metrics.
+    With `with_targets`, the program takes each pair's precomputed content code and style code (the network's
+    `encode_content` and `encode_style`) and loss-network targets (`PairScorer.targets`) instead of running
+    the encoder and the loss network on the content and the style again: per pair it runs the network's
+    transform and decoder (`stylize_codes`) and the loss network on the output. The images are still used
+    by the image metrics (SSIM and PSNR against the content, colour distances against the style).
 
     Args:
       stylizer: an `eval.batching.Stylizer` (its model and device-placed variables are used).
@@ -272,21 +274,22 @@ class StylizeAndScore:
             output = finish(model.apply(variables["model"], content, style, alpha=alpha)[0])
             return output, scorer.metrics(variables["scorer"], content, style, output)
 
-        def fused_targets(variables, content, style, code, targets):
+        def fused_targets(variables, content, style, content_code, code, targets):
             self.trace_count += 1  # runs once per trace
-            output = finish(model.apply(variables["model"], content, code, alpha=alpha,
-                                        method=type(model).stylize_with_code))
+            output = finish(model.apply(variables["model"], content_code, code, alpha, *content.shape[1:3],
+                                        method=type(model).stylize_codes))
             return output, scorer.metrics(variables["scorer"], content, style, output, targets)
 
         self._fused = parallel.pmap(fused_targets if with_targets else fused,
-                                    in_axes=(None, 0, 0, 0, 0) if with_targets else (None, 0, 0))
+                                    in_axes=(None, 0, 0, 0, 0, 0) if with_targets else (None, 0, 0))
         self._variables = {"model": stylizer.variables, "scorer": scorer.variables}
 
-    def __call__(self, contents: np.ndarray, styles: np.ndarray, *, step_size: int, codes: Any = None,
-                 targets: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def __call__(self, contents: np.ndarray, styles: np.ndarray, *, step_size: int, content_codes: Any = None,
+                 codes: Any = None, targets: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """float [B, S, S, 3] x 2 in [0, 1] -> (outputs float32 [B, S, S, 3], {name: float32 [B]}) on the host.
 
-        `codes` and `targets` (rows with leading axis B) are required with `with_targets`, and ignored without.
+        `content_codes`, `codes` (style codes) and `targets` (rows with leading axis B) are required with
+        `with_targets`, and ignored without.
         """
-        batched = (contents, styles, codes, targets) if self.with_targets else (contents, styles)
+        batched = (contents, styles, content_codes, codes, targets) if self.with_targets else (contents, styles)
         return parallel.run_in_steps(self._fused, self._variables, batched, step_size)

@@ -6,9 +6,10 @@
 Pairs are streamed in device-sharded batches: the model (`eval.batching.Stylizer`) and every per-pair metric
 (`eval.pair_metrics.PairScorer`) run in one pmapped program (`eval.pair_metrics.StylizeAndScore`), so outputs
 are scored on the devices and come to the host once; the last batch is padded and masked. Each image's
-loss-network targets and each style's code are computed once and kept in an LRU of ``--target-cache-mb`` MiB
-(`eval.target_cache`), so per pair the loss network runs on the output only; the scores are the same (0
-recomputes them for every pair). Only two batches of images are in memory at a time (plus the bounded image
+loss-network targets and the network's code of each content (its encoder features) and each style are
+computed once and kept in an LRU of ``--target-cache-mb`` MiB (`eval.target_cache`), so per pair only the
+network's transform and decoder, and the loss network on the output, run; the scores are the same (0
+recomputes everything for every pair). Only two batches of images are in memory at a time (plus the bounded image
 and target caches and the K extreme thumbnails), and one CSV row per pair is written as soon as its batch
 is done, so memory stays flat in N. Rerunning with the same ``--out`` resumes: only missing pairs are
 computed (a larger ``--pairs`` extends the run).
@@ -168,14 +169,15 @@ def make_scorer(cfg: EvalConfig) -> PairScorer:
 
 
 def make_target_store(cfg: EvalConfig, scorer: PairScorer, stylizer: Any, step_size: int) -> TargetStore | None:
-    """Each image's loss-network targets (and, for a network, each style's code), computed once and kept in
-    an LRU of --target-cache-mb MiB; None when it is 0 (the per-pair path)."""
+    """Each image's loss-network targets (and, for a network, each content's and each style's code), computed
+    once and kept in an LRU of --target-cache-mb MiB; None when it is 0 (the per-pair path)."""
     if not cfg.target_cache_mb:
         return None
     compute = {"content": lambda images, step: scorer.targets("content", images, step_size=step),
                "style": lambda images, step: scorer.targets("style", images, step_size=step)}
     if isinstance(stylizer, Stylizer):
         compute["code"] = lambda images, step: stylizer.encode_styles(images, step_size=step)
+        compute["content_code"] = lambda images, step: stylizer.encode_contents(images, step_size=step)
     return TargetStore(compute, ByteLRU(cfg.target_cache_mb * 2 ** 20), step_size=step_size,
                        n_devices=jax.local_device_count(), identity=cfg.size)
 
@@ -247,8 +249,8 @@ def stylize_and_score(stylizer: Any, scorer: PairScorer, chunk: pairing_lib.Chun
                       targets: TargetStore | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(outputs float32 [n, S, S, 3], {metric: [n]}) of one loaded chunk; adds stage seconds to `timings`.
 
-    With `targets`, each image's loss-network targets (and each style's code) come from that store, computed
-    once per image; the scores are the same. Clipping keeps NaN and turns inf into NaN, so a pair whose raw
+    With `targets`, each image's loss-network targets (and each content's and style's code) come from that
+    store, computed once per image; the scores are the same. Clipping keeps NaN and turns inf into NaN, so a pair whose raw
     output was not finite is still seen as such.
     """
     contents = chunk.contents.astype(np.float32) / 255.0
@@ -284,12 +286,14 @@ def stylize_and_score(stylizer: Any, scorer: PairScorer, chunk: pairing_lib.Chun
 
 def target_rows(targets: TargetStore | None, chunk: pairing_lib.Chunk, contents: np.ndarray, styles: np.ndarray,
                 *, codes: bool) -> dict[str, Any] | None:
-    """{"targets": {"content", "style"} rows[, "codes": style-code rows]} of a chunk's pairs, or None."""
+    """{"targets": {"content", "style"} rows[, "content_codes", "codes": content- and style-code rows]} of a
+    chunk's pairs, or None."""
     if targets is None:
         return None
     rows = {"targets": {"content": targets.rows("content", chunk.content_indices, contents),
                         "style": targets.rows("style", chunk.style_indices, styles)}}
     if codes:
+        rows["content_codes"] = targets.rows("content_code", chunk.content_indices, contents)
         rows["codes"] = targets.rows("code", chunk.style_indices, styles)
     return rows
 

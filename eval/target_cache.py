@@ -2,8 +2,8 @@
 
 A content or style image recurs in many pairs (each of 5k contents and 1k styles in 20 to 100 of 100k pairs).
 What the scores need of it does not depend on the pair: the content features of the content layers, the
-style's Grams and channel statistics (`jax_ast.losses.content_targets` / `style_targets`), and the style code
-of the network (`encode_style`). `TargetStore` computes these once per image, keeps them (host numpy) in a
+style's Grams and channel statistics (`jax_ast.losses.content_targets` / `style_targets`), and the network's
+codes: the content's (`encode_content`, its encoder features) and the style's (`encode_style`). `TargetStore` computes these once per image, keeps them (host numpy) in a
 `ByteLRU` bounded by bytes (``--target-cache-mb``), and hands each chunk of pairs its rows, stacked.
 
 Memory: the cache never holds more than its capacity; the stacked rows of one chunk are transient (one
@@ -87,7 +87,8 @@ class TargetStore:
     """Rows of per-image results for chunks of pairs, each image's computed once while it stays cached.
 
     Args:
-      compute: role -> `ComputeFn` (e.g. "content", "style": the scorer's targets, "code": style codes).
+      compute: role -> `ComputeFn` (e.g. "content", "style": the scorer's targets, "code": style codes,
+        "content_code": content codes).
       cache: the `ByteLRU` shared by the roles. step_size: the largest step (a multiple of `n_devices`).
       identity: a hashable that names the images' preprocessing (e.g. the size), part of every key.
     """

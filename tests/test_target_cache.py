@@ -147,9 +147,11 @@ def _scores(cfg, chunks, store):
         name: np.concatenate([metrics[name] for _, metrics in results]) for name in scorer.names}
 
 
-@pytest.mark.parametrize("arch", ["identity", "adain"])
+@pytest.mark.parametrize("arch", ["identity", "adain", "linear"])
 def test_cached_scores_equal_the_per_pair_path(arch, chunks):
-    argv = ["--arch", arch, *(["--checkpoint", "random"] if arch != "identity" else []), "--pairs", str(N_PAIRS),
+    model_flags = {"identity": [], "adain": ["--checkpoint", "random"],
+                   "linear": ["--checkpoint", "random", "--variant", "r31"]}[arch]
+    argv = ["--arch", arch, *model_flags, "--pairs", str(N_PAIRS),
             "--out", "unused", "--content-dir", str(bundled_dir("content")), "--style-dir", str(bundled_dir("style")),
             "--size", str(SIZE), "--loss-vgg-weights", "random", "--batch-size", str(STEP)]
     cfg = parse_config(argv)
@@ -169,7 +171,7 @@ def test_cached_scores_equal_the_per_pair_path(arch, chunks):
         n_contents, n_styles = len({c for c, _ in indices}), len({s for _, s in indices})
         if mib == 64:  # each image's targets (and each style's code) computed once
             assert store.computed == {"content": n_contents, "style": n_styles,
-                                      **({"code": n_styles} if arch != "identity" else {})}
+                                      **({"code": n_styles, "content_code": n_contents} if arch != "identity" else {})}
         else:
             assert store.cache.evictions > 0 and store.computed["style"] > n_styles
     if arch == "identity":

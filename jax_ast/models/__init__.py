@@ -8,6 +8,12 @@ Every registered network is a Flax linen module with
   intermediates the native losses need;
 * ``encode_style(style) -> code`` and ``stylize_with_code(content, code, alpha=1.0) -> stylized`` so a
   style is encoded once and applied to many contents (call them with ``model.apply(..., method=...)``);
+* ``encode_content(content) -> content code`` (a pytree with leading axis B: the encoder features the
+  network transforms; for Magenta, whose transformer is the whole network, the content image itself) and
+  ``stylize_codes(content_code, code, alpha, height, width) -> stylized`` [B, height, width, 3] (height,
+  width: the content's size, static ints), so a content is encoded once and stylised with many styles;
+  ``stylize_with_code(content, code, alpha)`` is exactly ``stylize_codes(encode_content(content), code,
+  alpha, H, W)`` (it is built from the two);
 * a class attribute ``TRAINABLE: tuple[str, ...]`` naming the top-level parameter collections that
   the original method trains (the rest, e.g. the VGG encoder, is frozen);
 * for several styles per image, ``stylize_mixed(content, codes, weights, alpha)`` and

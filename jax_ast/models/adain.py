@@ -132,9 +132,14 @@ class AdaIN(nn.Module):
 
     def stylize_with_code(self, content: jax.Array, code: StyleCode, alpha: Any = 1.0) -> jax.Array:
         """Stylize with a precomputed `encode_style` code; equals `__call__`'s image."""
-        content_feats = self.encode_content(content)
-        target = blend_features(adain_with_code(content_feats, code), content_feats, alpha)
-        return self.decode(target, content.shape[1], content.shape[2])
+        return self.stylize_codes(self.encode_content(content), code, alpha, content.shape[1], content.shape[2])
+
+    def stylize_codes(self, content_code: jax.Array, code: StyleCode, alpha: Any, height: int,
+                      width: int) -> jax.Array:
+        """Stylize a precomputed `encode_content` code (relu4_1 [B,h,w,512]) with an `encode_style` code ->
+        float32 [B, height, width, 3], the content's size. `stylize_with_code` is exactly this."""
+        target = blend_features(adain_with_code(content_code, code), content_code, alpha)
+        return self.decode(target, height, width)
 
     def stylize_interpolated(self, content: jax.Array, styles: Sequence[jax.Array] | jax.Array, weights: Any,
                              alpha: Any = 1.0) -> jax.Array:

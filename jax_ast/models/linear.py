@@ -230,7 +230,19 @@ class LinearTransfer(nn.Module):
 
     def stylize_with_code(self, content: jax.Array, code: dict[str, jax.Array], alpha: Any = 1.0) -> jax.Array:
         """Stylize with a code from `encode_style` (batch B or 1); returns float32 [B, Hc, Wc, 3]."""
-        return self._stylize(content, code, alpha)[0]
+        _check_alpha(alpha)  # before encoding
+        return self.stylize_codes(self.encode_content(content), code, alpha, content.shape[1], content.shape[2])
+
+    def encode_content(self, content: jax.Array) -> jax.Array:
+        """content [B, Hc, Wc, 3] in [0, 1] -> encoder features (relu4_1 or relu3_1 of the variant) of the
+        content reflect-padded to the size multiple, float32 [B, h, w, C]."""
+        return self._encode_content(content)[0]
+
+    def stylize_codes(self, content_code: jax.Array, code: dict[str, jax.Array], alpha: Any, height: int,
+                      width: int) -> jax.Array:
+        """Stylize a precomputed `encode_content` code with an `encode_style` code -> float32
+        [B, height, width, 3], the content's size. `stylize_with_code` is exactly this."""
+        return self._stylize_feats(content_code, code, alpha, height, width)[0]
 
     def stylize_interpolated(self, content: jax.Array, styles: Sequence[jax.Array] | jax.Array, weights: Any,
                              alpha: Any = 1.0) -> jax.Array:
@@ -302,6 +314,12 @@ class LinearTransfer(nn.Module):
                  alpha: Any) -> tuple[jax.Array, dict[str, jax.Array]]:
         _check_alpha(alpha)
         content_feats, height, width = self._encode_content(content)
+        return self._stylize_feats(content_feats, code, alpha, height, width)
+
+    def _stylize_feats(self, content_feats: jax.Array, code: dict[str, jax.Array], alpha: Any, height: int,
+                       width: int) -> tuple[jax.Array, dict[str, jax.Array]]:
+        """Transform, alpha-blend and decode encoder features; -> (stylized cropped to (height, width), aux)."""
+        _check_alpha(alpha)
         transformed, transform_matrix = self.transform.transfer(
             content_feats, code["style_matrix"], code["style_mean"])
         decoded_feats = blend_features(transformed, content_feats, alpha)

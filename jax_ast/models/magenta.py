@@ -192,8 +192,24 @@ class Magenta(nn.Module):
         `identity_code` when given, else it is computed here, which runs Inception on the content
         (so the content then needs >= 43 pixels per side).
         """
+        return self.stylize_codes(self.encode_content(content), code, alpha, content.shape[1], content.shape[2],
+                                  train=train, identity_code=identity_code)
+
+    def encode_content(self, content: jax.Array) -> jax.Array:
+        """The content code: the content [B, H, W, 3] itself, checked (the transformer is the whole network,
+        so nothing of it can be computed once per content)."""
         check_images(content, "content", min_size=MIN_CONTENT_SIZE, model="Magenta")
-        return self._render(content, self._mix_identity(content, code, alpha, train, identity_code), train)
+        return content
+
+    def stylize_codes(self, content_code: jax.Array, code: jax.Array, alpha: Any, height: int, width: int,
+                      train: bool = False, identity_code: Optional[jax.Array] = None) -> jax.Array:
+        """`stylize_with_code` of an `encode_content` code (the content image [B, height, width, 3]) ->
+        float32 [B, height, width, 3]. `stylize_with_code` is exactly this."""
+        if content_code.shape[1:3] != (height, width):
+            raise ValueError(f"Magenta's content code is the content image: its size {content_code.shape[1:3]} "
+                             f"must be (height, width) = {(height, width)}")
+        mixed = self._mix_identity(content_code, code, alpha, train, identity_code)
+        return self._render(content_code, mixed, train)
 
     def __call__(self, content: jax.Array, style: jax.Array, alpha: Any = 1.0,
                  train: bool = False) -> tuple[jax.Array, dict[str, jax.Array]]:

@@ -193,10 +193,19 @@ class SANet(nn.Module):
             aux["identity_style"] = self._stylize(padded_style, padded_style, 1.0, *style.shape[1:3])[0]
         return stylized, aux
 
+    def encode_content(self, content: jax.Array) -> StyleCode:
+        """content [B,H,W,3] in [0,1] -> {"relu4_1", "relu5_1"} of the content padded to a multiple of 16."""
+        return self._encode(content, "content", pad=True)
+
     def stylize_with_code(self, content: jax.Array, code: StyleCode, alpha: Any = 1.0) -> jax.Array:
         """Stylize with a precomputed `encode_style` code; equals `__call__`'s image."""
-        content_feats = self._encode(content, "content", pad=True)
-        return self._stylize(content_feats, code, alpha, *content.shape[1:3])[0]
+        return self.stylize_codes(self.encode_content(content), code, alpha, *content.shape[1:3])
+
+    def stylize_codes(self, content_code: StyleCode, code: StyleCode, alpha: Any, height: int,
+                      width: int) -> jax.Array:
+        """Stylize a precomputed `encode_content` code with an `encode_style` code -> float32
+        [B, height, width, 3], the content's size. `stylize_with_code` is exactly this."""
+        return self._stylize(content_code, code, alpha, height, width)[0]
 
     def stylize_interpolated(self, content: jax.Array, styles: Sequence[jax.Array], weights: Any,
                              alpha: Any = 1.0) -> jax.Array:

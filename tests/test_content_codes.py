@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jax_ast.models import build
+from eval.stylize import random_model
 
 CONTENT_SHAPE, STYLE_SHAPE = (2, 45, 51, 3), (2, 48, 48, 3)  # off every multiple (crops); >= 43 (Inception)
 ARCHS = {"adain": {}, "sanet": {}, "linear": {"variant": "r31"}, "magenta": {}}
@@ -21,9 +21,8 @@ def _images(seed, shape):
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_stylize_codes_of_encode_content_is_stylize_with_code(arch):
-    model = build(arch, **ARCHS[arch])
+    model, variables = random_model(arch, **ARCHS[arch])  # cached per process: other tests reuse the init
     content, style = _images(0, CONTENT_SHAPE), _images(1, STYLE_SHAPE)
-    variables = model.init(jax.random.key(0), content, style)
     height, width = CONTENT_SHAPE[1:3]
     code = model.apply(variables, style, method=type(model).encode_style)
 

@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
+from jax_ast import imageio
 from jax_ast.files import atomic_writer
 
 SIDES = ("lowest", "highest")
@@ -24,7 +25,7 @@ SIDES = ("lowest", "highest")
 def thumbnail(image: np.ndarray, size: int) -> np.ndarray:
     """float [H, W, 3] in [0, 1] (clipped) or uint8 -> uint8 [size, size, 3] (PIL bilinear)."""
     if image.dtype != np.uint8:
-        image = np.floor(np.clip(np.nan_to_num(image, nan=0.0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        image = imageio.to_uint8(np.nan_to_num(image, nan=0.0))
     if image.shape[:2] == (size, size):
         return np.ascontiguousarray(image)
     return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))

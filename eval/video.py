@@ -189,7 +189,7 @@ class VideoWriter:
     def write(self, frame: np.ndarray) -> None:
         if self.frames == 0:
             self._stream.height, self._stream.width = frame.shape[:2]
-        quantised = np.floor(np.clip(frame, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        quantised = imageio.to_uint8(frame)
         for packet in self._stream.encode(self._av.VideoFrame.from_ndarray(quantised, format="rgb24")):
             self._container.mux(packet)
         self.frames += 1

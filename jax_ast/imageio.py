@@ -292,6 +292,11 @@ def _resize_float(pixels: np.ndarray, target: tuple[int, int]) -> np.ndarray:
     return np.clip(np.stack(channels, axis=2), 0.0, 1.0).astype(np.float32)
 
 
+def to_uint8(pixels: np.ndarray) -> np.ndarray:
+    """float pixels in [0, 1] (clamped) -> uint8, rounded as torchvision's ``save_image`` (``floor(x * 255 + 0.5)``)."""
+    return np.floor(np.clip(pixels, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
 def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Writes float [H, W, 3] (or [H, W] / [H, W, 1] grey) RGB, clamped to [0, 1], as PNG/JPEG/... atomically.
 
@@ -319,7 +324,7 @@ def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     if not finite.all():
         raise ValueError(f"{path}: not written, the image holds NaN/inf values ({pixels.size - np.count_nonzero(finite)} "
                          f"of {pixels.size})")
-    quantised = np.floor(np.clip(pixels, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    quantised = to_uint8(pixels)
     options = {"quality": JPEG_QUALITY} if file_format in ("JPEG", "WEBP") else {}
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_writer(path) as stream:

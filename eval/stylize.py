@@ -54,7 +54,7 @@ from jax_ast import archs, color, compilation_cache, imageio
 from jax_ast import progress as progress_lib
 from jax_ast.archs import ARCHS
 from jax_ast.errors import CheckpointError
-from jax_ast.models import build
+from jax_ast.archs import build
 from jax_ast.pretrained import native
 from jax_ast.pretrained.convert import check_finite
 from jax_ast.xla_flags import FAST_COMPILE

@@ -10,7 +10,7 @@ release files known to `jax_ast.pretrained.fetch`. A plug-in is found in three w
 
 * a module of this package that defines `PLUGIN` (the built-in networks);
 * an entry point of group ``jax_ast.archs`` (an installed package: ``name = "pkg.module"``);
-* a module path in ``$JAX_AST_PLUGINS`` (comma-separated, e.g. ``tests.plugins.tinynet``);
+* a module path in ``$JAX_AST_PLUGINS`` (comma-separated module paths, e.g. ``mypackage.mynet``);
 
 or added at run time with `register(plugin)` (before the names are read by a CLI's flags).
 docs/architecture.md, Adding a fifth network.

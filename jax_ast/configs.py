@@ -118,6 +118,8 @@ def flat_fields(arch: str | None = None) -> dict[str, tuple[str, dataclasses.Fie
     fields = {field.name: (part, field) for part, kind in PARTS.items() for field in dataclasses.fields(kind)}
     for name in (arch,) if arch is not None else archs.names():
         for option, field in archs.options_fields(archs.get(name)).items():
+            if fields.get(option, (OPTIONS,))[0] != OPTIONS:
+                raise ValueError(f"the option {option!r} of {name} has the name of a shared config field")
             fields.setdefault(option, (OPTIONS, field))
     return fields
 

@@ -18,6 +18,7 @@ docs/architecture.md, Adding a fifth network.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 import os
@@ -51,6 +52,8 @@ def register(plugin: Architecture) -> Architecture:
         raise ValueError(f"architecture {plugin.name!r} is already registered (by {current.title})")
     if not isinstance(plugin, Architecture):
         raise ValueError(f"a plug-in must be a jax_ast.archs.Architecture, got {type(plugin).__name__}")
+    if not (dataclasses.is_dataclass(plugin.options) and plugin.options.__dataclass_params__.frozen):
+        raise ValueError(f"{plugin.name}: options must be a frozen dataclass (configs are hashable)")
     theirs = {name: field.type for other in _REGISTRY.values() for name, field in options_fields(other).items()}
     clashes = [name for name, field in options_fields(plugin).items() if theirs.get(name, field.type) != field.type]
     if clashes:

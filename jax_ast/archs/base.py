@@ -98,7 +98,8 @@ class Architecture:
       recipe: the original training settings (`TrainConfig` fields).
       augment: ``(crop) -> (content CropSpec, style CropSpec)`` of the original data pipeline.
       pretrains_decoder: True when training without a pretrained decoder first trains one as an
-        auto-encoder (LinearTransfer).
+        auto-encoder (LinearTransfer); its `options` then have `decoder_iterations` and
+        `decoder_learning_rate` (None: the run's learning rate), which `train.loop` reads for that stage.
       release_files: the original release files, in words (help texts and error messages).
       release_source: where those files come from, with their licence (`eval.stylize --list-archs`).
       release_patterns: ``(variant) -> {part: file-name patterns}`` of the release files in a directory, in

@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         kind = _flag_type(part, field)
         help_text = (field.metadata.get("help") or HELP.get(field.name, "")) + (
             f" (default: {field.default!r}, or the arch's original)")
+        if part not in PARTS:  # a plug-in's option: the other networks check it, then ignore it
+            owners = [arch for arch in archs.names() if field.name in archs.options_fields(archs.get(arch))]
+            help_text += f"; --arch {' or '.join(owners)} only"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:

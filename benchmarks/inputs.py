@@ -26,6 +26,14 @@ RANDOM_WARNING = ("!" * 78 + "\nWARNING: --vgg-weights random: every VGG has RAN
                   "from random\nweights, not from the real ImageNet VGG-16 the benchmark uses by default.\n" + "!" * 78)
 
 
+def has_twin(arch: str) -> bool:
+    """Whether `benchmarks.torch_nets` has a PyTorch twin of `arch` (needs torch). The benchmarks skip a
+    network without one (e.g. one registered from outside jax-ast) whenever they compare against torch."""
+    from benchmarks.torch_nets import NETWORKS  # noqa: PLC0415 - torch is optional
+
+    return arch in NETWORKS
+
+
 def bench_config(arch: str, loss: str = "native", *, weights: str = "imagenet", **overrides: Any) -> TrainConfig:
     """The `TrainConfig` both frameworks are built from: the VGG-16 encoder and loss networks, `weights` VGGs."""
     if weights not in WEIGHTS:

@@ -39,7 +39,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks import devices, report  # noqa: E402
 from benchmarks.flops import count_flops  # noqa: E402
-from benchmarks.inputs import RANDOM_WARNING, WEIGHTS, bench_config, photos, variables_for  # noqa: E402
+from benchmarks.inputs import RANDOM_WARNING, WEIGHTS, bench_config, has_twin, photos, variables_for  # noqa: E402
 from benchmarks.timing import compile_seconds, ratios, time_calls  # noqa: E402
 from jax_ast import archs, precision  # noqa: E402
 from jax_ast.archs import ARCHS  # noqa: E402
@@ -195,6 +195,9 @@ def main(argv=None) -> int:
               f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     rows = []
     for arch in args.archs:
+        if torch_device is not None and not has_twin(arch):
+            print(f"{arch}: skipped (no PyTorch twin in benchmarks.torch_nets)", flush=True)
+            continue
         for side, batch in settings:
             row = bench_setting(arch, side, batch, rounds=rounds, runs=runs, torch_device=torch_device,
                                 channels_last=not args.no_channels_last, weights=args.vgg_weights, dtype=args.dtype)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 import jax_ast.losses as L
+from jax_ast.archs.magenta import MAGENTA_STYLE_WEIGHTS
 from benchmarks.torch_nets import Feats, load_flax_variables, network, vgg
 from jax_ast.configs import TrainConfig
 
@@ -138,7 +139,7 @@ def _magenta(model, nets, content, style, w) -> tuple[torch.Tensor, torch.Tensor
              + w["tv"] * 0.5 * (vertical + horizontal))
     if w["style"]:
         style_term = sum(weight * (gram(style_feats[k], "hw") - gram(output_feats[k], "hw")).square().mean((1, 2))
-                         for k, weight in L.MAGENTA_STYLE_WEIGHTS.items())
+                         for k, weight in MAGENTA_STYLE_WEIGHTS.items())
         total = total + w["style"] * style_term
     return total, stylized
 
@@ -182,8 +183,8 @@ class TorchTrainStep:
         for net in self.nets.values():
             net.to(device=device, memory_format=self.layout)
         self.weights = {"content": cfg.objective.content_weight, "style": 0.0 if self.replaced else style_weight,
-                        "tv": cfg.objective.tv_weight, "identity_pixel": cfg.objective.identity_pixel_weight,
-                        "identity_feature": cfg.objective.identity_feature_weight}
+                        **{name: getattr(cfg.options, f"{name}_weight", 0.0)  # the network's own options
+                           for name in ("tv", "identity_pixel", "identity_feature")}}
         self.style_weight = style_weight
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(params, lr=cfg.optim.learning_rate)

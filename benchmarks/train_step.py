@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import report
-from benchmarks.inputs import ENCODER, LOSS_NETWORK, RANDOM_WARNING, WEIGHTS, bench_config, photo_batches
+from benchmarks.inputs import ENCODER, LOSS_NETWORK, RANDOM_WARNING, WEIGHTS, bench_config, has_twin, photo_batches
 from benchmarks.timing import OMP_WAIT_POLICY, ratios, ynn_note
 from jax_ast import archs
 from jax_ast.archs import ARCHS
@@ -432,6 +432,9 @@ def main(argv=None) -> int:
         print(RANDOM_WARNING, flush=True)
     rows = []
     for arch in args.archs:
+        if torch_device is not None and not has_twin(arch):
+            print(f"{arch}: skipped (no PyTorch twin in benchmarks.torch_nets)", file=sys.stderr, flush=True)
+            continue
         rows.append(bench_arch(arch, args, torch_device, machine["device_kind"], one_device=spare))
         spare = None  # bench_arch closed it
         versions = ", ".join(f"{k} {v}" for k, v in rows[-1]["versions"].items())

@@ -54,7 +54,7 @@ from jax_ast import archs, color, compilation_cache, imageio
 from jax_ast import progress as progress_lib
 from jax_ast.archs import ARCHS
 from jax_ast.errors import CheckpointError
-from jax_ast.models import build
+from jax_ast.archs import build
 from jax_ast.pretrained import native
 from jax_ast.pretrained.convert import check_finite
 from jax_ast.xla_flags import FAST_COMPILE
@@ -453,7 +453,7 @@ def _validate_high_res(parser: argparse.ArgumentParser, args: argparse.Namespace
         parser.error(f"--tile must be 0 (off) or a tile side in pixels, got {args.tile}")
     if args.tile and not 0 <= args.tile_overlap < args.tile:
         parser.error(f"--tile-overlap must be in [0, --tile) = [0, {args.tile}), got {args.tile_overlap}")
-    with_attention = [arch for arch in ARCHS if hasattr(build(arch), "chunk_size")]
+    with_attention = [arch for arch in ARCHS if "chunk_size" in archs.get(arch).inference_options]
     if args.attention_chunk is not None and args.arch not in with_attention:
         parser.error(f"--attention-chunk is for the networks with attention ({', '.join(with_attention)}), "
                      f"not {args.arch}")

@@ -1,9 +1,12 @@
 """Typed training configuration, composed of parts, with per-architecture defaults from the original recipes.
 
 `TrainConfig` = `ModelConfig` + `LossConfig` + `OptimConfig` + `DataConfig` + `WeightsConfig` +
-`RunConfig`. Every leaf field has a unique name, which is also its command-line flag (`train/run.py`
-generates the flags from the fields, so a flag and a field can never drift) and its key in a run's flat
-`config.json` (`TrainConfig.to_flat` / `from_flat`). `default_config(arch, loss)` gives the original
+`RunConfig`, shared by every network, + `options`: the network's own options, an instance of its plug-in's
+`options` dataclass (SANet's identity weights, LinearTransfer's decoder stage, Magenta's TV weight and
+Inception init; `jax_ast.archs.Architecture.options`). Every leaf field has a unique name, which is also
+its command-line flag (`train/run.py` generates the flags from the fields of the shared parts and of every
+registered plug-in's options, so a flag and a field can never drift) and its key in a run's flat
+`config.json` (`TrainConfig.to_flat` / `from_flat`: the shared fields and the run's network's options). `default_config(arch, loss)` gives the original
 setting of each network (the `recipe` of its `jax_ast.archs` plug-in; docs/architectures.md, each
 network's training recipe; docs/losses.md, The objective and beta).
 """
@@ -16,7 +19,6 @@ import math
 from typing import Any, Literal, Union
 
 from jax_ast import archs
-from jax_ast.archs import ARCHS
 from jax_ast.precision import DTYPES
 
 LOSSES = ("native", "classic", "balanced")
@@ -52,9 +54,6 @@ class LossConfig:
     loss_network: str = "vgg16_slim"  # VGG-16 of the classic/balanced style term (see LOSS_NETWORKS)
     content_weight: float = 1.0
     style_weight: StyleWeight = 0.02  # the paper's beta for classic/balanced: a number or "auto"
-    tv_weight: float = 1e4  # Magenta only
-    identity_pixel_weight: float = 50.0  # SANet only
-    identity_feature_weight: float = 1.0  # SANet only
     auto_style_batches: int = 4  # batches used to calibrate style_weight="auto"
     detach_denominator: bool = False  # balanced-loss ablation
 
@@ -70,8 +69,6 @@ class OptimConfig:
     learning_rate: float = 1e-4
     lr_decay: float = 1e-5
     iterations: int = 100_000
-    decoder_iterations: int = 20_000  # LinearTransfer without --pretrained: auto-encoder steps run first
-    decoder_learning_rate: float | None = None  # of those auto-encoder steps; None: learning_rate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +93,6 @@ class WeightsConfig:
     loss_vgg_weights: str | None = None  # weights of `loss_network` (default: the installed ImageNet VGG-16)
     native_loss_weights: str | None = None  # native loss network: LST vgg_r51.pth / Magenta slim vgg_16
     pretrained: str | None = None  # directory of the original release files, or a native params file
-    inception_weights: str | None = None  # Magenta style predictor init (TF-slim Inception-v3); None = random
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,11 +109,19 @@ class RunConfig:
 
 PARTS: dict[str, type] = {"model": ModelConfig, "objective": LossConfig, "optim": OptimConfig, "data": DataConfig,
                           "weights": WeightsConfig, "run": RunConfig}
+OPTIONS = "options"  # the part name of a plug-in's options in `flat_fields`
 
 
-def flat_fields() -> dict[str, tuple[str, dataclasses.Field]]:
-    """{leaf field name: (part name, field)} in declaration order."""
-    return {field.name: (part, field) for part, kind in PARTS.items() for field in dataclasses.fields(kind)}
+def flat_fields(arch: str | None = None) -> dict[str, tuple[str, dataclasses.Field]]:
+    """{leaf field name: (part name, field)} in declaration order: the shared parts, then the options of
+    network `arch` (part "options"), or of every registered network when `arch` is None."""
+    fields = {field.name: (part, field) for part, kind in PARTS.items() for field in dataclasses.fields(kind)}
+    for name in (arch,) if arch is not None else archs.names():
+        for option, field in archs.options_fields(archs.get(name)).items():
+            if fields.get(option, (OPTIONS,))[0] != OPTIONS:
+                raise ValueError(f"the option {option!r} of {name} has the name of a shared config field")
+            fields.setdefault(option, (OPTIONS, field))
+    return fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +129,7 @@ class TrainConfig:
     """Everything a training run needs, in parts. Units: steps, pixels, learning rates per step.
 
     Build one with `default_config` (the original recipe plus overrides) or `TrainConfig.from_flat`.
+    `options` (None: the defaults) is an instance of the network's plug-in's `options` dataclass.
     """
 
     model: ModelConfig = ModelConfig()
@@ -133,33 +138,37 @@ class TrainConfig:
     data: DataConfig = DataConfig()
     weights: WeightsConfig = WeightsConfig()
     run: RunConfig = RunConfig()
+    options: Any = None
 
     def __post_init__(self):
         model, objective, optim, data, run = self.model, self.objective, self.optim, self.data, self.run
-        _check_choice("arch", model.arch, ARCHS)
+        _check_choice("arch", model.arch, archs.names())
         _check_choice("loss", objective.loss, LOSSES)
         _check_choice("stage", model.stage, STAGES)
         _check_choice("dtype", model.dtype, tuple(DTYPES))
         plugin = self.plugin
+        if self.options is None:
+            object.__setattr__(self, "options", plugin.options())
+        if type(self.options) is not plugin.options:
+            raise ValueError(f"options of {model.arch} must be a {plugin.options.__name__}, got "
+                             f"{type(self.options).__name__}")
         if plugin.variants:
             _check_choice("variant", model.variant, plugin.variants)
         _check_choice("encoder", model.encoder, ENCODERS)
         _check_choice("loss_network", objective.loss_network, LOSS_NETWORKS)
         if model.encoder != "original" and plugin.original_encoder is None:
-            with_encoder = [name for name in ARCHS if archs.get(name).original_encoder is not None]
+            with_encoder = [name for name in archs.names() if archs.get(name).original_encoder is not None]
             raise ValueError(f"encoder={model.encoder!r} applies to {', '.join(with_encoder)}; {model.arch} "
                              "has no VGG encoder (its loss network is always the ImageNet VGG-16)")
         if model.stage == "decoder" and not plugin.pretrains_decoder:
-            with_stage = [name for name in ARCHS if archs.get(name).pretrains_decoder]
+            with_stage = [name for name in archs.names() if archs.get(name).pretrains_decoder]
             raise ValueError(f"stage='decoder' (auto-encoder pre-training) exists only for arch="
                              f"{' or '.join(repr(name) for name in with_stage)}")
         flat = self.to_flat()
-        for name in ("iterations", "decoder_iterations", "batch_size", "crop_size", "log_every", "checkpoint_every",
+        for name in ("iterations", "batch_size", "crop_size", "log_every", "checkpoint_every",
                      "keep_checkpoints", "sample_every", "auto_style_batches"):
             if flat[name] <= 0:
                 raise ValueError(f"{name} must be positive, got {flat[name]}")
-        if optim.decoder_learning_rate is not None and not optim.decoder_learning_rate > 0:
-            raise ValueError(f"decoder_learning_rate must be positive, got {optim.decoder_learning_rate}")
         _check_numbers(self)
         if data.crop_size < plugin.min_crop:
             raise ValueError(f"crop_size {data.crop_size} is too small for {model.arch}: its minimum is "
@@ -172,6 +181,9 @@ class TrainConfig:
     def from_flat(cls, **values: Any) -> "TrainConfig":
         """A config from leaf field names, e.g. ``from_flat(arch="adain", learning_rate=1e-4)``; the rest default.
 
+        Options of another registered network (``tv_weight`` with ``arch="adain"``) are checked as that
+        network would check them, then ignored: one command line or base config serves every network.
+
         Raises:
           ValueError: an unknown field name, or an invalid value.
         """
@@ -181,14 +193,22 @@ class TrainConfig:
             raise ValueError(f"unknown config fields {unknown}")
         if "style_weight" in values:
             values = {**values, "style_weight": parse_style_weight(values["style_weight"])}
-        parts = {part: {} for part in PARTS}
+        arch = values.get("arch", ModelConfig.arch)
+        _check_choice("arch", arch, archs.names())
+        own = archs.options_fields(archs.get(arch))
+        parts = {part: {} for part in (*PARTS, OPTIONS)}
         for name, value in values.items():
-            parts[fields[name][0]][name] = value
-        return cls(**{part: PARTS[part](**kwargs) for part, kwargs in parts.items()})
+            part = fields[name][0]
+            if part != OPTIONS or name in own:
+                parts[part][name] = value
+            else:
+                _check_foreign_option(name, value)
+        options = archs.get(arch).options(**parts.pop(OPTIONS))
+        return cls(**{part: PARTS[part](**kwargs) for part, kwargs in parts.items()}, options=options)
 
     def to_flat(self) -> dict[str, Any]:
-        """{leaf field name: value}: the flags of this run and its config.json."""
-        return {name: getattr(getattr(self, part), name) for name, (part, _) in flat_fields().items()}
+        """{leaf field name: value}: the flags of this run and its config.json (its network's options only)."""
+        return {name: getattr(getattr(self, part), name) for name, (part, _) in flat_fields(self.model.arch).items()}
 
     def replace(self, **values: Any) -> "TrainConfig":
         """A copy with some leaf fields changed (validated again)."""
@@ -231,17 +251,32 @@ def parse_style_weight(value: Any) -> StyleWeight:
         raise ValueError(f"style_weight must be a number or 'auto', got {value!r}") from None
 
 
+def _check_foreign_option(name: str, value: Any) -> None:
+    """Check the option `name` of another network as its plug-in does (its dataclass and `_check_floats`)."""
+    for arch in archs.names():
+        plugin = archs.get(arch)
+        if name in archs.options_fields(plugin):
+            _check_floats(plugin.options(**{name: value}), archs.options_fields(plugin))
+            return
+
+
+def _check_floats(values: Any, fields: dict[str, dataclasses.Field]) -> None:
+    """Every float field of `values` (a config part, or a plug-in's options) must be finite and >= 0."""
+    for name, field in fields.items():
+        value = getattr(values, name)
+        if field.type in ("float", float) and (not isinstance(value, (int, float)) or not math.isfinite(value)
+                                               or value < 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
 def _check_numbers(cfg: TrainConfig) -> None:
     """Every float field (and a numeric style_weight) must be finite and >= 0: argparse's float()
     accepts "nan" and "inf", which would train silently to all-NaN parameters. The learning rate must
     also be in (0, 1]: Adam moves every parameter by about that much per step, so a typo such as 1e30
     would write diverged parameters into the first checkpoint."""
-    flat = cfg.to_flat()
-    for name, (_, field) in flat_fields().items():
-        value = flat[name]
-        if field.type in ("float", float) and (not isinstance(value, (int, float)) or not math.isfinite(value)
-                                               or value < 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    for part, kind in PARTS.items():
+        _check_floats(getattr(cfg, part), {field.name: field for field in dataclasses.fields(kind)})
+    _check_floats(cfg.options, archs.options_fields(cfg.plugin))
     if not 0 < cfg.optim.learning_rate <= 1:
         raise ValueError(f"learning_rate must be a number in (0, 1], got {cfg.optim.learning_rate!r}")
     if not 0 <= cfg.run.seed < 2**32:  # JAX keeps the low 32 bits of a seed: larger seeds would collide
@@ -278,7 +313,7 @@ def default_config(arch: str, loss: str = "native", *, preset: str | None = None
 
     For loss="classic"/"balanced" the style weight defaults to "auto" (beta calibrated so beta*style ~ content).
     """
-    _check_choice("arch", arch, ARCHS)
+    _check_choice("arch", arch, archs.names())
     _check_choice("loss", loss, LOSSES)
     values = dict(archs.get(arch).recipe)
     if loss != "native":

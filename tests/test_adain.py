@@ -19,7 +19,8 @@ import torch
 from helpers import (assert_close, random_images, to_numpy, to_torch, torch_adain, torch_decoder, torch_pad,
                      torch_vgg_normalised)
 
-from jax_ast.models import build, split_trainable
+from jax_ast.archs import build
+from jax_ast.models import split_trainable
 from jax_ast.models.adain import AdaIN, masked_adain
 from jax_ast.ops import adain as ops_adain
 from jax_ast.ops import channel_mean_std

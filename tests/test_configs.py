@@ -13,7 +13,11 @@ def test_flat_round_trip_and_parts():
     cfg = default_config("linear", "balanced", preset="cpu", seed=3)
     flat = cfg.to_flat()
     assert TrainConfig.from_flat(**flat) == cfg
-    assert set(flat) == set(flat_fields()) and len(flat_fields()) == sum(len(p.__dataclass_fields__) for p in PARTS.values())
+    options = archs.options_fields(cfg.plugin)  # LinearTransfer's own: decoder_iterations, decoder_learning_rate
+    assert set(flat) == set(flat_fields("linear")) and len(flat_fields("linear")) == sum(
+        len(p.__dataclass_fields__) for p in PARTS.values()) + len(options) and len(options) == 2
+    assert set(flat_fields()) == set(flat_fields("linear")) | {name for arch in archs.names()
+                                                               for name in archs.options_fields(archs.get(arch))}
     assert (cfg.model.encoder, cfg.data.crop_size, cfg.run.seed) == ("vgg16_normalised", 128, 3)
     assert cfg.replace(iterations=7).optim.iterations == 7 and cfg.optim.iterations == 400
     assert json.loads(cfg.to_json()) == flat

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jax_ast import data
+from jax_ast import archs, data
 from jax_ast.data import CropSpec, DataError, StyleTransferStream
 
 tfds = pytest.importorskip("tensorflow_datasets")
@@ -261,14 +261,14 @@ def test_augment_hflip_flips_about_half_the_time():
 
 
 def test_default_augment_follows_the_originals():
-    assert data.default_augment("adain") == (CropSpec("square", 512, 256),) * 2
-    assert data.default_augment("sanet") == data.default_augment("adain")
-    assert data.default_augment("linear") == (CropSpec("shorter", 256, 256, hflip=True),) * 2
-    content, style = data.default_augment("magenta")
+    assert archs.default_augment("adain") == (CropSpec("square", 512, 256),) * 2
+    assert archs.default_augment("sanet") == archs.default_augment("adain")
+    assert archs.default_augment("linear") == (CropSpec("shorter", 256, 256, hflip=True),) * 2
+    content, style = archs.default_augment("magenta")
     assert content == CropSpec("shorter", 258, 256, random_crop=False) and style.random_crop
-    assert data.default_augment("adain", crop=32)[0] == CropSpec("square", 64, 32)
+    assert archs.default_augment("adain", crop=32)[0] == CropSpec("square", 64, 32)
     with pytest.raises(ValueError, match="adain, sanet, linear, magenta"):
-        data.default_augment("wct")
+        archs.default_augment("wct")
     for bad in (dict(resize="fit"), dict(resize="square", resize_to=16, crop=32), dict(resize=None, resize_to=8)):
         with pytest.raises(ValueError):
             CropSpec(**bad)

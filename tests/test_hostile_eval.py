@@ -379,7 +379,7 @@ def test_run_bad_data_flags(folders, tmp_path, capsys, flag, value, message):
 
 def test_run_size_too_small_for_the_network(folders, tmp_path, monkeypatch, capsys):
     """SANet needs relu5_1 maps larger than 1x1: found by tracing shapes only, before anything is written."""
-    from jax_ast.models import build
+    from jax_ast.archs import build
 
     def abstract_sanet(arch, checkpoint, **kwargs):
         model = build(arch)

@@ -514,7 +514,8 @@ def _blank_png(path: Path, width: int, height: int) -> Path:
 
 _RSS_SCRIPT = """
 import sys
-from jax_ast.data import FolderSource, StyleTransferStream, default_augment
+from jax_ast.archs import default_augment
+from jax_ast.data import FolderSource, StyleTransferStream
 
 def peak_kb():  # this process's peak RSS (VmHWM; ru_maxrss would include the parent's from before exec)
     with open("/proc/self/status") as status:

@@ -28,7 +28,7 @@ from PIL import Image
 
 import jax
 
-from jax_ast import archs, models
+from jax_ast import archs
 from jax_ast.configs import TrainConfig, default_config, flat_fields
 from jax_ast.locking import LockedError, exclusive_lock
 from jax_ast.pretrained import WeightsError
@@ -414,7 +414,7 @@ def test_workdir_that_is_a_file(capsys, tmp_path):
 
 
 def _adain_params() -> dict:
-    model = models.build("adain")
+    model = archs.build("adain")
     probe = jax.ShapeDtypeStruct((1, 64, 64, 3), np.float32)
     shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), probe, probe)["params"]
     return jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), dict(shapes))
@@ -450,7 +450,7 @@ def test_unsafe_or_broken_pretrained_files_raise_one_weights_error(tmp_path, kin
         np.savez(path, **arrays)
     cfg = _cli_config(pretrained=str(path))
     with pytest.raises(WeightsError, match=re.escape(message)) as raised:
-        initial_variables(models.build("adain"), cfg)
+        initial_variables(archs.build("adain"), cfg)
     assert str(path) in str(raised.value)
 
 

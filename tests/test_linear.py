@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn as tnn
 
-from jax_ast.models import build, split_trainable
+from jax_ast.archs import build
+from jax_ast.models import split_trainable
 from jax_ast.models.linear import LOSS_NETWORK_TAPS, LinearTransfer, build_linear, loss_network
 from jax_ast.pretrained import convert
 from jax_ast.pretrained.linear import load_linear, load_linear_encoder5

@@ -21,7 +21,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jax_ast.models import build, split_trainable
+from jax_ast.archs import build
+from jax_ast.models import split_trainable
 from jax_ast.models.inception import MIN_INPUT_SIZE, InceptionV3, avg_pool_same, feature_size, tf_same_padding
 from jax_ast.models.magenta import Magenta, conditional_style_norm
 from jax_ast.pretrained.convert import WeightsError

@@ -300,6 +300,7 @@ def test_vgg_tables_match_documented_indices():
 
 # ------------------------------------------------------------------ load_vgg
 
+from jax_ast import archs  # noqa: E402
 from jax_ast.pretrained import cache, load_params, load_vgg, save_params  # noqa: E402
 from jax_ast.pretrained.cache import DownloadError, fetch  # noqa: E402
 from jax_ast.pretrained.vgg import preprocess_params  # noqa: E402
@@ -524,6 +525,7 @@ def test_fetch_unknown_name_and_manual_only_files(tmp_path, monkeypatch):
     monkeypatch.setenv("JAX_AST_CACHE", str(tmp_path))
     with pytest.raises(ValueError, match=r"unknown weights file 'nope.pth'; known files: .*vgg19-dcbb9e9d\.pth"):
         fetch("nope.pth")
+    archs.get("linear")  # its plug-in declares its release files (`Architecture.downloads`)
     with pytest.raises(DownloadError, match=r"dec_r41\.pth \(no direct download URL is known\).*drive\.google\.com"):
         fetch("dec_r41.pth")
 

@@ -19,7 +19,8 @@ from torch import nn as tnn
 from helpers import (assert_close, init_conv, random_images, to_numpy, to_torch, torch_decoder, torch_mean_std,
                      torch_pad, torch_vgg_normalised)
 
-from jax_ast.models import build, split_trainable
+from jax_ast.archs import build
+from jax_ast.models import split_trainable
 from jax_ast.models.sanet import SANet, chunked_attend
 from jax_ast.pretrained.convert import WeightsError
 from jax_ast.pretrained.sanet import load_sanet

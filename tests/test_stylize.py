@@ -257,7 +257,7 @@ def _write_release(torch, directory, tables, values):
 def test_every_release_importer_gives_model_and_variables(arch, config, checkpoint, tmp_path):
     """All archs load through one path: load_<arch>(*files, **config) -> (model, float32 variables)."""
     torch = pytest.importorskip("torch")
-    from jax_ast.models import build
+    from jax_ast.archs import build
     reference = build(arch, **config)
     probe = jax.ShapeDtypeStruct((1, stylize.PROBE_SIZE, stylize.PROBE_SIZE, 3), np.float32)
     shapes = jax.eval_shape(reference.init, jax.random.key(0), probe, probe)

@@ -15,7 +15,7 @@ from PIL import Image
 from eval import presets, style_mixing, stylize
 from jax_ast import archs
 from jax_ast.archs import ARCHS
-from jax_ast.models import build
+from jax_ast.archs import build
 from jax_ast.models.magenta import Magenta
 from jax_ast.models.mixing import blend_regions, mix_codes, normalise_weights
 from jax_ast.pretrained.native import save_params

@@ -9,7 +9,7 @@ from eval.batching import Stylizer
 from eval.tiling import TileConfig, TiledStylizer, ramp, stylize_tiled, tile_starts, tiles
 from jax_ast import imageio
 from jax_ast.data import bundled_dir
-from jax_ast.models import build
+from jax_ast.archs import build
 
 
 @pytest.mark.parametrize("length, tile, overlap", [(96, 64, 16), (100, 32, 8), (64, 64, 16), (20, 64, 16),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import jax
 
+from jax_ast.archs import default_augment
 from jax_ast.configs import TrainConfig
-from jax_ast.data import StyleTransferStream, default_augment, open_source
+from jax_ast.data import StyleTransferStream, open_source
 from jax_ast.parallel import local_batch_size
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import jax.numpy as jnp
 import optax
 
-from jax_ast import models, parallel
+from jax_ast import archs, models, parallel
 from jax_ast.configs import TrainConfig
 from jax_ast.precision import parse_dtype
 from train.state import TrainState, create_train_state, make_optimizer
@@ -50,7 +50,7 @@ class Run:
 def create_run(cfg: TrainConfig) -> Run:
     """Model, initial variables (with the pretrained parts), optimizer, state, constants and step of `cfg`."""
     # Convolutions compute in cfg.model.dtype; the params (and so the optimizer state) stay float32.
-    model = models.build(cfg.model.arch, dtype=parse_dtype(cfg.model.dtype), **cfg.model_kwargs())
+    model = archs.build(cfg.model.arch, dtype=parse_dtype(cfg.model.dtype), **cfg.model_kwargs())
     params, batch_stats = initial_variables(model, cfg)
     trainable, frozen = models.split_trainable(model, params)
     if cfg.model.stage == "decoder":  # auto-encoder pre-training trains the decoder only

@@ -126,7 +126,7 @@ def check_workdir(cfg: TrainConfig, path: Path) -> None:
     except (OSError, ValueError) as error:
         raise WorkdirError(f"{saved} is unreadable ({error}), so the run in workdir {path} cannot be checked; "
                            "use another --workdir. Nothing was changed or deleted.") from None
-    defaults = TrainConfig().to_flat()
+    defaults = TrainConfig.from_flat(arch=cfg.model.arch).to_flat()  # keys an older config.json lacks
     saved_values = {k: previous.get(k, default) for k, default in defaults.items()}
     with contextlib.suppress(ValueError):  # a saved style weight as text ("0.02") is the number 0.02
         saved_values["style_weight"] = parse_style_weight(saved_values["style_weight"])
@@ -235,8 +235,8 @@ def _stages(cfg: TrainConfig, workdir: Path) -> list[tuple[TrainConfig, Path, st
     if cfg.plugin.pretrains_decoder and cfg.model.stage == "transfer" and not cfg.weights.pretrained:
         decoder_dir = workdir / "decoder_stage"
         decoder_cfg = cfg.replace(stage="decoder", loss="native", style_weight=0.0,
-                                  iterations=cfg.optim.decoder_iterations,
-                                  learning_rate=cfg.optim.decoder_learning_rate or cfg.optim.learning_rate)
+                                  iterations=cfg.options.decoder_iterations,
+                                  learning_rate=cfg.options.decoder_learning_rate or cfg.optim.learning_rate)
         return [(decoder_cfg, decoder_dir, "the decoder pre-training (stage 1 of 2)"),
                 (cfg.replace(pretrained=str(decoder_dir / EXPORT_NAME)), workdir,
                  "the transfer training (stage 2 of 2)")]
@@ -275,8 +275,9 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict[str, float]:
                 log.info("decoder pre-training already complete in %s", stage_dir)
                 continue
             if stage_cfg.model.stage == "decoder":
-                log.warning("no --pretrained decoder for LinearTransfer: pre-training one as an auto-encoder first "
-                            "(%d steps, --decoder-iterations) in %s", stage_cfg.optim.iterations, stage_dir)
+                log.warning("no --pretrained decoder for %s: pre-training one as an auto-encoder first "
+                            "(%d steps, --decoder-iterations) in %s", cfg.plugin.display_name,
+                            stage_cfg.optim.iterations, stage_dir)
             metrics = _train_stage(stage_cfg, stage_dir, stop, what)
     return metrics
 

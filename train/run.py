@@ -34,14 +34,14 @@ from typing import Any
 
 from jax_ast import archs
 from jax_ast import compilation_cache
-from jax_ast.configs import (ARCHS, ENCODERS, LOSS_NETWORKS, LOSSES, PARTS, PRESETS, STAGES, StyleWeight, TrainConfig,
+from jax_ast.configs import (ENCODERS, LOSS_NETWORKS, LOSSES, PARTS, PRESETS, STAGES, StyleWeight, TrainConfig,
                              default_config, flat_fields)
 from jax_ast.precision import DTYPES
 
 DEFAULT_WORKDIR = "workdir"
 EXIT_DIVERGED, EXIT_USAGE, EXIT_IO = 1, 2, 3
-CHOICES = {"arch": ARCHS, "loss": LOSSES, "stage": STAGES, "encoder": ENCODERS,
-           "variant": tuple(dict.fromkeys(v for arch in ARCHS for v in archs.get(arch).variants)),
+CHOICES = {"arch": archs.names(), "loss": LOSSES, "stage": STAGES, "encoder": ENCODERS,
+           "variant": tuple(dict.fromkeys(v for arch in archs.names() for v in archs.get(arch).variants)),
            "loss_network": LOSS_NETWORKS, "dtype": tuple(DTYPES)}
 HELP = {
     "style_weight": "style weight (the paper's beta): a number or 'auto' (calibrated so beta*style ~ content)",
@@ -61,12 +61,19 @@ HELP = {
     "dtype": "compute dtype of the convolutions: bfloat16 for accelerators (params, optimizer state, Grams, "
              "norms, statistics and losses stay float32)",
     "distributed": "multi-host: call jax.distributed.initialize() first",
-    "decoder_learning_rate": "learning rate of LinearTransfer's decoder pre-training (default: --learning-rate)",
-}
+}  # a plug-in's options bring their own help (`metadata={"help": ...}`)
+
+
+def _owner(part: str, name: str) -> type:
+    """The dataclass that declares field `name`: a shared config part or a plug-in's options."""
+    if part in PARTS:
+        return PARTS[part]
+    return next(archs.get(arch).options for arch in archs.names()
+                if name in archs.options_fields(archs.get(arch)))
 
 
 def _flag_type(part: str, field: dataclasses.Field) -> Any:
-    hint = typing.get_type_hints(PARTS[part])[field.name]
+    hint = typing.get_type_hints(_owner(part, field.name))[field.name]
     if hint == StyleWeight:  # a number or "auto": parsed (with its own message) by the config
         return str
     if isinstance(hint, types.UnionType):  # "str | None" -> str
@@ -109,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     for part, field in flat_fields().values():
         flag = "--" + field.name.replace("_", "-")
         kind = _flag_type(part, field)
-        help_text = HELP.get(field.name, "") + f" (default: {field.default!r}, or the arch's original)"
+        help_text = (field.metadata.get("help") or HELP.get(field.name, "")) + (
+            f" (default: {field.default!r}, or the arch's original)")
+        if part not in PARTS:  # a plug-in's option: the other networks check it, then ignore it
+            owners = [arch for arch in archs.names() if field.name in archs.options_fields(archs.get(arch))]
+            help_text += f"; --arch {' or '.join(owners)} only"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:

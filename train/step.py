@@ -25,9 +25,6 @@ from jax_ast.parallel import AXIS
 from jax_ast.precision import parse_dtype, to_float32
 from train.state import TrainState
 
-# Native terms that classic/balanced replace; they are still logged, as "native/<term>".
-NATIVE_STYLE_TERMS = ("style", "mean_std", "lst_style", "classic")
-
 
 @dataclasses.dataclass(frozen=True)
 class StepSpec:
@@ -82,7 +79,7 @@ def _native(spec: StepSpec, variables: dict, content, style, constants, style_we
         return _feats(spec.native_net, loss_params, images, layers, constant=constant)
 
     return cfg.plugin.objective(ObjectiveInputs(apply=apply, content=content, style=style, features=features,
-                                                weights=cfg.objective, style_weight=style_weight,
+                                                weights=cfg.objective, options=cfg.options, style_weight=style_weight,
                                                 native_style=spec.paper_net is None, stage=cfg.model.stage))
 
 
@@ -115,7 +112,9 @@ def objective(trainable: Any, batch_stats: Any, batch: dict, constants: dict, *,
     native_style_weight = 0.0 if replaced else constants["style_weight"]
     total, terms, stylized, new_stats = _native(spec, variables, content, style, constants, native_style_weight,
                                                 override)
-    metrics = {f"native/{k}" if replaced and k.startswith(NATIVE_STYLE_TERMS) else k: v for k, v in terms.items()}
+    # The native terms that classic/balanced replace are still logged, as "native/<term>".
+    native_style = spec.cfg.plugin.native_style_terms
+    metrics = {f"native/{k}" if replaced and k.startswith(native_style) else k: v for k, v in terms.items()}
     if replaced:  # the same entry point as eval's per-pair scores
         paper = L.loss_terms(spec.paper_net, {"params": constants["paper_loss_net"]}, None, style, stylized,
                              terms=(spec.cfg.objective.loss,), style_layers=L.PAPER_STYLE_LAYERS,

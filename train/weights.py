@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,10 @@ def initial_variables(model: Any, cfg: TrainConfig) -> tuple[dict, dict]:
     if plugin.initialise is not None:
         variables = plugin.initialise({"params": params, "batch_stats": batch_stats}, cfg)
         params, batch_stats = dict(variables["params"]), dict(variables.get("batch_stats", {}))
-    files = [f"--{name.replace('_', '-')} {getattr(cfg.weights, name)}"
-             for name in ("vgg_weights", "pretrained", "inception_weights") if getattr(cfg.weights, name)]
+    given = {name: getattr(cfg.weights, name) for name in ("vgg_weights", "pretrained")}
+    given.update({name: value for name, value in dataclasses.asdict(cfg.options).items()
+                  if name.endswith("_weights") and isinstance(value, str)})  # a plug-in's weight files
+    files = [f"--{name.replace('_', '-')} {value}" for name, value in given.items() if value]
     check_finite({"params": params, "batch_stats": batch_stats},
                  "the initial weights" + (f" ({', '.join(files)})" if files else ""))
     return params, batch_stats

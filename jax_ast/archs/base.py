@@ -1,9 +1,11 @@
 """What jax-ast knows about one style-transfer network, in one object: `Architecture`.
 
-A plug-in module `jax_ast/archs/<name>.py` defines `PLUGIN = Architecture(...)`; `jax_ast.archs.get(name)`
-finds it. Training, evaluation, stylisation and the benchmarks read everything network-specific from it:
-the model factory, the frozen encoder and its deepest tap, the native objective and the loss network it
-runs on, the data augmentation, the original training recipe, and the release files with their importer.
+A plug-in module defines `PLUGIN = Architecture(...)`; `jax_ast.archs.get(name)` finds it (a module of
+`jax_ast.archs`, an entry point or `$JAX_AST_PLUGINS`; see `jax_ast.archs`). Training, evaluation,
+stylisation and the benchmarks read everything network-specific from it: the model factory, the frozen
+encoder and its deepest tap, the native objective, its style terms and the loss network it runs on, the
+network's own options (a typed dataclass: one config field and one flag each), the inference options, the
+data augmentation, the original training recipe, and the release files with their importer.
 docs/architecture.md shows where a new network plugs in.
 """
 
@@ -32,7 +34,8 @@ class ObjectiveInputs:
         with ``mutable=[...]`` it returns ``((stylized, aux), updates)`` as flax does.
       content, style: float32[B, H, W, 3] RGB in [0, 1].
       features: the native loss network (see `FeatureFn`).
-      weights: the run's loss weights, as named by `TrainConfig` (content_weight, tv_weight, ...).
+      weights: the run's shared loss weights (`jax_ast.configs.LossConfig`: content_weight, ...).
+      options: the run's instance of the plug-in's `options` dataclass (its own loss weights, ...).
       style_weight: the native style term's weight (0 when classic/balanced replace that term).
       native_style: False when classic/balanced replace the style term: skip the native style features.
       stage: "transfer", or "decoder" for an auto-encoder pre-training stage.
@@ -46,6 +49,7 @@ class ObjectiveInputs:
     style_weight: Any
     native_style: bool
     stage: str = "transfer"
+    options: Any = None
 
 
 class ObjectiveResult(NamedTuple):
@@ -56,11 +60,22 @@ class ObjectiveResult(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """The options of a network without options of its own."""
+
+
+def options_fields(plugin: "Architecture") -> dict[str, dataclasses.Field]:
+    """{field name: field} of the plug-in's `options` dataclass, in declaration order."""
+    return {field.name: field for field in dataclasses.fields(plugin.options)}
+
+
+@dataclasses.dataclass(frozen=True)
 class Architecture:
     """One network's plug-in. Sizes in pixels; `recipe` uses `TrainConfig` field names.
 
     Attributes:
-      name: the --arch name. title: its display name and paper.
+      name: the --arch name. display_name: the network's name in messages ("LinearTransfer").
+      title: its display name and paper.
       build: ``build(**model_kwargs) -> flax module`` following the `jax_ast.models` interface.
       original_encoder: VGG variant of the original's frozen encoder; None when the network has none.
       encoders: the encoder variants it can be built on (the original first).
@@ -69,13 +84,22 @@ class Architecture:
       native_loss_network: ``(encoder variant) -> (VGG variant, deepest tap)`` of a native loss network
         separate from the encoder, or None: the native loss runs on the encoder.
       objective: ``(ObjectiveInputs) -> ObjectiveResult``: the native loss of the original.
+      native_style_terms: prefixes of the objective's terms that classic/balanced replace (logged as
+        "native/<term>" then); "style" at least.
+      options: a frozen dataclass of the network's own training options (loss weights, stages, extra
+        weight files): each field is a `TrainConfig.options` field, one flag of `train.run` and one key of
+        config.json; `metadata={"help": ...}` gives its help text. Names must not clash with the shared
+        config's fields; two plug-ins may share an option of the same type.
+      inference_options: fields of the built model that inference may change without retraining
+        (SANet: "chunk_size", its attention chunk).
       min_crop, min_crop_why: the smallest training crop and the reason.
       init_size: side of the probe image used to initialise the parameters.
       stylize_size: default content shorter side of `eval.stylize`.
       recipe: the original training settings (`TrainConfig` fields).
       augment: ``(crop) -> (content CropSpec, style CropSpec)`` of the original data pipeline.
       pretrains_decoder: True when training without a pretrained decoder first trains one as an
-        auto-encoder (LinearTransfer).
+        auto-encoder (LinearTransfer); its `options` then have `decoder_iterations` and
+        `decoder_learning_rate` (None: the run's learning rate), which `train.loop` reads for that stage.
       release_files: the original release files, in words (help texts and error messages).
       release_source: where those files come from, with their licence (`eval.stylize --list-archs`).
       release_patterns: ``(variant) -> {part: file-name patterns}`` of the release files in a directory, in
@@ -87,6 +111,9 @@ class Architecture:
       load_release: ``(*files, **model_kwargs) -> (model, variables)``.
       initialise: ``(variables, cfg) -> variables``: network-specific changes to the initial variables
         (Magenta's Inception-v3 weights); None when there are none.
+      downloads: {file name: `jax_ast.pretrained.cache.RemoteFile`} of its release files, known to
+        `jax_ast.pretrained.fetch` once the plug-in is registered.
+      order: position in listings (help texts, benchmarks), then the name.
     """
 
     name: str
@@ -106,12 +133,22 @@ class Architecture:
     release_patterns: Callable[[str | None], dict[str, tuple[str, ...]]] | None
     release_tables: Callable[[str | None], dict[str, Any]]
     load_release: Callable[..., tuple[Any, Any]]
+    display_name: str = ""
+    native_style_terms: tuple[str, ...] = ("style",)
+    options: type = NoOptions
+    inference_options: tuple[str, ...] = ()
+    downloads: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    order: int = 100
     optional_parts: tuple[str, ...] = ()
     initialise: Callable[[dict, Any], dict] | None = None
     variants: tuple[str, ...] = ()
     init_size: int = 64
     stylize_size: int = 512
     pretrains_decoder: bool = False
+
+    def __post_init__(self):
+        if not self.display_name:
+            object.__setattr__(self, "display_name", self.name)
 
     @property
     def default_variant(self) -> str | None:

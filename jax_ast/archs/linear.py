@@ -1,21 +1,71 @@
 """LinearTransfer (Li et al., CVPR 2019): a learned linear transform of relu4_1 (or relu3_1) features.
 
 Trains its transform only, on a frozen auto-encoder; without a pretrained decoder, training first
-pre-trains one as an image auto-encoder (stage "decoder"). Native loss on LST's own VGG-19 up to relu5_1:
-content at relu4_1, Gram style at relu1_1..relu4_1 (docs/architectures.md, LinearTransfer).
+pre-trains one as an image auto-encoder (stage "decoder"; its steps are `LinearOptions`). Native loss
+(`linear_native_loss`) on LST's own VGG-19 up to relu5_1: content at relu4_1, Gram style at
+relu1_1..relu4_1 (docs/architectures.md, LinearTransfer).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 
-import jax_ast.losses as L
 from jax_ast.archs.base import Architecture, ObjectiveInputs, ObjectiveResult
+from jax_ast.data.augmentation import CropSpec
+from jax_ast.losses import ADAIN_STYLE_LAYERS, Breakdown, Feats, content_loss
+from jax_ast.losses.common import mse_per_sample, optional_style, pair, weighted_sum
 from jax_ast.models.linear import ENCODER_VARIANT, ENCODER_VARIANTS, build_linear
+from jax_ast.ops import accumulation_dtype, gram, squared_frobenius
+from jax_ast.pretrained.cache import LST_MANUAL, RemoteFile
 
 LOSS_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearOptions:
+    """LinearTransfer's own training options: the auto-encoder stage that runs first without --pretrained."""
+
+    decoder_iterations: int = dataclasses.field(
+        default=20_000, metadata={"help": "LinearTransfer without --pretrained: auto-encoder steps run first"})
+    decoder_learning_rate: float | None = dataclasses.field(
+        default=None, metadata={"help": "learning rate of LinearTransfer's decoder pre-training "
+                                        "(default: --learning-rate)"})
+
+    def __post_init__(self):
+        if self.decoder_iterations <= 0:
+            raise ValueError(f"decoder_iterations must be positive, got {self.decoder_iterations}")
+        if self.decoder_learning_rate is not None and not self.decoder_learning_rate > 0:
+            raise ValueError(f"decoder_learning_rate must be positive, got {self.decoder_learning_rate}")
+
+
+def linear_native_loss(*, output_feats: Feats, content_feats: Feats, style_feats: Feats | None,
+                       content_weight: float = 1.0, style_weight: float = 0.02) -> tuple[jax.Array, Breakdown]:
+    """LinearTransfer: MSE at relu4_1 + per layer [sum_c (mu_P - mu_S)^2 + sum_cc' (G_P - G_S)^2], G = FF^T/(CHW).
+
+    Features come from the LST loss network (encoder5, `vgg19_lst`) at relu1_1..relu4_1. The original
+    sums over the batch and divides by B, i.e. the batch mean of these per-sample sums.
+    style_feats=None drops the style term (when the classic or balanced loss replaces it).
+    """
+    content_layer, output_layer = pair(content_feats, output_feats, "relu4_1", "content", same_size=True)
+    content = mse_per_sample(output_layer, content_layer)
+
+    def style_term():
+        per_layer = {}
+        for layer in ADAIN_STYLE_LAYERS:
+            style_layer, output_layer = pair(style_feats, output_feats, layer, "style", same_size=False)
+            output_layer, style_layer = (x.astype(accumulation_dtype(x)) for x in (output_layer, style_layer))
+            mean_diff = jnp.mean(output_layer, axis=(1, 2)) - jnp.mean(style_layer, axis=(1, 2))
+            gram_diff = gram(output_layer, "chw") - gram(style_layer, "chw")
+            per_layer[layer] = jnp.sum(jnp.square(mean_diff), axis=1) + squared_frobenius(gram_diff)
+        return weighted_sum("lst_style", per_layer, {layer: 1.0 for layer in per_layer})
+
+    style, style_parts = optional_style(style_feats, style_term)
+    breakdown = {"content": content, **({"style": style} if style_parts else {}), **style_parts}
+    return content_weight * content + style_weight * style, breakdown
 
 
 def objective(inputs: ObjectiveInputs) -> ObjectiveResult:
@@ -23,12 +73,12 @@ def objective(inputs: ObjectiveInputs) -> ObjectiveResult:
     if inputs.stage == "decoder":  # auto-encoder: alpha=0 decodes the content's own features
         stylized, _ = inputs.apply(content, content, alpha=0.0)
         pixel = jnp.mean(jnp.square(stylized - content), axis=(1, 2, 3))
-        feature, _ = L.content_loss(features(content, LOSS_LAYERS, constant=True), features(stylized, LOSS_LAYERS),
+        feature, _ = content_loss(features(content, LOSS_LAYERS, constant=True), features(stylized, LOSS_LAYERS),
                                     layers=LOSS_LAYERS)
         total = pixel + inputs.weights.content_weight * feature
         return ObjectiveResult(total, {"pixel": pixel, "feature": feature}, stylized, {})
     stylized, _ = inputs.apply(content, style, train=True)
-    total, terms = L.linear_native_loss(
+    total, terms = linear_native_loss(
         output_feats=features(stylized, LOSS_LAYERS), content_feats=features(content, LOSS_LAYERS, constant=True),
         style_feats=features(style, LOSS_LAYERS, constant=True) if inputs.native_style else None,
         content_weight=inputs.weights.content_weight, style_weight=inputs.style_weight)
@@ -43,8 +93,6 @@ def native_loss_network(encoder: str | None) -> tuple[str, str]:
 
 def shorter_side_crop_flip(crop: int):
     """``Resize(crop)`` of the shorter side, ``RandomCrop(crop)``, ``RandomHorizontalFlip``."""
-    from jax_ast.data import CropSpec  # noqa: PLC0415 - jax_ast.data reads the plug-ins
-
     spec = CropSpec(resize="shorter", resize_to=crop, crop=crop, hflip=True)
     return spec, spec
 
@@ -62,11 +110,12 @@ def load_release(vgg_file: Path, decoder_file: Path, transform_file: Path, *, va
 
 
 PLUGIN = Architecture(
-    name="linear", title="LinearTransfer (Li et al., CVPR 2019)", build=build_linear,
+    name="linear", display_name="LinearTransfer", title="LinearTransfer (Li et al., CVPR 2019)", build=build_linear,
+    order=2,
     original_encoder=ENCODER_VARIANT, encoders=ENCODER_VARIANTS, variants=("r41", "r31"),
     encoder_deepest=lambda variant: {"r41": "relu4_1", "r31": "relu3_1"}[variant or "r41"],
-    native_loss_network=native_loss_network, objective=objective,
-   
+    native_loss_network=native_loss_network, objective=objective, native_style_terms=("style", "lst_style"),
+    options=LinearOptions,
     min_crop=16, min_crop_why="2x2 positions at relu4_1, stride 8",
     recipe=dict(learning_rate=1e-4, lr_decay=1e-5, iterations=100_000, batch_size=8, crop_size=256,
                 content_weight=1.0, style_weight=0.02),
@@ -76,4 +125,6 @@ PLUGIN = Architecture(
     release_patterns=lambda variant: {"encoder": (f"vgg_{variant}.pth",), "decoder": (f"dec_{variant}.pth",),
                                       "transform": (f"{variant}.pth",)},
     release_tables=release_tables, optional_parts=("transform",), load_release=load_release,
+    downloads={name: RemoteFile(None, manual=LST_MANUAL.format(name=name), note=f"LinearTransfer {name}")
+               for name in ("dec_r31.pth", "dec_r41.pth", "r31.pth", "r41.pth")},
 )

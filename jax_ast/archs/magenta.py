@@ -1,39 +1,77 @@
 """Magenta's arbitrary stylisation (Ghiasi et al., BMVC 2017): an Inception-v3 style predictor gives a
 100-d style embedding that conditions a transformer network through its normalisation parameters.
 
-Trains all three parts end to end; its native loss runs on the average-pooling ImageNet VGG-16:
-content at relu3_3, Gram style at relu1_2..relu4_3, plus total variation (docs/architectures.md, Magenta).
+Trains all three parts end to end; its native loss (`magenta_native_loss`) runs on the average-pooling
+ImageNet VGG-16: content at relu3_3, Gram style at relu1_2..relu4_3, plus total variation
+(docs/architectures.md, Magenta).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
-import jax_ast.losses as L
+import jax
+
 from jax_ast.archs.base import Architecture, ObjectiveInputs, ObjectiveResult
+from jax_ast.data.augmentation import CropSpec
+from jax_ast.losses import PAPER_STYLE_LAYERS, Breakdown, Feats, classic_style_loss, content_loss, total_variation_loss
+from jax_ast.losses.common import optional_style
 from jax_ast.models.magenta import build_magenta
+from jax_ast.pretrained.cache import RemoteFile
 
 log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class MagentaOptions:
+    """Magenta's own training options: the total-variation weight and the style predictor's start."""
+
+    tv_weight: float = dataclasses.field(default=1e4, metadata={"help": "Magenta's total variation loss"})
+    inception_weights: str | None = dataclasses.field(
+        default=None, metadata={"help": "Magenta style predictor init (TF-slim Inception-v3); default: random"})
+
+
+MAGENTA_STYLE_WEIGHTS = {"relu1_2": 0.5e-3, "relu2_2": 0.5e-3, "relu3_3": 0.5e-3, "relu4_3": 0.5e-3}
+
+
+def magenta_native_loss(*, output_feats: Feats, content_feats: Feats, style_feats: Feats | None, output: jax.Array,
+                        content_weight: float = 1.0, style_weight: float = 1.0,
+                        tv_weight: float = 1e4) -> tuple[jax.Array, Breakdown]:
+    """Magenta (Ghiasi et al.): content MSE at vgg_16/conv3, Gram/(HW) MSE at conv1..conv4 with weights
+    0.5e-3 each (scaled by `style_weight`), and total variation (weight 1e4) on the output image.
+
+    Features come from the TF-slim VGG-16 (`vgg16_slim`, average pooling). style_feats=None drops the
+    style term (when the classic or balanced loss replaces it).
+    """
+    content, _ = content_loss(content_feats, output_feats, layers=("relu3_3",))
+    style, style_parts = optional_style(style_feats, lambda: classic_style_loss(
+        style_feats, output_feats, layers=tuple(MAGENTA_STYLE_WEIGHTS), weights=MAGENTA_STYLE_WEIGHTS,
+        gram_norm="hw"))
+    tv = total_variation_loss(output)
+    total = content_weight * content + style_weight * style + tv_weight * tv
+    breakdown = {"content": content, **({"style": style} if style_parts else {}), "total_variation": tv}
+    return total, {**breakdown, **style_parts}
+
 
 
 def objective(inputs: ObjectiveInputs) -> ObjectiveResult:
     # BatchNorms run on batch statistics in training (mutable batch_stats).
     (stylized, _), updates = inputs.apply(inputs.content, inputs.style, train=True, mutable=["batch_stats"])
-    layers, features = L.PAPER_STYLE_LAYERS, inputs.features
+    layers, features = PAPER_STYLE_LAYERS, inputs.features
     w = inputs.weights
-    total, terms = L.magenta_native_loss(
+    total, terms = magenta_native_loss(
         output_feats=features(stylized, layers), content_feats=features(inputs.content, layers, constant=True),
         style_feats=features(inputs.style, layers, constant=True) if inputs.native_style else None,
-        output=stylized, content_weight=w.content_weight, style_weight=inputs.style_weight, tv_weight=w.tv_weight)
+        output=stylized, content_weight=w.content_weight, style_weight=inputs.style_weight,
+        tv_weight=inputs.options.tv_weight)
     return ObjectiveResult(total, terms, stylized, updates["batch_stats"])
 
 
 def augment(crop: int):
     """Content: shorter side crop + 2, centre crop. Style: the original's colour jitter, flips, random shorter
     side in [258, 456) and random batch rescale, simplified to shorter side crop + 2, random crop, flip."""
-    from jax_ast.data import CropSpec  # noqa: PLC0415 - jax_ast.data reads the plug-ins
-
     return (CropSpec(resize="shorter", resize_to=crop + 2, crop=crop, random_crop=False),
             CropSpec(resize="shorter", resize_to=crop + 2, crop=crop, hflip=True))
 
@@ -46,19 +84,21 @@ def load_release(checkpoint: Path, **_: object):
 
 def initialise(variables: dict, cfg) -> dict:
     """The style predictor starts from ImageNet Inception-v3 when `--inception-weights` is given."""
-    if not cfg.weights.inception_weights:
+    if not cfg.options.inception_weights:
         log.warning("Magenta style predictor starts from random init (no --inception-weights); the original "
                     "starts from ImageNet Inception-v3")
         return variables
     from jax_ast.pretrained.magenta import load_inception_v3, with_inception  # noqa: PLC0415
 
-    return with_inception(variables, load_inception_v3(cfg.weights.inception_weights))
+    return with_inception(variables, load_inception_v3(cfg.options.inception_weights))
 
 
 PLUGIN = Architecture(
-    name="magenta", title="Magenta arbitrary stylisation (Ghiasi et al., BMVC 2017)", build=build_magenta,
+    name="magenta", display_name="Magenta", title="Magenta arbitrary stylisation (Ghiasi et al., BMVC 2017)",
+    build=build_magenta, order=3,
     original_encoder=None, encoders=(), encoder_deepest=None,
     native_loss_network=lambda encoder: ("vgg16_slim", "relu4_3"), objective=objective,
+    native_style_terms=("style", "classic"), options=MagentaOptions,
     min_crop=43, min_crop_why="Inception-v3 up to Mixed_6e", init_size=128, stylize_size=256,
     recipe=dict(learning_rate=1e-5, lr_decay=0.0, iterations=8_000_000, batch_size=8, crop_size=256,
                 content_weight=1.0, style_weight=1.0),
@@ -67,4 +107,7 @@ PLUGIN = Architecture(
     release_source=("arbitrary_style_transfer.tar.gz, linked from the arbitrary_image_stylization README of "
                     "magenta/magenta (Apache-2.0)"),
     release_patterns=None, release_tables=lambda variant: {}, load_release=load_release, initialise=initialise,
+    downloads={"arbitrary_style_transfer.tar.gz": RemoteFile(
+        "https://storage.googleapis.com/download.magenta.tensorflow.org/models/arbitrary_style_transfer.tar.gz",
+        note="Magenta arbitrary stylization TF checkpoint (model.ckpt.*)")},
 )

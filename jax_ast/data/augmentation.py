@@ -1,5 +1,5 @@
-"""The originals' crop augmentation: `CropSpec` (resize, upscale if small, crop, flip) and each architecture's
-recipe (`default_augment`); `augment` applies a spec to one uint8 [H, W, 3] image."""
+"""The originals' crop augmentation: `CropSpec` (resize, upscale if small, crop, flip; each network's plug-in
+declares its own, `jax_ast.archs.default_augment`); `augment` applies a spec to one uint8 [H, W, 3] image."""
 
 from __future__ import annotations
 
@@ -41,18 +41,6 @@ class CropSpec:
                 raise ValueError(f"resize_to={self.resize_to} needs resize='shorter' or 'square'")
         elif not isinstance(self.resize_to, int) or self.resize_to < self.crop:
             raise ValueError(f"resize_to must be an int >= crop ({self.crop}), got {self.resize_to!r}")
-
-
-def default_augment(arch: str, crop: int = 256) -> tuple[CropSpec, CropSpec]:
-    """(content_spec, style_spec) of the original training recipe of `arch` (its `jax_ast.archs` plug-in's
-    `augment`), scaled to `crop`.
-
-    Raises:
-      ValueError: for an unknown arch, listing the valid ones.
-    """
-    from jax_ast import archs  # noqa: PLC0415 - the plug-ins build their specs from this module
-
-    return archs.get(arch).augment(crop)
 
 
 def _shorter_side_shape(height: int, width: int, size: int) -> tuple[int, int]:

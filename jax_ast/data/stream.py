@@ -59,7 +59,7 @@ class StyleTransferStream:
     Args:
       content_source, style_source: sources (``__len__``, ``load(index) -> uint8[H, W, 3]``).
       batch_size: images per batch on this process (the per-host batch).
-      content_spec, style_spec: `CropSpec` of each role (see `default_augment`).
+      content_spec, style_spec: `CropSpec` of each role (see `jax_ast.archs.default_augment`).
       seed: non-negative int; the same seed gives the same batches.
       process_index, process_count: this host's shard (``jax.process_index()``, ``jax.process_count()``).
       prefetch: batches prepared ahead in background threads (0: synchronously in ``next``).

@@ -1,6 +1,7 @@
-"""Model registry: every style-transfer network behind one interface.
+"""The style-transfer networks: pure Flax modules behind one interface (built by name with
+`jax_ast.archs.build`, from each network's plug-in; this package imports no plug-in).
 
-Every registered network is a Flax linen module with
+Every network is a Flax linen module with
 
 * ``__call__(content, style, alpha=1.0, train=False) -> (stylized, aux)`` where ``content`` is
   float[B, Hc, Wc, 3] and ``style`` float[B, Hs, Ws, 3], both RGB in [0, 1]; ``stylized`` is
@@ -25,18 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jax_ast.archs import ARCHS, get
-
-__all__ = ["ARCHS", "build", "split_trainable"]
-
-
-def build(arch: str, **config: Any):
-    """Build a network by name, e.g. ``build("linear", variant="r41")`` (the factory of its `jax_ast.archs` plug-in).
-
-    Raises:
-      ValueError: for an unknown name, listing the valid ones.
-    """
-    return get(arch).build(**config)
+__all__ = ["split_trainable"]
 
 
 def split_trainable(model: Any, params: dict) -> tuple[dict, dict]:

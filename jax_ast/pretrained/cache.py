@@ -55,29 +55,22 @@ class RemoteFile:
 
 
 _TORCHVISION = "https://download.pytorch.org/models/"
-_ADAIN = "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0/"
-_LST_MANUAL = ("LinearStyleTransfer distributes its models only as models.zip on Google Drive "
-               "(https://drive.google.com/file/d/1H9T5rfXGlGCUh04DGkpkMFbVnmscJAbs/view, linked from "
-               "https://github.com/sunshineatnoon/LinearStyleTransfer README); unzip it and copy models/{name}")
-_SANET_MANUAL = ("the SANet port (https://github.com/GlebSBrykin/SANET) distributes its weights via Yandex.Disk "
-                 "links in its README and its GitHub release; download {name} from there")
+ADAIN_RELEASE = "https://github.com/naoto0804/pytorch-AdaIN/releases/download/v0.0.0/"
+LST_MANUAL = ("LinearStyleTransfer distributes its models only as models.zip on Google Drive "
+              "(https://drive.google.com/file/d/1H9T5rfXGlGCUh04DGkpkMFbVnmscJAbs/view, linked from "
+              "https://github.com/sunshineatnoon/LinearStyleTransfer README); unzip it and copy models/{name}")
 
+# The VGG files of `jax_ast.pretrained.vgg` (shared by the networks). Each network's own release files are
+# declared by its plug-in (`jax_ast.archs.Architecture.downloads`) and added by `register_files`.
 REGISTRY: dict[str, RemoteFile] = {
     "vgg16-397923af.pth": RemoteFile(_TORCHVISION + "vgg16-397923af.pth", sha256_prefix="397923af",
                                      note="torchvision VGG-16 (ImageNet)"),
     "vgg19-dcbb9e9d.pth": RemoteFile(_TORCHVISION + "vgg19-dcbb9e9d.pth", sha256_prefix="dcbb9e9d",
                                      note="torchvision VGG-19 (ImageNet)"),
-    "vgg_normalised.pth": RemoteFile(_ADAIN + "vgg_normalised.pth",
+    "vgg_normalised.pth": RemoteFile(ADAIN_RELEASE + "vgg_normalised.pth",
                                      note="normalised Caffe VGG-19 used by AdaIN and SANet (53-module Sequential)"),
-    "decoder.pth": RemoteFile(_ADAIN + "decoder.pth", note="AdaIN decoder converted from the Torch original"),
-    **{name: RemoteFile(None, manual=_LST_MANUAL.format(name=name), note=f"LinearTransfer {name}")
-       for name in ("vgg_r31.pth", "vgg_r41.pth", "vgg_r51.pth", "dec_r31.pth", "dec_r41.pth", "r31.pth",
-                    "r41.pth")},
-    **{name: RemoteFile(None, manual=_SANET_MANUAL.format(name=name), note=f"SANet {name}")
-       for name in ("decoder_iter_500000.pth", "transformer_iter_500000.pth")},
-    "arbitrary_style_transfer.tar.gz": RemoteFile(
-        "https://storage.googleapis.com/download.magenta.tensorflow.org/models/arbitrary_style_transfer.tar.gz",
-        note="Magenta arbitrary stylization TF checkpoint (model.ckpt.*)"),
+    **{name: RemoteFile(None, manual=LST_MANUAL.format(name=name), note=f"LinearTransfer {name}")
+       for name in ("vgg_r31.pth", "vgg_r41.pth", "vgg_r51.pth")},
     "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5": RemoteFile(
         "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
         "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", md5="6d6bbae143d832006294945121d1f1fc",
@@ -85,6 +78,18 @@ REGISTRY: dict[str, RemoteFile] = {
     "vgg_16_2016_08_28.tar.gz": RemoteFile("http://download.tensorflow.org/models/vgg_16_2016_08_28.tar.gz",
                                            note="TF-slim VGG-16 checkpoint (vgg_16.ckpt)"),
 }
+
+
+def register_files(files: dict[str, RemoteFile]) -> None:
+    """Add known weights files (a plug-in's release files); the same entry again is a no-op.
+
+    Raises:
+      ValueError: a name already known with another entry.
+    """
+    clashes = [name for name, entry in files.items() if REGISTRY.get(name, entry) != entry]
+    if clashes:
+        raise ValueError(f"weights files {clashes} are already known with other download entries")
+    REGISTRY.update(files)
 
 
 def cache_dir() -> Path:

@@ -8,16 +8,23 @@ orbax's keep-last-N policy after a successful save.
 
 Failures: an unreadable checkpoint raises `CheckpointError`; a save that cannot be written (read-only
 folder, disk full, file-size limit) raises `CheckpointSaveError` at the save that failed or, for an
-asynchronous save, at the next save, `check()`, `wait()` or `close()`. Step folders are created
-synchronously, so a folder that cannot be created fails at once instead of leaving orbax's background
-threads waiting for a signal that never comes.
+asynchronous save, at the next save, `check()`, `wait()` or `close()`; the temporary folder of the
+failed step is removed. Step folders are created synchronously, so a folder that cannot be created fails
+at once instead of leaving orbax's background threads waiting for a signal that never comes.
+
+A failed save also makes orbax log it through absl (with the full OCDBT path) and makes its background
+threads report "Event loop is closed" once per pending write; `quiet_background_errors` turns both into
+debug records, since the `CheckpointSaveError` already says what failed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
+import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,8 @@ import orbax.checkpoint as ocp
 
 from jax_ast.errors import CheckpointError
 
+log = logging.getLogger(__name__)
+TMP_SUFFIX = ".orbax-checkpoint-tmp"  # orbax's temporary step folder: "<step>.orbax-checkpoint-tmp[...]"
 
 class CheckpointSaveError(RuntimeError):
     """A checkpoint could not be written; the checkpoints saved before it are intact."""
@@ -51,9 +60,14 @@ class Checkpointer:
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
         self._pending: int | None = None  # step of the asynchronous save that may still fail
+        self._failed: set[int] = set()  # steps whose temporary folders are removed once orbax lets go of them
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
+
+    def steps(self) -> list[int]:
+        """Steps of the complete checkpoints on disk, ascending."""
+        return checkpoint_steps(self.directory)
 
     def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
         """Save host copies of `state` (a pytree) and the JSON-able `meta` at `step` (no-op if it exists).
@@ -122,6 +136,13 @@ class Checkpointer:
                 self._manager.close()
             except Exception:  # noqa: BLE001 - the failed save was already reported by wait()
                 pass
+            self._remove_failed()
+
+    def _remove_failed(self) -> None:
+        """Delete the temporary folders of the saves that failed (never a complete checkpoint)."""
+        for step in self._failed:
+            for temporary in self.directory.glob(f"{step}{TMP_SUFFIX}*"):
+                shutil.rmtree(temporary, ignore_errors=True)
 
     @contextlib.contextmanager
     def _saving(self, step: int):
@@ -130,10 +151,39 @@ class Checkpointer:
             yield
         except Exception as error:  # orbax raises OSError, ValueError or its own types from its threads
             self._pending = None
+            self._failed.add(step)
+            self._remove_failed()  # orbax's threads may still write there: close() removes it again
             kept = [s for s in checkpoint_steps(self.directory) if s != step]
             left = f"checkpoint step {max(kept)} is intact" if kept else "no earlier checkpoint exists"
             raise CheckpointSaveError(f"cannot save checkpoint step {step} in {self.directory}: "
                                       f"{_reason(error)}; {left}") from error
+
+
+def quiet_background_errors() -> None:
+    """Process-wide, for the CLIs: orbax's absl log records and the "Event loop is closed" errors its
+    background threads raise after a failed save become debug records of this module (shown with
+    --verbose); the failure itself reaches the user as one `CheckpointSaveError`."""
+    logging.getLogger("absl").addFilter(_orbax_to_debug)  # once: addFilter ignores a filter already added
+    previous = sys.unraisablehook
+    if getattr(previous, "quiets_orbax", False):
+        return
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+            log.debug("orbax background thread after a failed save: %s", unraisable.exc_value)
+        else:
+            previous(unraisable)
+
+    hook.quiets_orbax = True
+    sys.unraisablehook = hook
+
+
+def _orbax_to_debug(record: logging.LogRecord) -> bool:
+    if f"{os.sep}orbax{os.sep}" not in record.pathname:
+        return True
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("orbax: %s", record.getMessage())
+    return False
 
 
 def _reason(error: BaseException) -> str:

@@ -23,6 +23,7 @@ from PIL import Image
 
 from jax_ast import files
 from jax_ast.progress import Progress
+from train.run_folder import METRICS_NAME, SAMPLES_NAME, TENSORBOARD_NAME
 from train.tensorboard import EventFileWriter
 
 _RESERVED_KEYS = ("step", "time")
@@ -88,9 +89,9 @@ class MetricsWriter:
         self._events = None
         if enabled:
             self.workdir.mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(self.workdir / "metrics.jsonl", "a", encoding="utf-8")
+            self._jsonl = open(self.workdir / METRICS_NAME, "a", encoding="utf-8")
             if tensorboard:
-                self._events = EventFileWriter(self.workdir / "tb")
+                self._events = EventFileWriter(self.workdir / TENSORBOARD_NAME)
         self._closed = False
 
     def _check_open(self) -> None:
@@ -127,7 +128,7 @@ class MetricsWriter:
         self._check_open()
         if not self.enabled:
             return
-        samples_dir = self.workdir / "samples"
+        samples_dir = self.workdir / SAMPLES_NAME
         samples_dir.mkdir(exist_ok=True)
         for name, image in images.items():
             pixels = _to_uint8(f"image {name!r}", image)

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # orbax logs every save step by step at INFO through absl
         logging.getLogger("absl").setLevel(logging.WARNING)
-        # ... and its failures with full tracebacks before raising them to us: one line each is enough.
+        # ... and other absl users (tfds) their warnings with tracebacks: one line each is enough.
         logging.getLogger("absl").addFilter(_drop_traceback)
     try:
         cfg = config_from_args(args)
@@ -169,9 +169,10 @@ def _run(parser: argparse.ArgumentParser, cfg: TrainConfig, workdir: str, *, use
     from jax_ast.data import DataError  # noqa: PLC0415
     from jax_ast.locking import LockedError  # noqa: PLC0415
     from jax_ast.pretrained import WeightsError  # noqa: PLC0415
-    from train.checkpointing import CheckpointError, CheckpointSaveError  # noqa: PLC0415
+    from train.checkpointing import CheckpointError, CheckpointSaveError, quiet_background_errors  # noqa: PLC0415
     from train.loop import TrainingStopped, UsageError, WorkdirError, train  # noqa: PLC0415
 
+    quiet_background_errors()  # a failed save is reported once, by the CheckpointSaveError below
     logging.info("devices: %d local, %d global, %d processes (%s)", jax.local_device_count(), jax.device_count(),
                  jax.process_count(), jax.devices()[0].platform)
     try:

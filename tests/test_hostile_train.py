@@ -34,7 +34,8 @@ from jax_ast.locking import LockedError, exclusive_lock
 from jax_ast.pretrained import WeightsError
 from jax_ast.pretrained.native import save_params
 from train import run
-from train.checkpointing import Checkpointer, CheckpointSaveError, checkpoint_steps
+from train.checkpointing import Checkpointer, CheckpointSaveError
+from train.run_folder import checkpoint_steps
 from train.loop import RESUMABLE_FIELDS, WorkdirError, check_workdir, train
 
 REPO = Path(__file__).resolve().parents[1]

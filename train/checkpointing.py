@@ -65,10 +65,6 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
-    def steps(self) -> list[int]:
-        """Steps of the complete checkpoints on disk, ascending."""
-        return checkpoint_steps(self.directory)
-
     def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
         """Save host copies of `state` (a pytree) and the JSON-able `meta` at `step` (no-op if it exists).
 
@@ -153,7 +149,7 @@ class Checkpointer:
             self._pending = None
             self._failed.add(step)
             self._remove_failed()  # orbax's threads may still write there: close() removes it again
-            kept = [s for s in checkpoint_steps(self.directory) if s != step]
+            kept = [s for s in self._manager.all_steps() if s < step]  # orbax's listing, without this save
             left = f"checkpoint step {max(kept)} is intact" if kept else "no earlier checkpoint exists"
             raise CheckpointSaveError(f"cannot save checkpoint step {step} in {self.directory}: "
                                       f"{_reason(error)}; {left}") from error
@@ -196,15 +192,6 @@ def _reason(error: BaseException) -> str:
     if code:
         return f"{os.strerror(int(code.group(1)))} (errno {code.group(1)})"
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
-
-
-def checkpoint_steps(directory: str | Path) -> list[int]:
-    """Steps of the complete checkpoints under `directory` ([] if none), read from the file system
-    without starting orbax: integer-named folders (orbax's temporary folders carry a suffix)."""
-    try:
-        return sorted(int(p.name) for p in Path(directory).iterdir() if p.name.isdigit() and p.is_dir())
-    except OSError:
-        return []
 
 
 def _check_shapes(like: Any, restored: Any, step: int, directory: Path) -> None:

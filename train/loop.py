@@ -44,7 +44,7 @@ from train.data_setup import make_stream
 from train.metrics import MetricsWriter, ProgressReporter, check_finite, sample_grid
 from train.factory import create_run
 from train.step import objective
-from train.run_folder import EXPORT_NAME, RunFolder, WorkdirError
+from train.run_folder import EXPORT_NAME, RunFolder, WorkdirError, checkpoint_steps
 from train.weights import FAST_COMPILE
 
 log = logging.getLogger(__name__)
@@ -233,7 +233,7 @@ def _last_checkpoint_note(checkpointer: Checkpointer) -> str:
         checkpointer.wait()
     except CheckpointSaveError as error:
         return str(error)
-    steps = checkpointer.steps()
+    steps = checkpoint_steps(checkpointer.directory)
     if steps:
         return f"the last checkpoint, step {steps[-1]} in {checkpointer.directory}, is kept (its values are finite)"
     return f"no checkpoint exists in {checkpointer.directory}, so there is nothing to resume from"
@@ -268,8 +268,7 @@ def _train_stage(cfg: TrainConfig, folder: RunFolder, stop: _StopRequested, what
             log.info("style weight (beta) calibrated on %d batches: %.6g", cfg.objective.auto_style_batches, style_weight)
         constants["style_weight"] = jnp.float32(style_weight)
         if is_main:  # everything is valid: from here on the workdir is written
-            folder.write_config(cfg.to_json())
-            folder.drop_metrics_from(0 if start_step is None else start_step + 1)  # they are logged again
+            folder.start(cfg.to_json(), first_step=0 if start_step is None else start_step + 1)
 
         step_fn = run.step_fn
         sample_fn = parallel.pmap(functools.partial(_stylize_for_sample, spec=spec))
@@ -284,11 +283,6 @@ def _train_stage(cfg: TrainConfig, folder: RunFolder, stop: _StopRequested, what
         # The data position saved with a checkpoint is the one after the last batch trained on, not the
         # stream's own, which runs ahead by the batches prefetched to the devices.
         data_state = stream.state()
-
-        def save(step: int) -> None:
-            checkpointer.save(step, parallel.unreplicate(replicated_state),
-                              {"data": data_state, "style_weight": style_weight,
-                               "config": json.loads(cfg.to_json())})
 
         metrics: dict[str, float] = {}
         window: list[tuple[int, dict]] = []  # (step, device metrics) not yet fetched to the host
@@ -329,16 +323,17 @@ def _train_stage(cfg: TrainConfig, folder: RunFolder, stop: _StopRequested, what
                 writer.write_images(step, {"content_style_output": _sample(sample_fn, replicated_state,
                                                                           replicated_constants, batch)})
             if save_now:
-                save(step)
+                checkpointer.save(step, parallel.unreplicate(replicated_state),
+                                  {"data": data_state, "style_weight": style_weight, "config": json.loads(cfg.to_json())})
         checkpointer.wait()
     except FloatingPointError as error:
         raise FloatingPointError(f"{error}; {_last_checkpoint_note(checkpointer)}") from None
     finally:
+        with contextlib.suppress(Exception):  # a failed save was raised by wait() above
+            checkpointer.close()
         for closable in (progress, writer):
             if closable is not None:
                 closable.close()
-        with contextlib.suppress(Exception):  # a failed save was raised by wait() above
-            checkpointer.close()
     if step < cfg.optim.iterations:
         raise _stopped(stop, step, cfg.optim.iterations, folder, what)
     if is_main:

@@ -223,7 +223,7 @@ def _format_scalars(scalars: Mapping[str, float]) -> str:
 
 
 class ProgressReporter:
-    """Progress bar (tqdm if importable, else periodic plain lines) with img/s, ETA and the loss terms.
+    """Progress bar (tqdm on a terminal, else periodic plain lines) with img/s, ETA and the loss terms.
 
     Throughput is measured over the last `window` updates. The time before the first update (compilation)
     counts only until a second update exists, so it does not inflate the ETA for long.
@@ -236,9 +236,8 @@ class ProgressReporter:
       file: output stream (default: sys.stderr at the time of each write).
       print_every_seconds: plain-line mode prints at most this often (and always at the last step).
       window: number of recent updates the throughput is averaged over.
-      use_tqdm: None (default): a tqdm bar when tqdm is importable and the stream is a terminal, plain lines
-        otherwise (a bar redrawn 10 times a second would flood a log file); True: tqdm whenever importable;
-        False: always plain lines.
+      use_tqdm: None (default): a tqdm bar when the stream is a terminal, plain lines otherwise (a bar
+        redrawn 10 times a second would flood a log file); True: always tqdm; False: always plain lines.
       clock: monotonic time source (injectable for tests).
 
     Attributes:

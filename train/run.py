@@ -168,8 +168,8 @@ def _run(parser: argparse.ArgumentParser, cfg: TrainConfig, workdir: str, *, use
 
     from jax_ast.data import DataError  # noqa: PLC0415
     from jax_ast.locking import LockedError  # noqa: PLC0415
-    from jax_ast.pretrained import WeightsError  # noqa: PLC0415
-    from train.checkpointing import CheckpointError, CheckpointSaveError, quiet_background_errors  # noqa: PLC0415
+    from jax_ast.errors import LoadError  # noqa: PLC0415 - WeightsError and CheckpointError
+    from train.checkpointing import CheckpointSaveError, quiet_background_errors  # noqa: PLC0415
     from train.loop import TrainingStopped, UsageError, WorkdirError, train  # noqa: PLC0415
 
     quiet_background_errors()  # a failed save is reported once, by the CheckpointSaveError below
@@ -177,7 +177,7 @@ def _run(parser: argparse.ArgumentParser, cfg: TrainConfig, workdir: str, *, use
                  jax.process_count(), jax.devices()[0].platform)
     try:
         metrics = train(cfg, workdir)
-    except (UsageError, WorkdirError, LockedError, DataError, WeightsError, CheckpointError, FileNotFoundError,
+    except (UsageError, WorkdirError, LockedError, DataError, LoadError, FileNotFoundError,
             NotADirectoryError) as error:
         parser.exit(EXIT_USAGE, f"{parser.prog}: error: {_one_line(str(error))}\n")  # no usage dump
     except FloatingPointError as error:

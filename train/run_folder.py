@@ -26,7 +26,6 @@ from pathlib import Path
 
 from jax_ast import files
 from jax_ast.locking import exclusive_lock
-from train.checkpointing import checkpoint_steps
 
 CONFIG_NAME = "config.json"
 CHECKPOINTS_NAME = "checkpoints"
@@ -120,23 +119,31 @@ class RunFolder:
                                "checked; use another --workdir. Nothing was changed or deleted.") from None
         return saved
 
-    def write_config(self, text: str) -> None:
-        """(Re)write config.json atomically, only if it changed (e.g. a resumed run with more iterations)."""
-        if self.config.exists() and self.config.read_text(encoding="utf-8") == text:
-            return
-        files.write_text(self.config, text)
+    def start(self, config_json: str, *, first_step: int) -> None:
+        """The run is valid and starts (or resumes) at `first_step`: from here on the folder is written.
 
-    def drop_metrics_from(self, step: int) -> None:
-        """Remove the metrics.jsonl rows of `step` and later ones, which a resumed run logs again, and a
-        last line cut short by a crash (atomic rewrite; nothing happens when there is nothing to drop)."""
+        config.json is (re)written if it changed (e.g. a resumed run with more iterations), and the
+        metrics.jsonl rows of `first_step` and later ones, which the run logs again, are dropped with a
+        last line cut short by a crash. Both writes are atomic and skipped when nothing changes.
+        """
+        if not self.config.exists() or self.config.read_text(encoding="utf-8") != config_json:
+            files.write_text(self.config, config_json)
         try:
-            text = self.metrics.read_text(encoding="utf-8")
+            lines = self.metrics.read_text(encoding="utf-8").splitlines(keepends=True)
         except FileNotFoundError:
             return
-        lines = text.splitlines(keepends=True)
-        kept = [line for line in lines if line.endswith("\n") and _row_step(line) < step]
+        kept = [line for line in lines if line.endswith("\n") and _row_step(line) < first_step]
         if len(kept) < len(lines):
             files.write_text(self.metrics, "".join(kept))
+
+
+def checkpoint_steps(directory: str | os.PathLike) -> list[int]:
+    """Steps of the complete checkpoints under `directory` ([] if none), read from the file system
+    without starting orbax: integer-named folders (orbax's temporary folders carry a suffix)."""
+    try:
+        return sorted(int(p.name) for p in Path(directory).iterdir() if p.name.isdigit() and p.is_dir())
+    except OSError:
+        return []
 
 
 def _row_step(line: str) -> float:

@@ -306,7 +306,6 @@ def _train_stage(cfg: TrainConfig, folder: RunFolder, stop: _StopRequested, what
                 replicated_state, device_metrics = step_fn(replicated_state, device_batch, replicated_constants)
                 parallel.sync_on_cpu(replicated_state)
                 window.append((step, device_metrics))
-                checkpointer.check()  # a failed asynchronous save stops the run now, not at the next save
             save_now = save_now or stop.requested  # a signal during the step
             if log_now or save_now or sample_now:
                 # The host waits for the device only here. The NaN guard checks every step of the window
@@ -322,6 +321,7 @@ def _train_stage(cfg: TrainConfig, folder: RunFolder, stop: _StopRequested, what
             if sample_now:
                 writer.write_images(step, {"content_style_output": _sample(sample_fn, replicated_state,
                                                                           replicated_constants, batch)})
+            checkpointer.check()  # a failed asynchronous save stops the run now, not at the next save
             if save_now:
                 checkpointer.save(step, parallel.unreplicate(replicated_state),
                                   {"data": data_state, "style_weight": style_weight, "config": json.loads(cfg.to_json())})

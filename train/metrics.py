@@ -2,7 +2,7 @@
 
 `MetricsWriter` appends one JSON object per logging step to `<workdir>/metrics.jsonl` (the primary record,
 readable with any JSON tool) and mirrors the scalars and sample images into a TensorBoard event file under
-`<workdir>/tb/` (written by `train.tensorboard`, without TensorFlow). Only process 0 should write: the other
+`<workdir>/tb/` (encoded by `train.tensorboard`, without TensorFlow). Only process 0 should write: the other
 processes construct it with `enabled=False`, which turns every method into a no-op.
 """
 
@@ -16,15 +16,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 import numpy as np
 from PIL import Image
 
 from jax_ast import files
 from jax_ast.progress import Progress
+from train import tensorboard as tb
 from train.run_folder import METRICS_NAME, SAMPLES_NAME, TENSORBOARD_NAME
-from train.tensorboard import EventFileWriter
 
 _RESERVED_KEYS = ("step", "time")
 
@@ -74,7 +74,8 @@ class MetricsWriter:
     """Process-0-only metric sink: JSONL + TensorBoard event file in `workdir`.
 
     Files: `workdir/metrics.jsonl` (appended, so a resumed run continues it), `workdir/tb/events.out.tfevents.*`
-    (one new file per writer), `workdir/samples/<name>_<step:08d>.png`.
+    (one new file per writer; TensorBoard merges a folder's files; every record is flushed so it shows
+    live), `workdir/samples/<name>_<step:08d>.png`.
 
     Args:
       workdir: run folder; created on construction when enabled.
@@ -91,8 +92,14 @@ class MetricsWriter:
             self.workdir.mkdir(parents=True, exist_ok=True)
             self._jsonl = open(self.workdir / METRICS_NAME, "a", encoding="utf-8")
             if tensorboard:
-                self._events = EventFileWriter(self.workdir / TENSORBOARD_NAME)
+                self._events = _new_event_file(self.workdir / TENSORBOARD_NAME)
+                self._write_event(tb.event(wall_time=time.time(), step=0, file_version=tb.FILE_VERSION))
         self._closed = False
+
+    def _write_event(self, payload: bytes) -> None:
+        if self._events is not None:
+            self._events.write(tb.tfrecord(payload))
+            self._events.flush()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -116,8 +123,9 @@ class MetricsWriter:
         record.update({key: value if math.isfinite(value) else None for key, value in values.items()})
         self._jsonl.write(json.dumps(record, allow_nan=False) + "\n")
         self._jsonl.flush()
-        if self._events is not None:
-            self._events.add_scalars(int(step), values, wall_time=now)
+        if values:
+            self._write_event(tb.event(wall_time=now, step=int(step),
+                                       summary_values=[tb.scalar_value(key, value) for key, value in values.items()]))
 
     def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
         """Save each uint8 (or float in [0, 1]) [H, W, 3] image as PNG and as a TensorBoard image summary.
@@ -134,10 +142,10 @@ class MetricsWriter:
             pixels = _to_uint8(f"image {name!r}", image)
             _check_rgb(f"image {name!r}", pixels, batched=False)
             png = _encode_png(np.ascontiguousarray(pixels))
+            height, width = pixels.shape[:2]
+            self._write_event(tb.event(wall_time=time.time(), step=int(step),
+                                       summary_values=[tb.image_value(name, png, height=height, width=width)]))
             files.write_bytes(samples_dir / f"{_file_stem(name)}_{int(step):08d}.png", png)
-            if self._events is not None:
-                height, width = pixels.shape[:2]
-                self._events.add_image(int(step), name, png, height=height, width=width)
 
     def close(self) -> None:
         """Close the files (idempotent); later writes raise ValueError."""
@@ -154,6 +162,18 @@ class MetricsWriter:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _new_event_file(folder: Path) -> BinaryIO:
+    """A new `events.out.tfevents.<unix time>.<host>[.N]` file in `folder` (created if missing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for attempt in range(1000):
+        try:
+            return open(folder / tb.event_file_name(now, attempt), "xb")
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a new event file named {tb.event_file_name(now)}[.N] in {folder}")
 
 
 def sample_grid(content: np.ndarray, style: np.ndarray, stylized: np.ndarray, *, max_rows: int = 4) -> np.ndarray:

@@ -416,6 +416,29 @@ def test_failed_save_prints_one_message_leaves_no_temporary_folder_and_resumes_w
     assert steps == [0, 1, 2, 3, 4]
 
 
+def test_full_disk_stops_with_one_message_and_no_temporary_folder(tmp_path):
+    """The issue's case itself: the workdir on a 40 MiB tmpfs, where checkpoint 1 (26 MiB) fits and
+    checkpoint 2 does not. Needs root and a private mount namespace; skips elsewhere."""
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=40m tmpfs '{workdir}'"],
+                           capture_output=True) if shutil.which("unshare") else None
+    if probe is None or probe.returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root and unshare)")
+    listing = tmp_path / "listing.txt"  # the tmpfs is gone with the namespace: list it from inside
+    script = f'mount -t tmpfs -o size=40m tmpfs "$0" && "$@"; code=$?; ls "$0/checkpoints" > "{listing}"; exit $code'
+    cmd = ["unshare", "-m", "sh", "-c", script, str(workdir), sys.executable, "-m", "train.run", *BASE,
+           "--batch-size", "2", "--workdir", str(workdir), "--iterations", "4", "--checkpoint-every", "1"]
+    result = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    line = _assert_message(result.returncode, result.stderr, 3, f"in {workdir / 'checkpoints'}",
+                           "No space left on device (errno 28)", "is intact")
+    step = line.split("cannot save checkpoint step ")[1].split()[0]
+    failure = _failure_lines(result.stderr)
+    assert len(failure) <= 3 and all(f"checkpoint step {step}" in f for f in failure), result.stderr[-3000:]
+    assert "Event loop is closed" not in result.stderr and "ocdbt" not in result.stderr.lower()
+    assert listing.read_text().split() == [str(int(step) - 1)]  # no orbax temporary folder
+
+
 def test_save_errors_are_reported_once_by_the_checkpointer(tmp_path, monkeypatch):
     checkpointer = Checkpointer(tmp_path / "checkpoints")
 

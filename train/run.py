@@ -14,7 +14,8 @@ Exit status (every failure prints one line, `python -m train.run: error|stopped:
        checkpoint saved over other data, --distributed without its environment. Found before the
        workdir is written (except data that turns bad mid-run).
   3    I/O failure while training (disk full, file-size limit, read-only files): the checkpoints
-       saved before it are intact.
+       saved before it are intact, the failed one leaves no temporary folder, and a rerun resumes from
+       the last one (orbax's own records of the failure: --verbose).
   128+N  stopped by signal N (143 for SIGTERM, 130 for SIGINT): the current step finished and was
        checkpointed, nothing was exported; rerun the same command to resume. A second signal stops
        at once (130), keeping the checkpoints already complete.

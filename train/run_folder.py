@@ -21,7 +21,6 @@ import dataclasses
 import json
 import os
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 from jax_ast import files

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from jax_ast.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 TMP_SUFFIX = ".orbax-checkpoint-tmp"  # orbax's temporary step folder: "<step>.orbax-checkpoint-tmp[...]"
+SETTLE_SECONDS = 0.5  # after a failed save, how long its temporary folder must stay gone at close()
 
 class CheckpointSaveError(RuntimeError):
     """A checkpoint could not be written; the checkpoints saved before it are intact."""
@@ -132,13 +134,24 @@ class Checkpointer:
                 self._manager.close()
             except Exception:  # noqa: BLE001 - the failed save was already reported by wait()
                 pass
-            self._remove_failed()
+            self._remove_failed(settle_seconds=SETTLE_SECONDS)
 
-    def _remove_failed(self) -> None:
-        """Delete the temporary folders of the saves that failed (never a complete checkpoint)."""
-        for step in self._failed:
-            for temporary in self.directory.glob(f"{step}{TMP_SUFFIX}*"):
+    def _remove_failed(self, settle_seconds: float = 0.0) -> None:
+        """Delete the temporary folders of the saves that failed (never a complete checkpoint).
+
+        tensorstore's writes still in flight when orbax gives up re-create their folders as they fail, so
+        with `settle_seconds` the folders are removed until none has come back for that long (at most
+        20 times that long)."""
+        deadline, quiet_since = time.monotonic() + 20 * settle_seconds, time.monotonic()
+        while self._failed:
+            leftovers = [p for step in self._failed for p in self.directory.glob(f"{step}{TMP_SUFFIX}*")]
+            for temporary in leftovers:
                 shutil.rmtree(temporary, ignore_errors=True)
+            now = time.monotonic()
+            quiet_since = now if leftovers else quiet_since
+            if now - quiet_since >= settle_seconds or now >= deadline:
+                return
+            time.sleep(0.05)
 
     @contextlib.contextmanager
     def _saving(self, step: int):

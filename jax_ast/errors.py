@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
-class CheckpointError(ValueError):
-    """A checkpoint or weights file that cannot be read or does not match the run or the --arch (one message;
-    files untouched). A ValueError, so callers that report bad inputs catch it with the others."""
+class LoadError(ValueError):
+    """A weights or checkpoint file that cannot be used: unreadable, unsafe, or not matching the run or the
+    --arch (one message naming the file; files untouched). The CLIs exit 2 on it. A ValueError, so callers
+    that report bad inputs catch it with the others."""
+
+
+class CheckpointError(LoadError):
+    """A training checkpoint or a model file given to eval that cannot be loaded."""

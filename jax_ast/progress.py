@@ -1,8 +1,9 @@
 """One progress display for downloads, training and evaluation: a tqdm bar or periodic plain lines.
 
-A tqdm bar is drawn when tqdm is importable and the stream is a terminal (a bar redrawn ten times a second
-would flood a log file); otherwise a plain line, written by the caller's `line(done, total)`, is printed
-each `every_fraction` of the total, at most `every_seconds` apart, and once at the end.
+On a terminal this is a tqdm bar. Elsewhere (a log file, a pipe, CI) a plain line, written by the caller's
+`line(done, total)`, is printed each `every_fraction` of the total, at most `every_seconds` apart, and once
+at the end: tqdm redraws its bar in place with carriage returns, which a log file keeps as one ever-growing
+line (measured in docs/libraries.md).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 import time
 from collections.abc import Callable
 from typing import TextIO
+
+from tqdm import tqdm
 
 
 def is_terminal(stream: TextIO) -> bool:
@@ -32,7 +35,7 @@ class Progress:
       desc: tqdm's label.
       enabled: False prints nothing (e.g. on non-zero processes).
       file: output stream (default: sys.stderr at the time of each write).
-      use_tqdm: None: tqdm on a terminal; True: tqdm whenever importable; False: plain lines.
+      use_tqdm: None: tqdm on a terminal; True: tqdm always; False: plain lines.
       line: plain-line text of (done, total); default "[done/total]".
       every_fraction: plain line when this fraction of the total has passed since the last one (None: never).
       every_seconds: plain line when this many seconds have passed since the last one (None: never).
@@ -59,10 +62,6 @@ class Progress:
 
     def _make_bar(self, unit: str, desc: str | None, use_tqdm: bool | None, options: dict):
         if use_tqdm is False or (use_tqdm is None and not is_terminal(self._stream())):
-            return None
-        try:
-            from tqdm import tqdm  # noqa: PLC0415 - optional dependency
-        except ImportError:
             return None
         return tqdm(total=self.total, initial=self.done, unit=unit, desc=desc, file=self._stream(), **options)
 

@@ -34,7 +34,8 @@ from jax_ast.locking import LockedError, exclusive_lock
 from jax_ast.pretrained import WeightsError
 from jax_ast.pretrained.native import save_params
 from train import run
-from train.checkpointing import Checkpointer, CheckpointSaveError, checkpoint_steps
+from train.checkpointing import Checkpointer, CheckpointSaveError
+from train.run_folder import checkpoint_steps
 from train.loop import RESUMABLE_FIELDS, WorkdirError, check_workdir, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -363,6 +364,79 @@ def test_failed_save_stops_with_exit_3_and_keeps_the_previous_checkpoint(capsys,
     assert checkpointer.read(1)[0]["step"] == 1
     checkpointer.close()
     assert not (tmp_path / "params.npz").exists()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1"]  # no orbax temporary folder
+
+
+# The CLI in a subprocess whose checkpoint saves from `from_step` on hit a file-size limit (as a full disk):
+# the limit is set only after the previous save finished, so that one is complete. CPython ignores SIGXFSZ,
+# so the write fails with EFBIG instead of killing the process.
+_FSIZE_LIMITED_CLI = """
+import resource, sys
+from train import run
+from train.checkpointing import Checkpointer
+
+from_step, real_save = int(sys.argv[1]), Checkpointer.save
+
+def save_under_limit(self, step, state, meta):
+    if step >= from_step:
+        self.wait()
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    real_save(self, step, state, meta)
+
+Checkpointer.save = save_under_limit
+sys.exit(run.main(sys.argv[2:]))
+"""
+# Lines a successful run prints too: log records below WARNING, the progress line and the random-VGG warning
+# these tests ask for (logging's and warnings' copies).
+_ROUTINE = re.compile(r"^(\S+ \S+ (INFO|DEBUG) |INFO:|DEBUG:|step \d+/\d+ |.*RANDOMLY INITIALISED VGG|  _, params = )")
+
+
+def _failure_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.strip() and not _ROUTINE.match(line)]
+
+
+def test_failed_save_prints_one_message_leaves_no_temporary_folder_and_resumes_without_duplicate_metrics(tmp_path):
+    """Issue 21: orbax's background threads printed ~50 'Event loop is closed' tracebacks and absl ERROR
+    lines with the OCDBT path before the message; the failed step's temporary folder stayed; the resumed
+    run logged the steps after the last checkpoint a second time."""
+    workdir = tmp_path / "run"
+    args = [*BASE, "--batch-size", "2", "--workdir", str(workdir), "--iterations", "4", "--checkpoint-every", "1"]
+    result = subprocess.run([sys.executable, "-c", _FSIZE_LIMITED_CLI, "2", *args], cwd=REPO, env=_env(),
+                            capture_output=True, text=True, timeout=300)
+    _assert_message(result.returncode, result.stderr, 3, f"cannot save checkpoint step 2 in {workdir / 'checkpoints'}",
+                    "File too large", "checkpoint step 1 is intact")
+    failure = _failure_lines(result.stderr)
+    assert len(failure) <= 3 and all("checkpoint step 2" in line for line in failure), result.stderr[-3000:]
+    assert "Event loop is closed" not in result.stderr and "ocdbt" not in result.stderr.lower()
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["1"]  # no orbax temporary folder
+
+    resumed = _cli("--workdir", str(workdir), "--iterations", "4", "--checkpoint-every", "1")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    steps = [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 1, 2, 3, 4]
+
+
+def test_full_disk_stops_with_one_message_and_no_temporary_folder(tmp_path):
+    """The issue's case itself: the workdir on a 40 MiB tmpfs, where checkpoint 1 (26 MiB) fits and
+    checkpoint 2 does not. Needs root and a private mount namespace; skips elsewhere."""
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount -t tmpfs -o size=40m tmpfs '{workdir}'"],
+                           capture_output=True) if shutil.which("unshare") else None
+    if probe is None or probe.returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root and unshare)")
+    listing = tmp_path / "listing.txt"  # the tmpfs is gone with the namespace: list it from inside
+    script = f'mount -t tmpfs -o size=40m tmpfs "$0" && "$@"; code=$?; ls "$0/checkpoints" > "{listing}"; exit $code'
+    cmd = ["unshare", "-m", "sh", "-c", script, str(workdir), sys.executable, "-m", "train.run", *BASE,
+           "--batch-size", "2", "--workdir", str(workdir), "--iterations", "4", "--checkpoint-every", "1"]
+    result = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    line = _assert_message(result.returncode, result.stderr, 3, f"in {workdir / 'checkpoints'}",
+                           "No space left on device (errno 28)", "is intact")
+    step = line.split("cannot save checkpoint step ")[1].split()[0]
+    failure = _failure_lines(result.stderr)
+    assert len(failure) <= 3 and all(f"checkpoint step {step}" in f for f in failure), result.stderr[-3000:]
+    assert "Event loop is closed" not in result.stderr and "ocdbt" not in result.stderr.lower()
+    assert listing.read_text().split() == [str(int(step) - 1)]  # no orbax temporary folder
 
 
 def test_save_errors_are_reported_once_by_the_checkpointer(tmp_path, monkeypatch):

@@ -8,16 +8,24 @@ orbax's keep-last-N policy after a successful save.
 
 Failures: an unreadable checkpoint raises `CheckpointError`; a save that cannot be written (read-only
 folder, disk full, file-size limit) raises `CheckpointSaveError` at the save that failed or, for an
-asynchronous save, at the next save, `check()`, `wait()` or `close()`. Step folders are created
-synchronously, so a folder that cannot be created fails at once instead of leaving orbax's background
-threads waiting for a signal that never comes.
+asynchronous save, at the next save, `check()`, `wait()` or `close()`; the temporary folder of the
+failed step is removed. Step folders are created synchronously, so a folder that cannot be created fails
+at once instead of leaving orbax's background threads waiting for a signal that never comes.
+
+A failed save also makes orbax log it through absl (with the full OCDBT path) and makes its background
+threads report "Event loop is closed" once per pending write; `quiet_background_errors` turns both into
+debug records, since the `CheckpointSaveError` already says what failed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
+import shutil
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +35,9 @@ import orbax.checkpoint as ocp
 
 from jax_ast.errors import CheckpointError
 
+log = logging.getLogger(__name__)
+TMP_SUFFIX = ".orbax-checkpoint-tmp"  # orbax's temporary step folder: "<step>.orbax-checkpoint-tmp[...]"
+SETTLE_SECONDS = 0.5  # after a failed save, how long its temporary folder must stay gone at close()
 
 class CheckpointSaveError(RuntimeError):
     """A checkpoint could not be written; the checkpoints saved before it are intact."""
@@ -51,6 +62,7 @@ class Checkpointer:
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
         self._pending: int | None = None  # step of the asynchronous save that may still fail
+        self._failed: set[int] = set()  # steps whose temporary folders are removed once orbax lets go of them
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -122,6 +134,24 @@ class Checkpointer:
                 self._manager.close()
             except Exception:  # noqa: BLE001 - the failed save was already reported by wait()
                 pass
+            self._remove_failed(settle_seconds=SETTLE_SECONDS)
+
+    def _remove_failed(self, settle_seconds: float = 0.0) -> None:
+        """Delete the temporary folders of the saves that failed (never a complete checkpoint).
+
+        tensorstore's writes still in flight when orbax gives up re-create their folders as they fail, so
+        with `settle_seconds` the folders are removed until none has come back for that long (at most
+        20 times that long)."""
+        deadline, quiet_since = time.monotonic() + 20 * settle_seconds, time.monotonic()
+        while self._failed:
+            leftovers = [p for step in self._failed for p in self.directory.glob(f"{step}{TMP_SUFFIX}*")]
+            for temporary in leftovers:
+                shutil.rmtree(temporary, ignore_errors=True)
+            now = time.monotonic()
+            quiet_since = now if leftovers else quiet_since
+            if now - quiet_since >= settle_seconds or now >= deadline:
+                return
+            time.sleep(0.05)
 
     @contextlib.contextmanager
     def _saving(self, step: int):
@@ -130,10 +160,39 @@ class Checkpointer:
             yield
         except Exception as error:  # orbax raises OSError, ValueError or its own types from its threads
             self._pending = None
-            kept = [s for s in checkpoint_steps(self.directory) if s != step]
+            self._failed.add(step)
+            self._remove_failed()  # orbax's threads may still write there: close() removes it again
+            kept = [s for s in self._manager.all_steps() if s < step]  # orbax's listing, without this save
             left = f"checkpoint step {max(kept)} is intact" if kept else "no earlier checkpoint exists"
             raise CheckpointSaveError(f"cannot save checkpoint step {step} in {self.directory}: "
                                       f"{_reason(error)}; {left}") from error
+
+
+def quiet_background_errors() -> None:
+    """Process-wide, for the CLIs: orbax's absl log records and the "Event loop is closed" errors its
+    background threads raise after a failed save become debug records of this module (shown with
+    --verbose); the failure itself reaches the user as one `CheckpointSaveError`."""
+    logging.getLogger("absl").addFilter(_orbax_to_debug)  # once: addFilter ignores a filter already added
+    previous = sys.unraisablehook
+    if getattr(previous, "quiets_orbax", False):
+        return
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed":
+            log.debug("orbax background thread after a failed save: %s", unraisable.exc_value)
+        else:
+            previous(unraisable)
+
+    hook.quiets_orbax = True
+    sys.unraisablehook = hook
+
+
+def _orbax_to_debug(record: logging.LogRecord) -> bool:
+    if f"{os.sep}orbax{os.sep}" not in record.pathname:
+        return True
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("orbax: %s", record.getMessage())
+    return False
 
 
 def _reason(error: BaseException) -> str:
@@ -146,15 +205,6 @@ def _reason(error: BaseException) -> str:
     if code:
         return f"{os.strerror(int(code.group(1)))} (errno {code.group(1)})"
     return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
-
-
-def checkpoint_steps(directory: str | Path) -> list[int]:
-    """Steps of the complete checkpoints under `directory` ([] if none), read from the file system
-    without starting orbax: integer-named folders (orbax's temporary folders carry a suffix)."""
-    try:
-        return sorted(int(p.name) for p in Path(directory).iterdir() if p.name.isdigit() and p.is_dir())
-    except OSError:
-        return []
 
 
 def _check_shapes(like: Any, restored: Any, step: int, directory: Path) -> None:

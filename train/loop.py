@@ -11,12 +11,14 @@ Faults never leave a workdir half-changed:
   path, its writability and lock, the saved config.json, the data, the weights and the checkpoint to
   resume. config.json is (re)written only then.
 * One process at a time: the run holds an exclusive lock on `<workdir>/.lock` (`jax_ast.locking`).
+* The workdir's layout is `train.run_folder.RunFolder`'s; the path becomes one once, here.
 * SIGTERM/SIGINT finish the current step, save a checkpoint and raise `TrainingStopped`, in either
   stage of LinearTransfer's two-stage run; nothing is exported. A second signal stops at once.
 * The NaN guard checks the loss and the norms of the gradients, the update and the new parameters
   after every step, before any checkpoint of that step is written, so checkpoints only hold finite
   parameters; its `FloatingPointError` says which checkpoint is left.
 * A checkpoint that cannot be written raises `CheckpointSaveError`; the earlier ones are intact.
+* A resumed run first drops the metrics.jsonl rows past the restored checkpoint, which it logs again.
 """
 
 from __future__ import annotations
@@ -25,10 +27,8 @@ import contextlib
 import functools
 import json
 import logging
-import os
 import signal
 import time
-import uuid
 from pathlib import Path
 from typing import Iterator
 
@@ -36,29 +36,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jax_ast import files
 from jax_ast.configs import TrainConfig, parse_style_weight
-from jax_ast.locking import exclusive_lock
 from jax_ast.pretrained.native import save_params
 from jax_ast import parallel
-from train.checkpointing import CheckpointError, Checkpointer, CheckpointSaveError, checkpoint_steps
+from train.checkpointing import CheckpointError, Checkpointer, CheckpointSaveError
 from train.data_setup import make_stream
 from train.metrics import MetricsWriter, ProgressReporter, check_finite, sample_grid
 from train.factory import create_run
 from train.step import objective
+from train.run_folder import EXPORT_NAME, RunFolder, WorkdirError, checkpoint_steps
 from train.weights import FAST_COMPILE
 
 log = logging.getLogger(__name__)
-EXPORT_NAME = "params.npz"  # final params (all parts) in the native format, for eval and later stages
-LOCK_NAME = ".lock"
 PREFETCH_BATCHES = 2  # batches on the devices ahead of the step: double buffering
 # The only fields a resumed run may change: how long it runs and its bookkeeping. Every other field
 # (arch, loss, encoder, weights, data, seed, learning rate, ...) defines the trajectory that resume continues.
 RESUMABLE_FIELDS = ("iterations", "log_every", "checkpoint_every", "keep_checkpoints", "sample_every", "distributed")
-
-
-class WorkdirError(ValueError):
-    """The workdir cannot be used (unwritable, or holds a run with another configuration)."""
 
 
 class UsageError(ValueError):
@@ -73,59 +66,22 @@ class TrainingStopped(Exception):
         self.step, self.total, self.signum = step, total, signum
 
 
-def _printable(path: Path | str) -> str:
-    """`path` as text that any stream can print: undecodable bytes of the file name as \\xNN."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def _workdir_path(workdir: str | Path) -> Path:
-    path = Path(workdir).absolute()
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:
-        raise WorkdirError(f"workdir {_printable(path)} is not valid UTF-8, which checkpoints (orbax/tensorstore) "
-                           "need; use another --workdir. Nothing was written.") from None
-    return path
-
-
-def _check_writable(path: Path, what: str) -> None:
-    """Create `path` and write a probe file there: a real write, which also catches read-only mounts,
-    full disks and root on a read-only file system, where permission bits say nothing."""
-    probe = path / f".write-test-{uuid.uuid4().hex}"
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            probe.unlink(missing_ok=True)
-        raise WorkdirError(f"{what} {path} is not writable: {error.strerror or error}") from None
-
-
-def check_workdir(cfg: TrainConfig, path: Path) -> None:
-    """Refuse a workdir that is unwritable or holds another run; writes nothing but probe files.
+def check_workdir(cfg: TrainConfig, folder: RunFolder | str | Path) -> None:
+    """Refuse a run folder that is unwritable or holds another run; writes nothing but probe files.
 
     A run is identified by every field except `RESUMABLE_FIELDS`. A workdir with checkpoints but no
     config.json cannot be checked and is refused too.
     """
-    _check_writable(path, "workdir")
-    if (path / "checkpoints").exists():
-        _check_writable(path / "checkpoints", "checkpoint folder")
-    saved = path / "config.json"
-    if not saved.exists():
-        steps = checkpoint_steps(path / "checkpoints")
+    folder = folder if isinstance(folder, RunFolder) else RunFolder.at(folder)
+    folder.check_writable()
+    previous = folder.read_config()
+    if previous is None:
+        steps = folder.checkpoint_steps()
         if steps:
-            raise WorkdirError(f"workdir {path} holds checkpoints (last step {steps[-1]}) but no config.json, so "
+            raise WorkdirError(f"workdir {folder} holds checkpoints (last step {steps[-1]}) but no config.json, so "
                                "they cannot be checked against this configuration; use another --workdir. "
                                "Nothing was changed or deleted.")
         return
-    try:
-        previous = json.loads(saved.read_text(encoding="utf-8"))
-        if not isinstance(previous, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, ValueError) as error:
-        raise WorkdirError(f"{saved} is unreadable ({error}), so the run in workdir {path} cannot be checked; "
-                           "use another --workdir. Nothing was changed or deleted.") from None
     defaults = TrainConfig.from_flat(arch=cfg.model.arch).to_flat()  # keys an older config.json lacks
     saved_values = {k: previous.get(k, default) for k, default in defaults.items()}
     with contextlib.suppress(ValueError):  # a saved style weight as text ("0.02") is the number 0.02
@@ -133,17 +89,9 @@ def check_workdir(cfg: TrainConfig, path: Path) -> None:
     changed = [f"--{k.replace('_', '-')} {saved_values[k]!r} -> {v!r}"
                for k, v in cfg.to_flat().items() if k not in RESUMABLE_FIELDS and saved_values[k] != v]
     if changed:
-        raise WorkdirError(f"workdir {path} holds a run with another configuration ({'; '.join(changed)}); "
+        raise WorkdirError(f"workdir {folder} holds a run with another configuration ({'; '.join(changed)}); "
                            "rerun with the original values to resume, or use a new --workdir. Nothing was "
                            "changed or deleted.")
-
-
-def _write_config(path: Path, cfg: TrainConfig) -> None:
-    """(Re)write config.json atomically, only if it changed (e.g. a resumed run with more iterations)."""
-    saved, text = path / "config.json", cfg.to_json()
-    if saved.exists() and saved.read_text(encoding="utf-8") == text:
-        return
-    files.write_text(saved, text)
 
 
 def _check_devices(cfg: TrainConfig) -> None:
@@ -217,30 +165,29 @@ class _StopRequested:
             signal.signal(sig, handler)
 
 
-def _stopped(stop: _StopRequested, step: int, total: int, workdir: Path, what: str) -> TrainingStopped:
-    if step in checkpoint_steps(workdir / "checkpoints"):
-        where = f"its checkpoint is saved in {workdir / 'checkpoints'}"
+def _stopped(stop: _StopRequested, step: int, total: int, folder: RunFolder, what: str) -> TrainingStopped:
+    if step in folder.checkpoint_steps():
+        where = f"its checkpoint is saved in {folder.checkpoints}"
     elif step == 0:
         where = "before its first step, nothing to save"
     else:
-        where = f"no checkpoint of it exists in {workdir / 'checkpoints'}"
+        where = f"no checkpoint of it exists in {folder.checkpoints}"
     return TrainingStopped(f"{signal.Signals(stop.signum).name} received: {what} stopped at step {step} of {total} "
                            f"({where}); no {EXPORT_NAME} was exported; rerun the same command to resume",
                            step=step, total=total, signum=stop.signum)
 
 
-def _stages(cfg: TrainConfig, workdir: Path) -> list[tuple[TrainConfig, Path, str]]:
-    """[(config, workdir, name)] of the stages of this run: one, or LinearTransfer's decoder
+def _stages(cfg: TrainConfig, folder: RunFolder) -> list[tuple[TrainConfig, RunFolder, str]]:
+    """[(config, run folder, name)] of the stages of this run: one, or LinearTransfer's decoder
     pre-training followed by its transfer training."""
     if cfg.plugin.pretrains_decoder and cfg.model.stage == "transfer" and not cfg.weights.pretrained:
-        decoder_dir = workdir / "decoder_stage"
+        decoder = folder.stage()
         decoder_cfg = cfg.replace(stage="decoder", loss="native", style_weight=0.0,
                                   iterations=cfg.options.decoder_iterations,
                                   learning_rate=cfg.options.decoder_learning_rate or cfg.optim.learning_rate)
-        return [(decoder_cfg, decoder_dir, "the decoder pre-training (stage 1 of 2)"),
-                (cfg.replace(pretrained=str(decoder_dir / EXPORT_NAME)), workdir,
-                 "the transfer training (stage 2 of 2)")]
-    return [(cfg, workdir, "training")]
+        return [(decoder_cfg, decoder, "the decoder pre-training (stage 1 of 2)"),
+                (cfg.replace(pretrained=str(decoder.export)), folder, "the transfer training (stage 2 of 2)")]
+    return [(cfg, folder, "training")]
 
 
 def train(cfg: TrainConfig, workdir: str | Path) -> dict[str, float]:
@@ -257,35 +204,28 @@ def train(cfg: TrainConfig, workdir: str | Path) -> dict[str, float]:
       TrainingStopped: SIGTERM/SIGINT. CheckpointSaveError, OSError: writing failed.
     """
     _check_devices(cfg)
-    workdir = _workdir_path(workdir)
-    stages = _stages(cfg, workdir)
-    _check_writable(workdir, "workdir")
+    folder = RunFolder.at(workdir)
+    stages = _stages(cfg, folder)
+    folder.check_writable()
     # Only process 0 writes the workdir's own files; the others would find the lock taken.
-    lock = (exclusive_lock(workdir / LOCK_NAME, what=f"workdir {workdir}") if jax.process_index() == 0
-            else contextlib.nullcontext())
+    lock = folder.lock() if jax.process_index() == 0 else contextlib.nullcontext()
     metrics: dict[str, float] = {}
     with lock, _StopRequested() as stop:
-        for stage_cfg, stage_dir, _ in stages:
-            check_workdir(stage_cfg, stage_dir)
-        for stage_cfg, stage_dir, what in stages:
+        for stage_cfg, stage_folder, _ in stages:
+            check_workdir(stage_cfg, stage_folder)
+        for stage_cfg, stage_folder, what in stages:
             if stop.requested:  # the signal came after the previous stage's last step
-                step = max(checkpoint_steps(stage_dir / "checkpoints"), default=0)
-                raise _stopped(stop, step, stage_cfg.optim.iterations, stage_dir, what)
-            if stage_cfg.model.stage == "decoder" and _complete(stage_cfg, stage_dir):
-                log.info("decoder pre-training already complete in %s", stage_dir)
+                step = max(stage_folder.checkpoint_steps(), default=0)
+                raise _stopped(stop, step, stage_cfg.optim.iterations, stage_folder, what)
+            if stage_cfg.model.stage == "decoder" and stage_folder.is_complete(stage_cfg.optim.iterations):
+                log.info("decoder pre-training already complete in %s", stage_folder)
                 continue
             if stage_cfg.model.stage == "decoder":
                 log.warning("no --pretrained decoder for %s: pre-training one as an auto-encoder first "
                             "(%d steps, --decoder-iterations) in %s", cfg.plugin.display_name,
-                            stage_cfg.optim.iterations, stage_dir)
-            metrics = _train_stage(stage_cfg, stage_dir, stop, what)
+                            stage_cfg.optim.iterations, stage_folder)
+            metrics = _train_stage(stage_cfg, stage_folder, stop, what)
     return metrics
-
-
-def _complete(cfg: TrainConfig, workdir: Path) -> bool:
-    """The stage in `workdir` ran all its steps and exported its params (only finished runs export)."""
-    last = max(checkpoint_steps(workdir / "checkpoints"), default=0)
-    return (workdir / EXPORT_NAME).exists() and last >= cfg.optim.iterations
 
 
 def _last_checkpoint_note(checkpointer: Checkpointer) -> str:
@@ -300,14 +240,14 @@ def _last_checkpoint_note(checkpointer: Checkpointer) -> str:
     return f"no checkpoint exists in {checkpointer.directory}, so there is nothing to resume from"
 
 
-def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: str) -> dict[str, float]:
+def _train_stage(cfg: TrainConfig, folder: RunFolder, stop: _StopRequested, what: str) -> dict[str, float]:
     is_main = jax.process_index() == 0
     stream = make_stream(cfg)
     run = create_run(cfg)
     state, constants, spec = run.state, run.constants, run.spec
     trainable, batch_stats = run.state.params, run.state.batch_stats
 
-    checkpointer = Checkpointer(workdir / "checkpoints", keep=cfg.run.keep_checkpoints)
+    checkpointer = Checkpointer(folder.checkpoints, keep=cfg.run.keep_checkpoints)
     writer = progress = None
     try:
         style_weight = None if cfg.objective.auto_style_weight else float(cfg.objective.style_weight)
@@ -329,13 +269,13 @@ def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: st
             log.info("style weight (beta) calibrated on %d batches: %.6g", cfg.objective.auto_style_batches, style_weight)
         constants["style_weight"] = jnp.float32(style_weight)
         if is_main:  # everything is valid: from here on the workdir is written
-            _write_config(workdir, cfg)
+            folder.start(cfg.to_json(), first_step=0 if start_step is None else start_step + 1)
 
         step_fn = run.step_fn
         sample_fn = parallel.pmap(functools.partial(_stylize_for_sample, spec=spec))
         replicated_state, replicated_constants = parallel.replicate(state), parallel.replicate(constants)
         step = int(state.step)
-        writer = MetricsWriter(workdir, enabled=is_main)
+        writer = MetricsWriter(folder.root, enabled=is_main)
         progress = ProgressReporter(cfg.optim.iterations, initial_step=step, images_per_step=cfg.data.batch_size,
                                     enabled=is_main)
         if is_main and step == 0:
@@ -344,11 +284,6 @@ def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: st
         # The data position saved with a checkpoint is the one after the last batch trained on, not the
         # stream's own, which runs ahead by the batches prefetched to the devices.
         data_state = stream.state()
-
-        def save(step: int) -> None:
-            checkpointer.save(step, parallel.unreplicate(replicated_state),
-                              {"data": data_state, "style_weight": style_weight,
-                               "config": json.loads(cfg.to_json())})
 
         metrics: dict[str, float] = {}
         window: list[tuple[int, dict]] = []  # (step, device metrics) not yet fetched to the host
@@ -372,7 +307,6 @@ def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: st
                 replicated_state, device_metrics = step_fn(replicated_state, device_batch, replicated_constants)
                 parallel.sync_on_cpu(replicated_state)
                 window.append((step, device_metrics))
-                checkpointer.check()  # a failed asynchronous save stops the run now, not at the next save
             save_now = save_now or stop.requested  # a signal during the step
             if log_now or save_now or sample_now:
                 # The host waits for the device only here. The NaN guard checks every step of the window
@@ -388,25 +322,27 @@ def _train_stage(cfg: TrainConfig, workdir: Path, stop: _StopRequested, what: st
             if sample_now:
                 writer.write_images(step, {"content_style_output": _sample(sample_fn, replicated_state,
                                                                           replicated_constants, batch)})
+            checkpointer.check()  # a failed asynchronous save stops the run now, not at the next save
             if save_now:
-                save(step)
+                checkpointer.save(step, parallel.unreplicate(replicated_state),
+                                  {"data": data_state, "style_weight": style_weight, "config": json.loads(cfg.to_json())})
         checkpointer.wait()
     except FloatingPointError as error:
         raise FloatingPointError(f"{error}; {_last_checkpoint_note(checkpointer)}") from None
     finally:
+        with contextlib.suppress(Exception):  # a failed save was raised by wait() above
+            checkpointer.close()
         for closable in (progress, writer):
             if closable is not None:
                 closable.close()
-        with contextlib.suppress(Exception):  # a failed save was raised by wait() above
-            checkpointer.close()
     if step < cfg.optim.iterations:
-        raise _stopped(stop, step, cfg.optim.iterations, workdir, what)
+        raise _stopped(stop, step, cfg.optim.iterations, folder, what)
     if is_main:
-        _export(cfg, workdir, run.frozen, replicated_state)
+        _export(cfg, folder.export, run.frozen, replicated_state)
     return metrics
 
 
-def _export(cfg: TrainConfig, workdir: Path, frozen: dict, replicated_state) -> None:
+def _export(cfg: TrainConfig, path: Path, frozen: dict, replicated_state) -> None:
     """All parameters of the finished run as `<workdir>/params.npz` (written atomically)."""
     final = parallel.unreplicate(replicated_state)
     variables = {"params": {**frozen, **final.params}}
@@ -414,7 +350,7 @@ def _export(cfg: TrainConfig, workdir: Path, frozen: dict, replicated_state) -> 
         variables["batch_stats"] = final.batch_stats
     meta = {"arch": cfg.model.arch, "stage": cfg.model.stage, "loss": cfg.objective.loss, "step": step_of(replicated_state),
             **cfg.model_kwargs()}
-    save_params(workdir / EXPORT_NAME, variables, meta=meta)
+    save_params(path, variables, meta=meta)
 
 
 def _with_position(stream) -> Iterator[tuple[dict, dict]]:

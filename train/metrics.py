@@ -2,7 +2,7 @@
 
 `MetricsWriter` appends one JSON object per logging step to `<workdir>/metrics.jsonl` (the primary record,
 readable with any JSON tool) and mirrors the scalars and sample images into a TensorBoard event file under
-`<workdir>/tb/` (written by `train.tensorboard`, without TensorFlow). Only process 0 should write: the other
+`<workdir>/tb/` (encoded by `train.tensorboard`, without TensorFlow). Only process 0 should write: the other
 processes construct it with `enabled=False`, which turns every method into a no-op.
 """
 
@@ -16,14 +16,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import BinaryIO, TextIO
 
 import numpy as np
 from PIL import Image
 
 from jax_ast import files
 from jax_ast.progress import Progress
-from train.tensorboard import EventFileWriter
+from train import tensorboard as tb
+from train.run_folder import METRICS_NAME, SAMPLES_NAME, TENSORBOARD_NAME
 
 _RESERVED_KEYS = ("step", "time")
 
@@ -73,7 +74,8 @@ class MetricsWriter:
     """Process-0-only metric sink: JSONL + TensorBoard event file in `workdir`.
 
     Files: `workdir/metrics.jsonl` (appended, so a resumed run continues it), `workdir/tb/events.out.tfevents.*`
-    (one new file per writer), `workdir/samples/<name>_<step:08d>.png`.
+    (one new file per writer; TensorBoard merges a folder's files; every record is flushed so it shows
+    live), `workdir/samples/<name>_<step:08d>.png`.
 
     Args:
       workdir: run folder; created on construction when enabled.
@@ -88,10 +90,16 @@ class MetricsWriter:
         self._events = None
         if enabled:
             self.workdir.mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(self.workdir / "metrics.jsonl", "a", encoding="utf-8")
+            self._jsonl = open(self.workdir / METRICS_NAME, "a", encoding="utf-8")
             if tensorboard:
-                self._events = EventFileWriter(self.workdir / "tb")
+                self._events = _new_event_file(self.workdir / TENSORBOARD_NAME)
+                self._write_event(tb.event(wall_time=time.time(), step=0, file_version=tb.FILE_VERSION))
         self._closed = False
+
+    def _write_event(self, payload: bytes) -> None:
+        if self._events is not None:
+            self._events.write(tb.tfrecord(payload))
+            self._events.flush()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -115,8 +123,9 @@ class MetricsWriter:
         record.update({key: value if math.isfinite(value) else None for key, value in values.items()})
         self._jsonl.write(json.dumps(record, allow_nan=False) + "\n")
         self._jsonl.flush()
-        if self._events is not None:
-            self._events.add_scalars(int(step), values, wall_time=now)
+        if values:
+            self._write_event(tb.event(wall_time=now, step=int(step),
+                                       summary_values=[tb.scalar_value(key, value) for key, value in values.items()]))
 
     def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
         """Save each uint8 (or float in [0, 1]) [H, W, 3] image as PNG and as a TensorBoard image summary.
@@ -127,16 +136,16 @@ class MetricsWriter:
         self._check_open()
         if not self.enabled:
             return
-        samples_dir = self.workdir / "samples"
+        samples_dir = self.workdir / SAMPLES_NAME
         samples_dir.mkdir(exist_ok=True)
         for name, image in images.items():
             pixels = _to_uint8(f"image {name!r}", image)
             _check_rgb(f"image {name!r}", pixels, batched=False)
             png = _encode_png(np.ascontiguousarray(pixels))
+            height, width = pixels.shape[:2]
+            self._write_event(tb.event(wall_time=time.time(), step=int(step),
+                                       summary_values=[tb.image_value(name, png, height=height, width=width)]))
             files.write_bytes(samples_dir / f"{_file_stem(name)}_{int(step):08d}.png", png)
-            if self._events is not None:
-                height, width = pixels.shape[:2]
-                self._events.add_image(int(step), name, png, height=height, width=width)
 
     def close(self) -> None:
         """Close the files (idempotent); later writes raise ValueError."""
@@ -153,6 +162,18 @@ class MetricsWriter:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _new_event_file(folder: Path) -> BinaryIO:
+    """A new `events.out.tfevents.<unix time>.<host>[.N]` file in `folder` (created if missing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for attempt in range(1000):
+        try:
+            return open(folder / tb.event_file_name(now, attempt), "xb")
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a new event file named {tb.event_file_name(now)}[.N] in {folder}")
 
 
 def sample_grid(content: np.ndarray, style: np.ndarray, stylized: np.ndarray, *, max_rows: int = 4) -> np.ndarray:
@@ -222,7 +243,7 @@ def _format_scalars(scalars: Mapping[str, float]) -> str:
 
 
 class ProgressReporter:
-    """Progress bar (tqdm if importable, else periodic plain lines) with img/s, ETA and the loss terms.
+    """Progress bar (tqdm on a terminal, else periodic plain lines) with img/s, ETA and the loss terms.
 
     Throughput is measured over the last `window` updates. The time before the first update (compilation)
     counts only until a second update exists, so it does not inflate the ETA for long.
@@ -235,9 +256,8 @@ class ProgressReporter:
       file: output stream (default: sys.stderr at the time of each write).
       print_every_seconds: plain-line mode prints at most this often (and always at the last step).
       window: number of recent updates the throughput is averaged over.
-      use_tqdm: None (default): a tqdm bar when tqdm is importable and the stream is a terminal, plain lines
-        otherwise (a bar redrawn 10 times a second would flood a log file); True: tqdm whenever importable;
-        False: always plain lines.
+      use_tqdm: None (default): a tqdm bar when the stream is a terminal, plain lines otherwise (a bar
+        redrawn 10 times a second would flood a log file); True: always tqdm; False: always plain lines.
       clock: monotonic time source (injectable for tests).
 
     Attributes:

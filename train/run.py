@@ -14,7 +14,8 @@ Exit status (every failure prints one line, `python -m train.run: error|stopped:
        checkpoint saved over other data, --distributed without its environment. Found before the
        workdir is written (except data that turns bad mid-run).
   3    I/O failure while training (disk full, file-size limit, read-only files): the checkpoints
-       saved before it are intact.
+       saved before it are intact, the failed one leaves no temporary folder, and a rerun resumes from
+       the last one (orbax's own records of the failure: --verbose).
   128+N  stopped by signal N (143 for SIGTERM, 130 for SIGINT): the current step finished and was
        checkpointed, nothing was exported; rerun the same command to resume. A second signal stops
        at once (130), keeping the checkpoints already complete.
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.verbose:  # orbax logs every save step by step at INFO through absl
         logging.getLogger("absl").setLevel(logging.WARNING)
-        # ... and its failures with full tracebacks before raising them to us: one line each is enough.
+        # ... and other absl users (tfds) their warnings with tracebacks: one line each is enough.
         logging.getLogger("absl").addFilter(_drop_traceback)
     try:
         cfg = config_from_args(args)
@@ -179,15 +180,16 @@ def _run(parser: argparse.ArgumentParser, cfg: TrainConfig, workdir: str, *, use
 
     from jax_ast.data import DataError  # noqa: PLC0415
     from jax_ast.locking import LockedError  # noqa: PLC0415
-    from jax_ast.pretrained import WeightsError  # noqa: PLC0415
-    from train.checkpointing import CheckpointError, CheckpointSaveError  # noqa: PLC0415
+    from jax_ast.errors import LoadError  # noqa: PLC0415 - WeightsError and CheckpointError
+    from train.checkpointing import CheckpointSaveError, quiet_background_errors  # noqa: PLC0415
     from train.loop import TrainingStopped, UsageError, WorkdirError, train  # noqa: PLC0415
 
+    quiet_background_errors()  # a failed save is reported once, by the CheckpointSaveError below
     logging.info("devices: %d local, %d global, %d processes (%s)", jax.local_device_count(), jax.device_count(),
                  jax.process_count(), jax.devices()[0].platform)
     try:
         metrics = train(cfg, workdir)
-    except (UsageError, WorkdirError, LockedError, DataError, WeightsError, CheckpointError, FileNotFoundError,
+    except (UsageError, WorkdirError, LockedError, DataError, LoadError, FileNotFoundError,
             NotADirectoryError) as error:
         parser.exit(EXIT_USAGE, f"{parser.prog}: error: {_one_line(str(error))}\n")  # no usage dump
     except FloatingPointError as error:

@@ -1,7 +1,11 @@
-"""Dependency-free TensorBoard event-file writer: TFRecord framing plus hand-encoded Event protos.
+"""The TensorBoard event-file format, dependency-free: TFRecord framing plus hand-encoded Event protos.
 
-TensorFlow and tensorboardX are not dependencies of jax-ast, so this module writes the two summary kinds the
-training loop needs (scalars and PNG images) itself, in the format TensorBoard reads:
+Pure functions from values to bytes; `train.metrics.MetricsWriter` writes them to the run's event file.
+
+TensorFlow is not a dependency of jax-ast, and tensorboardX was measured against this module and not taken
+(docs/libraries.md: it imports torch when torch is installed, +3.9 s and +179 MiB at every training start,
+and flushes from a thread every 120 s), so this module encodes the two summary kinds the training loop needs
+(scalars and PNG images) itself, in the format TensorBoard reads:
 
 * TFRecord framing, little-endian: uint64 payload length, masked CRC-32C of those 8 bytes, the payload,
   masked CRC-32C of the payload. CRC-32C (Castagnoli) is computed in pure Python from a 256-entry table,
@@ -15,12 +19,8 @@ training loop needs (scalars and PNG images) itself, in the format TensorBoard r
 from __future__ import annotations
 
 import math
-import os
 import socket
 import struct
-import time
-from collections.abc import Mapping
-from pathlib import Path
 
 FILE_VERSION = "brain.Event:2"
 COLORSPACE_RGB = 3  # Summary.Image.colorspace: 1 grayscale, 2 grayscale+alpha, 3 RGB, 4 RGBA.
@@ -123,6 +123,12 @@ def image_value(tag: str, encoded_png: bytes, *, height: int, width: int) -> byt
     return _bytes_field(_VALUE_TAG, tag.encode("utf-8")) + _bytes_field(_VALUE_IMAGE, image)
 
 
+def event_file_name(wall_time: float, attempt: int = 0) -> str:
+    """`events.out.tfevents.<unix time>.<host>[.N]`: TensorBoard reads every file so named in a folder."""
+    base = f"events.out.tfevents.{int(wall_time):010d}.{socket.gethostname()}"
+    return base if attempt == 0 else f"{base}.{attempt}"
+
+
 def event(*, wall_time: float, step: int, file_version: str | None = None,
           summary_values: list[bytes] | None = None) -> bytes:
     """Encoded `Event` with an optional file_version string and Summary made of encoded `Summary.Value`s."""
@@ -133,55 +139,3 @@ def event(*, wall_time: float, step: int, file_version: str | None = None,
         summary = b"".join(_bytes_field(_SUMMARY_VALUE, value) for value in summary_values)
         out += _bytes_field(_EVENT_SUMMARY, summary)
     return out
-
-
-def _open_new_event_file(logdir: Path) -> tuple[Path, object]:
-    """Create `events.out.tfevents.<unix time>.<host>` (with a `.N` suffix if that name is taken)."""
-    base = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}"
-    for attempt in range(1000):
-        path = logdir / (base if attempt == 0 else f"{base}.{attempt}")
-        try:
-            return path, open(path, "xb")
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a new event file named {base}[.N] in {logdir}")
-
-
-class EventFileWriter:
-    """Append-only TensorBoard event file in `logdir`; every write is flushed so TensorBoard sees it live.
-
-    Args:
-      logdir: folder for the event file; created if missing. A new file is started per writer (resumed runs
-        add a file next to the old ones; TensorBoard merges all files of a folder).
-    """
-
-    def __init__(self, logdir: str | os.PathLike):
-        self.logdir = Path(logdir)
-        self.logdir.mkdir(parents=True, exist_ok=True)
-        self.path, self._file = _open_new_event_file(self.logdir)
-        self._write(event(wall_time=time.time(), step=0, file_version=FILE_VERSION))
-
-    def _write(self, payload: bytes) -> None:
-        if self._file is None:
-            raise ValueError(f"event file {self.path} is closed")
-        self._file.write(tfrecord(payload))
-        self._file.flush()
-
-    def add_scalars(self, step: int, scalars: Mapping[str, float], *, wall_time: float | None = None) -> None:
-        """One Event at `step` holding a simple_value per (tag, value); nothing is written for an empty map."""
-        if scalars:
-            values = [scalar_value(tag, value) for tag, value in scalars.items()]
-            self._write(event(wall_time=time.time() if wall_time is None else wall_time, step=step,
-                              summary_values=values))
-
-    def add_image(self, step: int, tag: str, encoded_png: bytes, *, height: int, width: int,
-                  wall_time: float | None = None) -> None:
-        """One Event at `step` holding an RGB PNG image summary under `tag`."""
-        value = image_value(tag, encoded_png, height=height, width=width)
-        self._write(event(wall_time=time.time() if wall_time is None else wall_time, step=step,
-                          summary_values=[value]))
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None

@@ -25,6 +25,8 @@ from typing import Any, Iterable, Mapping
 import jax
 import numpy as np
 
+from jax_ast.errors import LoadError
+
 Table = dict[tuple[str, ...], tuple[str, str]]
 
 KINDS = ("conv", "linear", "vector", "hwio")
@@ -38,7 +40,7 @@ READ_EXPANSION = 4
 MIN_READ_BUDGET = 64 << 20
 
 
-class WeightsError(ValueError):
+class WeightsError(LoadError):
     """A weights file cannot be used: unreadable, unsafe, or not matching the model."""
 
 

@@ -41,9 +41,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from eval import pairs  # noqa: E402
-from eval import run as eval_run  # noqa: E402
-from eval.config import parse_config  # noqa: E402
+from eval.inference import baselines  # noqa: E402
+from eval.score import pairs  # noqa: E402
+from eval.score import run as eval_run  # noqa: E402
+from eval.score.config import parse_config  # noqa: E402
 from jax_ast.data import FolderSource, bundled_dir  # noqa: E402
 
 RTOL = 1e-6
@@ -71,7 +72,7 @@ def worst_relative(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> tu
 def time_stages(scorer, stylizer, chunk, store, rounds: int) -> int:
     """Prints the seconds of each stage of both paths on one chunk, apart (medians over `rounds` runs)."""
     contents, styles = (x.astype(np.float32) / 255.0 for x in (chunk.contents, chunk.styles))
-    rows = eval_run.target_rows(store, chunk, contents, styles, codes=not isinstance(stylizer, pairs.BaselineStylizer))
+    rows = eval_run.target_rows(store, chunk, contents, styles, codes=not isinstance(stylizer, baselines.BaselineStylizer))
     outputs = np.clip(stylizer.stylize(contents, styles), 0.0, 1.0)
     stages = {"score: loss network on content, style, output": lambda: scorer.score(contents, styles, outputs),
               "score: loss network on output, cached targets": lambda: scorer.score(contents, styles, outputs,
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
     flags = ["--arch", args.arch, "--pairs", str(args.pairs), "--out", str(out), "--content-dir",
              str(bundled_dir("content")), "--style-dir", str(bundled_dir("style")), "--size", str(args.size),
              "--batch-size", str(args.batch_size), "--target-cache-mb", str(args.target_cache_mb)]
-    if args.arch not in pairs.BASELINES:
+    if args.arch not in baselines.BASELINES:
         flags += ["--checkpoint", args.checkpoint]
     if args.loss_vgg_weights:
         flags += ["--loss-vgg-weights", args.loss_vgg_weights]
@@ -149,7 +150,7 @@ def main(argv=None) -> int:
     n_styles = len({s for chunk in chunks for s in chunk.style_indices})
     print(f"jax {jax.__version__}, {jax.local_device_count()} {jax.default_backend()} device(s), "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS')!r}")
-    print(f"{args.arch} ({args.checkpoint if args.arch not in pairs.BASELINES else 'baseline'} weights), loss "
+    print(f"{args.arch} ({args.checkpoint if args.arch not in baselines.BASELINES else 'baseline'} weights), loss "
           f"network {cfg.loss_network} ({cfg.loss_vgg_weights or 'installed ImageNet VGG-16'}), {args.pairs} pairs "
           f"of {n_contents} contents x {n_styles} styles at {args.size}x{args.size}, batch {stylizer_step}",
           flush=True)

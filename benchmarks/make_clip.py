@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.video import VideoWriter
+from eval.stylize.video import VideoWriter
 from jax_ast import imageio
 from jax_ast.data import bundled_dir
 

@@ -33,14 +33,14 @@ def _child(arch: str, side: int, tile: int, overlap: int) -> None:
     import numpy as np
 
     from benchmarks.inputs import variables_for
-    from eval import stylize
-    from eval.batching import Stylizer
-    from eval.tiling import TileConfig, TiledStylizer
+    from eval.inference import loading
+    from eval.inference.batching import Stylizer
+    from eval.inference.tiling import TileConfig, TiledStylizer
     from jax_ast import imageio
     from jax_ast.data import bundled_dir
 
     model, variables = variables_for(arch)
-    model = stylize._with_attention_chunk(model, None)  # SANet: the CLI's default attention chunk
+    model = loading.with_attention_chunk(model, None)  # SANet: the CLI's default attention chunk
     content_path = imageio.list_images(bundled_dir("content"))[0]
     content = imageio.load_image(content_path, size=(round(side * ASPECT), side), mode="exact")
     style = imageio.load_image(imageio.list_images(bundled_dir("style"))[0], size=512)

@@ -14,9 +14,9 @@ import sys
 
 import numpy as np
 
-from eval import stylize
-from eval.batching import Stylizer
-from eval.tiling import TileConfig, TiledStylizer
+from eval.inference import loading
+from eval.inference.batching import Stylizer
+from eval.inference.tiling import TileConfig, TiledStylizer
 from jax_ast import imageio
 from jax_ast.archs import ARCHS
 from jax_ast.data import bundled_dir
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.inputs import variables_for
         model, variables = variables_for(args.arch)
     else:
-        model, variables = stylize.load_model(args.arch, args.checkpoint)
+        model, variables = loading.load_model(args.arch, args.checkpoint)
     content = imageio.load_image(bundled_dir("content") / "golden_gate_bridge_fog.jpg", size=(args.size, args.size),
                                  mode="exact")
     style = imageio.load_image(bundled_dir("style") / "van_gogh_starry_night.jpg", size=min(args.size, 256))

@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from eval import artist_classifier, artist_data, compare, deception
-from eval import run as eval_run
+from eval.deception import classifier as artist_classifier
+from eval.deception import data as artist_data
+from eval.deception import rate as deception
+from eval.score import compare
+from eval.score import run as eval_run
 from jax_ast.data import DataError, bundled_dir
 from jax_ast.models.artist import ArtistClassifier, merge_params, split_backbone
 from jax_ast.pretrained.compvis import WeightsError, load_compvis, read_class_list

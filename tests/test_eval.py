@@ -15,8 +15,10 @@ import pytest
 from PIL import Image
 
 import jax_ast.losses as L
-from eval import analysis, compare, extremes, pair_metrics, pairs, records, report
-from eval import run as eval_run
+from eval.common import records
+from eval.score import analysis, compare, extremes, pairs, report
+from eval.score import metrics as pair_metrics
+from eval.score import run as eval_run
 from jax_ast.data import FolderSource, bundled_dir
 from jax_ast.pretrained import load_vgg
 
@@ -184,7 +186,7 @@ def test_adain_with_random_weights_matches_the_model_applied_directly(tmp_path):
     assert len(rows) == 5 and all(float(r["psnr"]) < pair_metrics.PSNR_CAP_DB for r in rows)
     fused = next(v for k, v in eval_run._CACHE.items() if k[0] == "fused_targets")  # --target-cache-mb on by default
     assert fused.trace_count == 1  # stylised and scored in one program, compiled once
-    from eval.stylize import load_model
+    from eval.inference.loading import load_model
     model, variables = load_model("adain", "random", seed=0)
     contents, styles = _images(rows[:2])
     outputs = np.clip(np.asarray(model.apply(variables, contents, styles)[0]), 0.0, 1.0)

@@ -19,8 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval import compare, guards, records, report, stylize
-from eval import run as eval_run
+from eval.common import guards, records
+from eval.inference import loading
+from eval.score import compare, report
+from eval.score import run as eval_run
+from eval.stylize import cli as stylize
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:load_vgg.*RANDOMLY INITIALISED:UserWarning")
@@ -47,7 +50,7 @@ def folders(tmp_path_factory):
 @pytest.fixture(scope="module")
 def adain_variables():
     """Seeded random AdaIN variables as numpy (the init is cached in eval.stylize)."""
-    _, variables = stylize.random_model("adain", seed=0)
+    _, variables = loading.random_model("adain", seed=0)
     return jax.tree.map(np.array, jax.device_get(variables))
 
 
@@ -266,7 +269,7 @@ def test_run_skips_nonfinite_outputs_and_never_writes_nan(folders, adain_variabl
 
 
 def test_nonfinite_scores_are_dropped_with_their_names():
-    from eval.pairs import Chunk
+    from eval.score.pairs import Chunk
     images = np.zeros((3, 2, 2, 3), np.uint8)
     chunk = Chunk([5, 6, 7], [0, 1, 0], [1, 0, 0], images, images, [])
     outputs = np.zeros((3, 2, 2, 3), np.float32)
@@ -383,7 +386,7 @@ def test_run_size_too_small_for_the_network(folders, tmp_path, monkeypatch, caps
 
     def abstract_sanet(arch, checkpoint, **kwargs):
         model = build(arch)
-        probe = jax.ShapeDtypeStruct((1, stylize.PROBE_SIZE, stylize.PROBE_SIZE, 3), np.float32)
+        probe = jax.ShapeDtypeStruct((1, loading.PROBE_SIZE, loading.PROBE_SIZE, 3), np.float32)
         return model, jax.eval_shape(model.init, jax.random.key(0), probe, probe)
     monkeypatch.setattr(stylize, "load_model", abstract_sanet)
     argv = _run_argv(folders, tmp_path / "out", 2, ("--arch", "sanet", "--checkpoint", "random"))

@@ -76,8 +76,8 @@ def test_unknown_dtype_is_one_usage_error(capsys):
 def test_eval_in_bfloat16_scores_within_one_percent_of_float32(tmp_path):
     """`eval.run --dtype bfloat16`: the model (random weights) and the real ImageNet VGG-16 loss network convolve
     in bfloat16; every per-pair loss stays within 1% of the float32 run's, and run.json records the dtype."""
-    from eval import report
-    from eval import run as eval_run
+    from eval.score import report
+    from eval.score import run as eval_run
     from jax_ast.data import bundled_dir
 
     base = ["--arch", "adain", "--checkpoint", "random", "--content-dir", str(bundled_dir("content")),

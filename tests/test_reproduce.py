@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval import reproduce_report as report
-from eval.analysis import format_number
+from eval.reproduce import report
+from eval.score.analysis import format_number
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")

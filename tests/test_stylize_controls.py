@@ -1,6 +1,6 @@
 """Several styles in one image (interpolation, masks), `--list-archs` and the bare `eval.stylize` command.
 
-Random weights (`eval.stylize.random_model`): the checks are identities of the plumbing, which hold for any
+Random weights (`eval.loading.random_model`): the checks are identities of the plumbing, which hold for any
 weights. Images are 32-40 px.
 """
 
@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval import presets, style_mixing, stylize
+from eval.inference import loading
+from eval.stylize import presets
+from eval.stylize import mixing as style_mixing
+from eval.stylize import cli as stylize
 from jax_ast import archs
 from jax_ast.archs import ARCHS
 from jax_ast.models import build
@@ -38,7 +41,7 @@ def _bound(arch):
         codes = list(jax.random.normal(jax.random.key(3), (2, 1, model.bottleneck)))
         variables = model.init(jax.random.key(0), CONTENT, codes[0], method=Magenta.stylize_with_code)
     else:
-        model, variables = stylize.random_model(arch)
+        model, variables = loading.random_model(arch)
         codes = [model.apply(variables, style, method=type(model).encode_style) for style in STYLES]
 
     def apply(method, *args, alpha):
@@ -186,7 +189,7 @@ def test_bare_command_says_what_to_train(tmp_path, monkeypatch, capsys):
 def test_bare_command_uses_the_trained_model(images, tmp_path, monkeypatch, capsys):
     """With the README model present, a bare run stylises the preset's images into the preset's folder."""
     monkeypatch.chdir(tmp_path)
-    _, variables = stylize.random_model("linear")
+    _, variables = loading.random_model("linear")
     checkpoint = save_params(tmp_path / "w" / "params.npz", variables, meta={"arch": "linear"})
     content_dir, style_dir = tmp_path / "c", tmp_path / "s"
     for folder, image in ((content_dir, "content"), (style_dir, "a")):

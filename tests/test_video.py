@@ -6,7 +6,9 @@ import jax
 import numpy as np
 import pytest
 
-from eval import stylize, video
+from eval.inference import loading
+from eval.stylize import cli as stylize
+from eval.stylize import video
 from jax_ast import imageio
 from jax_ast.pretrained import native
 
@@ -112,7 +114,7 @@ def test_temporal_blend_mixes_still_pixels_only():
 def visible_adain(tmp_path_factory):
     """Random AdaIN whose last conv is rescaled (bias 0.5) so its output spans the visible range; the video
     test needs frames that differ after 8-bit quantisation. A native params file, loaded by the CLI."""
-    _, variables = stylize.load_model("adain", "random", seed=0)
+    _, variables = loading.load_model("adain", "random", seed=0)
     params = jax.tree.map(np.asarray, variables["params"])
     last = params["decoder"]["conv1_1"]
     last["kernel"] = last["kernel"] * 100.0

@@ -27,8 +27,10 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from eval import analysis, artist_classifier, guards, records, report
-from eval import pairs as pairing_lib
+from eval.common import guards, records
+from eval.deception import classifier as artist_classifier
+from eval.score import analysis, report
+from eval.score import pairs as pairing_lib
 from jax_ast.data import DataError, FolderSource, open_source
 
 JSON_NAME, MD_NAME = "deception.json", "deception.md"
@@ -140,7 +142,7 @@ def load_any_classifier(path: str, class_list: str | None):
 def stylized_pairs(eval_dir: Path, *, batch: int = 32):
     """Yields (pair numbers, style names, uint8 stylised images [n, S, S, 3]) of the pairs in eval_dir's
     pairs.csv, remade from its run.json."""
-    from eval import run as eval_run  # noqa: PLC0415 - the stylizer of eval.run, with its cache
+    from eval.score import run as eval_run  # noqa: PLC0415 - the stylizer of eval.run, with its cache
 
     settings = records.read_json(eval_dir / report.RUN_NAME)
     content_src = settings["content_source"]
@@ -233,6 +235,3 @@ def main(argv: Iterable[str] | None = None) -> int:
     print(report_markdown(result))
     return guards.EXIT_OK
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -27,8 +27,8 @@ from typing import Iterable
 
 import numpy as np
 
-from eval import reproduce_report as report
-from eval.pairs import BASELINES
+from eval.inference.baselines import BASELINES
+from eval.reproduce import report
 from jax_ast.configs import LOSSES
 FIGURE_ROWS = 6  # held-out styles shown in the outputs figure
 MAX_PAIRS = 2000  # default cap on pairs per evaluation (COCO x WikiArt has billions; eval.run samples them)
@@ -135,7 +135,7 @@ def make_split(args: argparse.Namespace, scale: Scale, work: Path) -> tuple[dict
 def run_eval(arch: str, out: Path, content: Path, style: Path, size: int, pairs: int, *, checkpoint: Path | None,
              seed: int, figures: bool) -> Path:
     """`eval.run` in-process (its stdout summary goes to <out>.log); returns its pairs.csv."""
-    from eval import run as eval_run  # noqa: PLC0415
+    from eval.score import run as eval_run  # noqa: PLC0415
     argv = ["--arch", arch, "--content-dir", str(content), "--style-dir", str(style), "--pairs", str(pairs),
             "--size", str(size), "--out", str(out), "--seed", str(seed), "--no-progress"]
     argv += ["--checkpoint", str(checkpoint)] if checkpoint else []
@@ -168,9 +168,9 @@ def outputs_figure(path: Path, checkpoints: dict[str, Path], content: Path, styl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    from eval.batching import Stylizer  # noqa: PLC0415
-    from eval.pairs import center_square  # noqa: PLC0415
-    from eval.stylize import load_model  # noqa: PLC0415
+    from eval.inference.batching import Stylizer  # noqa: PLC0415
+    from eval.inference.loading import load_model  # noqa: PLC0415
+    from eval.score.pairs import center_square  # noqa: PLC0415
     from jax_ast.data import FolderSource  # noqa: PLC0415
 
     def load(path: Path) -> np.ndarray:  # as eval.run loads pairs: uint8, shorter side resized, centre crop
@@ -316,6 +316,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {path}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from eval import guards
+from eval.common import guards
 from jax_ast import archs
 from jax_ast.archs import ARCHS
 from jax_ast.data.sources import bundled_dir

@@ -15,9 +15,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from eval import records
-from eval.analysis import format_number as fmt
-from eval.analysis import markdown_table, pearson_r
+from eval.common import records
+from eval.score.analysis import format_number as fmt
+from eval.score.analysis import markdown_table, pearson_r
 
 # The paper's mean test-set losses (balanced, classic), as copied by the CENG501 reproduction (their README, section 3.3 of our notes on the paper).
 PAPER_TABLE = (("AdaIN original", 0.33, 7.05e8), ("AdaIN retrained (classic)", 0.43, 6.62e8),

@@ -13,7 +13,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from eval import analysis, extremes, figures, records
+from eval.common import records
+from eval.score import analysis, extremes, figures
 
 CSV_NAME, SKIPPED_NAME, RUN_NAME = "pairs.csv", "skipped.csv", "run.json"
 SUMMARY_NAME, SUMMARY_MD, IST_JSON, IST_MD, EXTREMES_NAME = ("summary.json", "summary.md", "ist.json", "ist.md",

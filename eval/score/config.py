@@ -7,16 +7,17 @@ import dataclasses
 import os
 from pathlib import Path
 
-from eval import guards, report
-from eval import pairs as pairing_lib
-from eval.pair_metrics import SSIM_WINDOW
+from eval.common import guards
+from eval.inference.baselines import BASELINES
+from eval.score import report
+from eval.score.metrics import SSIM_WINDOW
 from jax_ast import compilation_cache
 from jax_ast import losses as L
 from jax_ast.archs import ARCHS
 from jax_ast.configs import LOSS_NETWORKS
 from jax_ast.precision import DTYPES
 
-ALL_ARCHS = (*ARCHS, *pairing_lib.BASELINES)
+ALL_ARCHS = (*ARCHS, *BASELINES)
 MIN_SIZE = 16
 
 
@@ -63,7 +64,7 @@ class EvalConfig:
     @property
     def baseline(self) -> bool:
         """A checkpoint-free baseline (identity, copy-style) rather than a network."""
-        return self.arch in pairing_lib.BASELINES
+        return self.arch in BASELINES
 
 
 def parse_config(argv: list[str] | None = None) -> EvalConfig:
@@ -135,7 +136,7 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
     """Usage errors end in `parser.error` (exit 2) with one message."""
     if args.arch not in ALL_ARCHS:
         parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(ALL_ARCHS)}")
-    baseline = args.arch in pairing_lib.BASELINES
+    baseline = args.arch in BASELINES
     if baseline and args.checkpoint:
         parser.error(f"--arch {args.arch} is a baseline without weights; drop --checkpoint")
     if not baseline and not args.checkpoint:

@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from eval import guards
-from eval import video
+from eval.common import guards
+from eval.stylize import video
+from eval.stylize.naming import unique_stems
 from jax_ast import color, imageio
 from jax_ast import progress as progress_lib
 
@@ -62,8 +63,7 @@ def open_source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> So
 
 
 def output_paths(args: argparse.Namespace, style_paths: Sequence[Path]) -> list[Path]:
-    from eval.stylize import unique_stems  # the image outputs' naming rule
-
+    """One video per style, named as the image outputs (`eval.stylize.naming`)."""
     stem = Path(args.content).stem if Path(args.content).is_file() else Path(args.content).name
     return [args.out / f"{stem}__{style}{video.OUTPUT_SUFFIX}" for style in unique_stems(style_paths)]
 

@@ -21,7 +21,7 @@ from jax_ast.archs import ARCHS
 from jax_ast.models import build
 from jax_ast.models.magenta import Magenta
 from jax_ast.models.mixing import blend_regions, mix_codes, normalise_weights
-from jax_ast.pretrained.native import save_params
+from jax_ast.pretrained.params_file import save_params
 
 REPO = Path(__file__).resolve().parents[1]
 CONTENT = np.random.default_rng(0).random((1, 32, 40, 3), dtype=np.float32)
@@ -156,7 +156,7 @@ def test_cli_errors_exit_2_before_loading(flags, message, images, tmp_path, caps
     argv = ["--arch", "adain", "--checkpoint", "random", "--content", images["content"],
             "--style", images["a"], images["b"], "--out", str(tmp_path / "out"), *flags]
     if message is None:  # only some run flags: the error names the missing ones
-        argv, message = argv[:2] + flags, "missing --checkpoint, --content, --style: give all of"
+        argv, message = argv[:2] + flags, "missing --weights, --content, --style: give all of"
     with pytest.raises(SystemExit) as exit_info:
         stylize.main(argv)
     err = capsys.readouterr().err
@@ -172,7 +172,7 @@ def test_list_archs(capsys):
         plugin = archs.get(name)
         assert f"{name}: {plugin.title}" in out
         assert plugin.release_files in out and plugin.release_source in out
-    assert f"--checkpoint W/{presets.EXPORT_NAME}" in out
+    assert f"--weights W/{presets.PARAMS_FILE}" in out
 
 
 def test_bare_command_says_what_to_train(tmp_path, monkeypatch, capsys):

@@ -39,7 +39,7 @@ import numpy as np
 from jax_ast import files
 from jax_ast.configs import TrainConfig, parse_style_weight
 from jax_ast.locking import exclusive_lock
-from jax_ast.pretrained.native import save_params
+from jax_ast.pretrained.params_file import PARAMS_FILE, save_params
 from jax_ast import parallel
 from train.checkpointing import CheckpointError, Checkpointer, CheckpointSaveError, checkpoint_steps
 from train.data_setup import make_stream
@@ -49,7 +49,7 @@ from train.step import objective
 from train.weights import FAST_COMPILE
 
 log = logging.getLogger(__name__)
-EXPORT_NAME = "params.npz"  # final params (all parts) in the native format, for eval and later stages
+EXPORT_NAME = PARAMS_FILE  # final params (all parts), for eval and later stages
 LOCK_NAME = ".lock"
 PREFETCH_BATCHES = 2  # batches on the devices ahead of the step: double buffering
 # The only fields a resumed run may change: how long it runs and its bookkeeping. Every other field

@@ -31,7 +31,7 @@ import numpy as np
 import optax
 from jax import lax
 
-from eval.common import guards, records
+from eval.common import guards, layout, records
 from eval.deception import data as artist_data
 from jax_ast import parallel
 from jax_ast.data import DataError, bundled_dir
@@ -42,7 +42,6 @@ from jax_ast.pretrained import load_params, load_vgg, save_params
 from train.checkpointing import Checkpointer, CheckpointError, CheckpointSaveError
 from train.metrics import MetricsWriter, ProgressReporter, check_finite
 
-CLASSIFIER_NAME, CONFIG_NAME, HELDOUT_JSON, HELDOUT_MD = "classifier.npz", "config.json", "heldout.json", "heldout.md"
 BACKBONE = "vgg16_caffe"  # the Oxford ImageNet VGG-16 as released (max pooling), as in Sanakoyeu et al.
 
 
@@ -188,10 +187,11 @@ def _initial(cfg: ClassifierConfig, n_classes: int):
 
 
 def _check_workdir(workdir: Path, cfg: ClassifierConfig) -> None:
-    path = workdir / CONFIG_NAME
+    path = workdir / layout.CLASSIFIER_CONFIG_JSON
     if not path.exists():
         if workdir.is_dir() and any(p.name != ".lock" for p in workdir.iterdir()):
-            raise DataError(f"{workdir} holds other files but no {CONFIG_NAME}; use a new or empty --workdir")
+            raise DataError(f"{workdir} holds other files but no {layout.CLASSIFIER_CONFIG_JSON}; use a new or "
+                            "empty --workdir")
         return
     previous = records.read_json(path)
     now = records.json_roundtrip(dataclasses.asdict(cfg))
@@ -215,7 +215,7 @@ def train(cfg: ClassifierConfig, workdir: str | Path) -> dict:
                             rng=jax.random.key_data(jax.random.PRNGKey(cfg.seed)))
     workdir.mkdir(parents=True, exist_ok=True)
     with exclusive_lock(workdir / ".lock", what=f"workdir {workdir}"):
-        records.write_json(workdir / CONFIG_NAME, {**dataclasses.asdict(cfg), "classes": classes})
+        records.write_json(workdir / layout.CLASSIFIER_CONFIG_JSON, {**dataclasses.asdict(cfg), "classes": classes})
         checkpointer = Checkpointer(workdir / "checkpoints")
         try:
             start = checkpointer.latest_step() or 0
@@ -228,9 +228,9 @@ def train(cfg: ClassifierConfig, workdir: str | Path) -> dict:
         images, labels = artist_data.eval_crops(heldout_works, cache, size=cfg.size, crops_per_work=cfg.eval_crops,
                                                 scales=(cfg.scale_min, cfg.scale_max), seed=cfg.seed)
         report = topk_report(predict(model, params, images), labels, classes)
-        records.write_json(workdir / HELDOUT_JSON, report)
-        records.write_text(workdir / HELDOUT_MD, heldout_markdown(report))
-        save_params(workdir / CLASSIFIER_NAME, params, meta={
+        records.write_json(workdir / layout.HELDOUT_JSON, report)
+        records.write_text(workdir / layout.HELDOUT_MD, heldout_markdown(report))
+        save_params(workdir / layout.CLASSIFIER_NPZ, params, meta={
             "kind": "artist_classifier", "classes": classes, "head": model.head, "variant": BACKBONE,
             "taps": list(model.taps), "size": cfg.size, "config": dataclasses.asdict(cfg), "heldout": report,
             "step": int(jax.device_get(state.step))})
@@ -267,7 +267,7 @@ def load_classifier(path: str | Path) -> tuple[ArtistClassifier, dict, dict]:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / CLASSIFIER_NAME
+        path = path / layout.CLASSIFIER_NPZ
     if not path.is_file():
         raise FileNotFoundError(f"no artist classifier at {path} (train one with python -m eval.artist_classifier "
                                 "train, or pass a CompVis checkpoint with --class-list)")

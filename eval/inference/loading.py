@@ -20,12 +20,12 @@ from jax_ast import archs
 from jax_ast.archs import ARCHS
 from jax_ast.errors import CheckpointError
 from jax_ast.models import build
-from jax_ast.pretrained import native
+from jax_ast.pretrained import params_file
 from jax_ast.pretrained.convert import check_finite
 from jax_ast.xla_flags import FAST_COMPILE
 
 # Shorter-side resize per network's own inference default (docs/architectures.md, each network's inference); SANet's
-# original runs at native size, which can exhaust memory (quadratic attention), so 512 is used like AdaIN.
+# original runs at the images' own size, which can exhaust memory (quadratic attention), so 512 is used like AdaIN.
 DEFAULT_SIZES = {arch: archs.get(arch).stylize_size for arch in ARCHS}
 # SANet's default attention chunk: the relu4_1 positions of a 512x512 content (64*64), so the default size runs
 # unchunked and larger ones hold at most [4096, style positions] attention weights at a time.
@@ -35,10 +35,10 @@ PROBE_SIZE = 64  # init probe: a multiple of 16 (SANet) and large enough for Mag
 
 
 def load_model(arch: str, checkpoint: str, *, variant: str | None = None, seed: int = 0) -> tuple[Any, Any]:
-    """(model, variables) for `arch` from release files, a native params file, or 'random'.
+    """(model, variables) for `arch` from release files, a params file, or 'random'.
 
     Loaded weights are checked once here, so that a bad file gives one `CheckpointError` instead of black
-    images or a flax error per batch: every value must be finite, and a native file must hold exactly the
+    images or a flax error per batch: every value must be finite, and a params file must hold exactly the
     model's parameter tree.
     """
     config = {} if variant is None else {"variant": variant}
@@ -46,8 +46,8 @@ def load_model(arch: str, checkpoint: str, *, variant: str | None = None, seed: 
         if checkpoint == "random":
             return _random_model(arch, config, seed)
         path = Path(checkpoint)
-        if path.is_file() and native.is_native(path):
-            model, variables = _load_native(arch, path, config)
+        if path.is_file() and params_file.is_params_file(path):
+            model, variables = _load_params_file(arch, path, config)
         else:
             model, variables = _load_release(arch, path, config)
         check_finite(variables, checkpoint)
@@ -90,7 +90,7 @@ def _load_release(arch: str, path: Path, config: dict) -> tuple[Any, Any]:
     """Original release files through the plug-in's importer: ``load_release(*files, **config)``."""
     plugin = archs.get(arch)
     if plugin.release_patterns is not None and not path.is_dir():
-        raise CheckpointError(f"--arch {arch} needs a directory with {plugin.release_files} or a native params "
+        raise CheckpointError(f"--arch {arch} needs a directory with {plugin.release_files} or a params "
                               f"file, got {path}")
     try:
         files = plugin.find_release_files(path, config.get("variant"))
@@ -99,9 +99,9 @@ def _load_release(arch: str, path: Path, config: dict) -> tuple[Any, Any]:
     return plugin.load_release(*files, **config)
 
 
-def _load_native(arch: str, path: Path, config: dict) -> tuple[Any, Any]:
+def _load_params_file(arch: str, path: Path, config: dict) -> tuple[Any, Any]:
     """A file written by `jax_ast.pretrained.save_params` (variables or params); its meta must name `arch`."""
-    variables, meta = native.load_params(path)
+    variables, meta = params_file.load_params(path)
     if meta.get("arch") != arch:
         raise CheckpointError(f"{path} holds params for arch {meta.get('arch')!r}, not {arch!r}")
     for key in ("variant", "encoder"):  # how the network was trained, e.g. on the ImageNet VGG-16 encoder

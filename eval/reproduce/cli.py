@@ -28,6 +28,7 @@ from typing import Iterable
 import numpy as np
 
 from eval.inference.baselines import BASELINES
+from eval.common import layout, records
 from eval.reproduce import report
 from jax_ast.configs import LOSSES
 FIGURE_ROWS = 6  # held-out styles shown in the outputs figure
@@ -138,20 +139,21 @@ def run_eval(arch: str, out: Path, content: Path, style: Path, size: int, pairs:
     from eval.score import run as eval_run  # noqa: PLC0415
     argv = ["--arch", arch, "--content-dir", str(content), "--style-dir", str(style), "--pairs", str(pairs),
             "--size", str(size), "--out", str(out), "--seed", str(seed), "--no-progress"]
-    argv += ["--checkpoint", str(checkpoint)] if checkpoint else []
+    argv += ["--weights", str(checkpoint)] if checkpoint else []
     argv += [] if figures else ["--no-figures"]
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_suffix(".log"), "w") as log, contextlib.redirect_stdout(log):
         status = eval_run.main(argv)
     if status != 0:
         raise SystemExit(f"error: eval.run {' '.join(argv)} failed with status {status}")
-    return out / "pairs.csv"
+    return out / layout.PAIRS_CSV
 
 
 def train_model(loss: str, scale: Scale, folders: dict[str, Path], workdir: Path, seed: int) -> Path:
     """AdaIN on the ImageNet VGG-16 encoder with `loss`; returns its params.npz."""
     from jax_ast.configs import default_config  # noqa: PLC0415
-    from train.loop import EXPORT_NAME, train  # noqa: PLC0415
+    from jax_ast.pretrained.params_file import PARAMS_FILE  # noqa: PLC0415
+    from train.loop import train  # noqa: PLC0415
     every = max(1, scale.iterations // 10)
     cfg = default_config("adain", loss, encoder="vgg16_normalised", crop_size=scale.crop_size,
                          batch_size=scale.batch_size, iterations=scale.iterations,
@@ -159,7 +161,7 @@ def train_model(loss: str, scale: Scale, folders: dict[str, Path], workdir: Path
                          content_dir=str(folders["train_content"]), style_dir=str(folders["train_style"]),
                          seed=seed, log_every=every, sample_every=scale.iterations, checkpoint_every=scale.iterations)
     train(cfg, workdir)
-    return workdir / EXPORT_NAME
+    return workdir / PARAMS_FILE
 
 
 def outputs_figure(path: Path, checkpoints: dict[str, Path], content: Path, styles: list[Path], size: int) -> Path:
@@ -218,7 +220,7 @@ def run(args: argparse.Namespace, scale: Scale, argv: list[str]) -> Path:
     figures = scale.figures and not args.no_figures
     out.mkdir(parents=True, exist_ok=True)
     folders, split_rows = make_split(args, scale, work)
-    report.write_csv(out / "split.csv", split_rows)
+    records.write_table(out / layout.SPLIT_CSV, split_rows)
     n_all = {r: len(list(folders[f"all_{r}"].iterdir())) for r in ("content", "style")}
     analysis_pairs = args.analysis_pairs or min(n_all["content"] * n_all["style"], MAX_PAIRS)
     info.update(analysis_pairs=str(analysis_pairs), analysis_size=str(scale.analysis_size))
@@ -242,10 +244,10 @@ def run(args: argparse.Namespace, scale: Scale, argv: list[str]) -> Path:
                             figures=figures and baseline == BASELINES[0])
         record(baseline, baseline, "all pairs", scale.analysis_size, csv_path)
         seconds[f"eval {baseline}"] = time.perf_counter() - tic
-    if figures and (work / "eval" / "identity" / "figures" / "scatter_bound.png").exists():
-        (out / "figures").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(work / "eval" / "identity" / "figures" / "scatter_bound.png",
-                        out / "figures" / "identity_scatter_bound.png")
+    if figures and (work / "eval" / "identity" / layout.FIGURES_DIR / layout.SCATTER_BOUND_PNG).exists():
+        (out / layout.FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(work / "eval" / "identity" / layout.FIGURES_DIR / layout.SCATTER_BOUND_PNG,
+                        out / layout.FIGURES_DIR / layout.IDENTITY_SCATTER_PNG)
     checkpoints = {}
     for loss in args.losses:
         tic = time.perf_counter()
@@ -265,12 +267,12 @@ def run(args: argparse.Namespace, scale: Scale, argv: list[str]) -> Path:
     if figures:
         tic = time.perf_counter()
         test_styles = sorted(folders["test_style"].iterdir())[:FIGURE_ROWS]
-        outputs_figure(out / "figures" / "outputs.png", checkpoints, sorted(folders["test_content"].iterdir())[0],
-                       test_styles, scale.eval_size)
+        outputs_figure(out / layout.FIGURES_DIR / layout.OUTPUTS_PNG, checkpoints,
+                       sorted(folders["test_content"].iterdir())[0], test_styles, scale.eval_size)
         seconds["figure"] = time.perf_counter() - tic
-    report.write_csv(out / "runs.csv", rows, report.RUN_COLUMNS)
-    report.write_csv(out / "per_style.csv", styles)
-    report.write_csv(out / "pearson.csv", pearson)
+    records.write_table(out / layout.RUNS_CSV, rows, report.RUN_COLUMNS)
+    records.write_table(out / layout.PER_STYLE_CSV, styles)
+    records.write_table(out / layout.PEARSON_CSV, pearson)
     report.write_paper_csv(out)
     wall = time.perf_counter() - start
     info.update(training=f"{scale.iterations} steps, batch {scale.batch_size}, {scale.crop_size} px crops, Adam lr "
@@ -284,7 +286,7 @@ def run(args: argparse.Namespace, scale: Scale, argv: list[str]) -> Path:
 
 def write_markdown(out: Path, info: dict[str, str]) -> Path:
     """<out>.md from the CSVs in <out>/, with <out>/discussion.md (hand-written) appended if present."""
-    discussion = out / "discussion.md"
+    discussion = out / layout.DISCUSSION_MD
     text = report.markdown(out, out.name, info, discussion.read_text() if discussion.exists() else None)
     path = out.parent / f"{out.name}.md"
     path.write_text(text)
@@ -299,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.losses or set(args.losses) - set(LOSSES):
         parser.error(f"--losses must name some of {', '.join(LOSSES)}, got {args.losses}")
     if args.report_only:
-        info = {row["key"]: row["value"] for row in report.read_csv(args.out / "run_info.csv")}
+        info = {row["key"]: row["value"] for row in records.read_table(args.out / layout.RUN_INFO_CSV)}
         print(f"wrote {write_markdown(args.out, info)}")
         return 0
     scale = SCALES[args.scale]

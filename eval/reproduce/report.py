@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from eval.common import records
+from eval.common import layout, records
 from eval.score.analysis import format_number as fmt
 from eval.score.analysis import markdown_table, pearson_r
 
@@ -104,23 +104,6 @@ def summarize_run(run: str, model: str, pairs_set: str, size: int, pairs: Mappin
     return row, styles, pearson
 
 
-def write_csv(path: Path, rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> Path:
-    """Rows of dicts as CSV; floats with 9 significant digits (`eval.records.format_value`)."""
-    columns = list(columns or rows[0].keys())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream, lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow([records.format_value(row.get(name, "")) for name in columns])
-    return path
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as stream:
-        return list(csv.DictReader(stream))
-
-
 def _num(value: str) -> float:
     return float(value) if value not in ("", "nan") else math.nan
 
@@ -144,10 +127,10 @@ def _yes(flag: bool) -> str:
 
 def markdown(out_dir: Path, rel: str, info: Mapping[str, str], discussion: str | None) -> str:
     """The report, from the CSVs in `out_dir` (`rel`: that folder relative to the report)."""
-    runs = {r["run"]: r for r in read_csv(out_dir / "runs.csv")}
-    pearson = read_csv(out_dir / "pearson.csv")
-    per_style = read_csv(out_dir / "per_style.csv")
-    split = read_csv(out_dir / "split.csv")
+    runs = {r["run"]: r for r in records.read_table(out_dir / layout.RUNS_CSV)}
+    pearson = records.read_table(out_dir / layout.PEARSON_CSV)
+    per_style = records.read_table(out_dir / layout.PER_STYLE_CSV)
+    split = records.read_table(out_dir / layout.SPLIT_CSV)
     layers = [k for k in pearson[0] if k != "run"]
     baselines = [r for r in runs.values() if r["model"] in ("identity", "copy-style")]
     models = [r for r in runs.values() if r not in baselines]
@@ -176,7 +159,7 @@ def markdown(out_dir: Path, rel: str, info: Mapping[str, str], discussion: str |
         markdown_table(["run", *layers], [[p["run"], *(fmt(_num(p[layer])) for layer in layers)]
                                           for p in pearson]), "",
         *([f"![classic loss vs bound, identity baseline]({rel}/figures/identity_scatter_bound.png)", ""]
-          if (out_dir / "figures" / "identity_scatter_bound.png").exists() else []),
+          if (out_dir / layout.FIGURES_DIR / layout.IDENTITY_SCATTER_PNG).exists() else []),
         "**(c) Range of the balanced loss** (paper: each layer in [0, 1], so the 4-layer sum in [0, 4]).", "",
         markdown_table(["run", "mean", "min", "max", "min over layers", "max over layers"],
                        [[r["run"], *(fmt(_num(r[k])) for k in ("balanced_mean", "balanced_min", "balanced_max",
@@ -238,7 +221,7 @@ def markdown(out_dir: Path, rel: str, info: Mapping[str, str], discussion: str |
                                             f"(#{value[(r['run'], style)]['balanced_rank']})"
                                             if (r["run"], style) in value else "" for r in rows)]
                                   for style in styles]), ""]
-    figure = out_dir / "figures" / "outputs.png"
+    figure = out_dir / layout.FIGURES_DIR / layout.OUTPUTS_PNG
     if figure.exists():
         lines += ["Outputs for one held-out photo (rows: held-out styles; columns: content, style, native, classic, "
                   "balanced):", "", f"![outputs]({rel}/figures/outputs.png)", ""]
@@ -248,9 +231,10 @@ def markdown(out_dir: Path, rel: str, info: Mapping[str, str], discussion: str |
 
 
 def write_info(out_dir: Path, info: Mapping[str, str]) -> None:
-    write_csv(out_dir / "run_info.csv", [{"key": k, "value": v} for k, v in info.items()])
+    records.write_table(out_dir / layout.RUN_INFO_CSV, [{"key": k, "value": v} for k, v in info.items()])
 
 
 def write_paper_csv(out_dir: Path) -> None:
-    write_csv(out_dir / "paper.csv", [{"model": m, "balanced_mean": b, "classic_mean": c} for m, b, c in PAPER_TABLE]
-              + [{"model": "spread of the classic loss across styles (more than)", "classic_mean": PAPER_SPREAD}])
+    rows = [{"model": m, "balanced_mean": b, "classic_mean": c} for m, b, c in PAPER_TABLE]
+    rows.append({"model": "spread of the classic loss across styles (more than)", "classic_mean": PAPER_SPREAD})
+    records.write_table(out_dir / layout.PAPER_CSV, rows)

@@ -18,19 +18,18 @@ import sys
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from eval.common import guards, records
-from eval.score import analysis, report
+from eval.common import guards, layout, records
+from eval.score import analysis
 
 DEFAULT_EXTRA = ("content/total", "ssim", "psnr", "color_lab")
 TABLE_STATS = ("count", "mean", "median", "std")  # what the paper-style table reads of each total
-DECEPTION_NAME = "deception.json"  # eval.deception's result, shown as a column when present
 
 
 def load_summary(run_dir: Path) -> dict:
     """The summary.json of one run folder; `records.RecordsError` names the folder if it has none."""
-    path = Path(run_dir) / report.SUMMARY_NAME
+    path = Path(run_dir) / layout.SUMMARY_JSON
     if not path.is_file():
-        raise records.RecordsError(f"{run_dir}: no {report.SUMMARY_NAME} (not an eval.run output folder, or the "
+        raise records.RecordsError(f"{run_dir}: no {layout.SUMMARY_JSON} (not an eval.run output folder, or the "
                                    "run has not finished; rerun it to write the summary)")
     try:
         summary = records.read_json(path)
@@ -41,7 +40,7 @@ def load_summary(run_dir: Path) -> dict:
     if problem:
         raise records.RecordsError(f"{path} is not an eval.run summary: {problem}; rerun eval.run on {run_dir} "
                                    "to rewrite it")
-    deception = Path(run_dir) / DECEPTION_NAME
+    deception = Path(run_dir) / layout.DECEPTION_JSON
     if deception.is_file():  # written by eval.deception into the same folder
         try:
             result = records.read_json(deception)

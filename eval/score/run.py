@@ -1,6 +1,6 @@
 """Evaluate a style-transfer model on N content x style pairs: per-pair losses, summary, IST report, figures.
 
-    python -m eval.run --arch A --checkpoint PATH (--content-dir D | --content-tfds NAME) --style-dir D \\
+    python -m eval.run --arch A --weights PATH (--content-dir D | --content-tfds NAME) --style-dir D \\
         --pairs N --out DIR [--size 256] [--loss-vgg-weights FILE|random] [--benchmark]
 
 Pairs are streamed in device-sharded batches: the model (`eval.batching.Stylizer`) and every per-pair metric
@@ -55,7 +55,7 @@ from typing import Any, Callable, Iterable
 import jax
 import numpy as np
 
-from eval.common import guards, records
+from eval.common import guards, layout, records
 from eval.inference.baselines import BASELINES, BaselineStylizer
 from eval.inference.batching import Stylizer
 from eval.inference.loading import load_model
@@ -107,11 +107,11 @@ def _source_settings(cfg: EvalConfig) -> tuple[Any, Any, dict, dict]:
     return content, style, content_desc, {"folder": str(cfg.style_dir.resolve())}
 
 
-def _checkpoint_key(checkpoint: str | None) -> Any:
-    """A cache key that changes when the checkpoint file/folder does."""
-    if checkpoint in (None, "random"):
-        return checkpoint
-    path = Path(checkpoint)
+def _weights_key(weights: str | None) -> Any:
+    """A cache key that changes when the weights file/folder does."""
+    if weights in (None, "random"):
+        return weights
+    path = Path(weights)
     stat = path.stat() if path.exists() else None
     return (str(path.resolve()), stat and stat.st_mtime_ns, stat and stat.st_size)
 
@@ -130,11 +130,11 @@ def make_stylizer(cfg: EvalConfig, step_size: int) -> Any:
     """The model behind `Stylizer`'s interface (or a baseline), cached per settings within the process."""
     if cfg.arch in BASELINES:
         return BaselineStylizer(cfg.arch, step_size)
-    key = ("stylizer", cfg.arch, _checkpoint_key(cfg.checkpoint), cfg.variant, cfg.model_seed, step_size,
+    key = ("stylizer", cfg.arch, _weights_key(cfg.weights), cfg.variant, cfg.model_seed, step_size,
            cfg.size, cfg.alpha, cfg.dtype)
 
     def build() -> Stylizer:
-        model, variables = load_model(cfg.arch, cfg.checkpoint, variant=cfg.variant, seed=cfg.model_seed)
+        model, variables = load_model(cfg.arch, cfg.weights, variant=cfg.variant, seed=cfg.model_seed)
         model = model.clone(dtype=parse_dtype(cfg.dtype))  # its convolutions; statistics stay float32
         _check_size(model, variables, cfg)
         return Stylizer(model, variables, batch_size=step_size)
@@ -154,7 +154,7 @@ def _check_size(model: Any, variables: Any, cfg: EvalConfig) -> None:
 
 def make_scorer(cfg: EvalConfig) -> PairScorer:
     """The VGG-16 loss network with every per-pair metric, cached per settings within the process."""
-    key = ("scorer", cfg.loss_network, _checkpoint_key(cfg.loss_vgg_weights), cfg.style_layers,
+    key = ("scorer", cfg.loss_network, _weights_key(cfg.loss_vgg_weights), cfg.style_layers,
            cfg.content_layers, cfg.normalised_gram, cfg.dtype)
 
     def build() -> PairScorer:
@@ -187,16 +187,13 @@ def make_target_store(cfg: EvalConfig, scorer: PairScorer, stylizer: Any, step_s
 def run_settings(cfg: EvalConfig, content_desc: dict, style_desc: dict, n_contents: int,
                  n_styles: int) -> dict:
     """Everything that fixes the per-pair results (checked on resume) plus the requested pair count."""
-    checkpoint = cfg.checkpoint
-    if checkpoint not in (None, "random"):
-        checkpoint = str(Path(checkpoint).resolve())
-    weights = cfg.loss_vgg_weights
-    if weights not in (None, "random"):
-        weights = str(Path(weights).resolve())
-    return {"arch": cfg.arch, "checkpoint": checkpoint, "variant": cfg.variant, "model_seed": cfg.model_seed,
+    model_weights, loss_weights = (weights if weights in (None, "random") else str(Path(weights).resolve())
+                                   for weights in (cfg.weights, cfg.loss_vgg_weights))
+    # "checkpoint": the key of --weights since the first run.json, kept so that earlier runs still resume
+    return {"arch": cfg.arch, "checkpoint": model_weights, "variant": cfg.variant, "model_seed": cfg.model_seed,
             "alpha": cfg.alpha, "clip": not cfg.no_clip, "precision": cfg.precision, "dtype": cfg.dtype,
             "size": cfg.size, "seed": cfg.seed,
-            "loss_network": {"variant": cfg.loss_network, "weights": weights},
+            "loss_network": {"variant": cfg.loss_network, "weights": loss_weights},
             "style_layers": list(cfg.style_layers), "content_layers": list(cfg.content_layers),
             "normalised_gram": cfg.normalised_gram, "content_source": content_desc, "style_source": style_desc,
             "n_contents": n_contents, "n_styles": n_styles,
@@ -205,7 +202,7 @@ def run_settings(cfg: EvalConfig, content_desc: dict, style_desc: dict, n_conten
 
 def check_resume(out_dir: Path, settings: dict) -> None:
     """Raises `records.RecordsError` when `out_dir` holds a run with other settings."""
-    path = out_dir / report.RUN_NAME
+    path = out_dir / layout.RUN_JSON
     if not path.exists():
         return
     try:
@@ -358,7 +355,7 @@ def stream_pairs(cfg: EvalConfig, session: Session, logs: tuple[records.CsvLog, 
             if chunk.pairs:
                 keeper.update(chunk.pairs, metrics, chunk.contents, chunk.styles, outputs)
             if time.perf_counter() - last_save > 10:
-                keeper.save(cfg.out / report.EXTREMES_NAME)
+                keeper.save(cfg.out / layout.EXTREMES_NPZ)
                 last_save = time.perf_counter()
             timings["write"] += time.perf_counter() - write_start
         timings["pairs"] += computed
@@ -367,10 +364,10 @@ def stream_pairs(cfg: EvalConfig, session: Session, logs: tuple[records.CsvLog, 
         progress.update(finished)
     progress.close()
     timings["total"] = time.perf_counter() - start
-    keeper.save(cfg.out / report.EXTREMES_NAME)
+    keeper.save(cfg.out / layout.EXTREMES_NPZ)
     if timings["nonfinite"]:
         print(f"warning: {timings['nonfinite']} pairs had a NaN or inf output or score and were skipped, not "
-              f"written (reasons in {cfg.out / report.SKIPPED_NAME})", file=sys.stderr)
+              f"written (reasons in {cfg.out / layout.SKIPPED_CSV})", file=sys.stderr)
     return timings
 
 
@@ -435,14 +432,14 @@ def evaluate(cfg: EvalConfig) -> dict:
         print(f"warning: {cfg.pairs} pairs requested but only {session.pairing.size} distinct content x style "
               "pairs exist; pairs repeat", file=sys.stderr)
     keeper = ExtremeKeeper(report.GRID_LOSSES, cfg.top_k, cfg.thumb_size)
-    with records.CsvLog(cfg.out / report.CSV_NAME, [*report.KEY_COLUMNS, *scorer.names]) as results, \
-            records.CsvLog(cfg.out / report.SKIPPED_NAME, [*report.KEY_COLUMNS, "reason"]) as skipped:
-        records.write_json(cfg.out / report.RUN_NAME, settings)
+    with records.CsvLog(cfg.out / layout.PAIRS_CSV, [*report.KEY_COLUMNS, *scorer.names]) as results, \
+            records.CsvLog(cfg.out / layout.SKIPPED_CSV, [*report.KEY_COLUMNS, "reason"]) as skipped:
+        records.write_json(cfg.out / layout.RUN_JSON, settings)
         try:
-            keeper.load(cfg.out / report.EXTREMES_NAME, keep_pairs=results.done)
+            keeper.load(cfg.out / layout.EXTREMES_NPZ, keep_pairs=results.done)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:  # a cache: rebuilt
             keeper = ExtremeKeeper(report.GRID_LOSSES, cfg.top_k, cfg.thumb_size)
-            print(f"warning: {cfg.out / report.EXTREMES_NAME} is unreadable ({type(error).__name__}); the extreme "
+            print(f"warning: {cfg.out / layout.EXTREMES_NPZ} is unreadable ({type(error).__name__}); the extreme "
                   "pairs are recomputed from pairs.csv", file=sys.stderr)
         if results.truncated:
             print(f"resuming: dropped an interrupted last line ({results.truncated} bytes)", file=sys.stderr)

@@ -1,6 +1,6 @@
 """Stylise every content x style pair with one network.
 
-``python -m eval.stylize --arch adain --checkpoint DIR --content C --style S --out O``
+``python -m eval.stylize --arch adain --weights DIR --content C --style S --out O``
 
 A video file as ``--content`` (or a folder of frames with ``--video-frames``) gives one stylised video per
 style (`eval.stylize_video`, docs/video.md); ``--tile PX`` stylises large contents in feathered tiles
@@ -13,12 +13,13 @@ written (a black image would hide the fault) and counted as skipped. A summary (
 reasons, images/s) is printed at the end.
 
 Exit status (`eval.guards`): 0 when at least one image was written; 1 when none was; 2 for a usage or input
-error (bad flag, missing input, ``--out`` not a folder or holding outputs, a checkpoint that cannot be loaded,
+error (bad flag, missing input, ``--out`` not a folder or holding outputs, weights that cannot be loaded,
 does not match the model or holds non-finite weights), before any model runs; 3 when the disk is full (or
 the file-size limit is hit): the run stops, and the images written before are whole.
 
-``--checkpoint`` is one of: a directory holding the original release files under their canonical names
-(listed below), a native params file written by ``jax_ast.pretrained.save_params``, or the literal
+``--weights`` (older name ``--checkpoint``, still accepted) is one of: a directory holding the original
+release files under their canonical names (listed below), a params file written by
+``jax_ast.pretrained.save_params``, or the literal
 ``random`` (seeded random weights; the output is meaningless, for smoke tests only). ``--list-archs`` prints
 every network's files and where they come from.
 
@@ -27,7 +28,7 @@ Several styles in one image (`eval.style_mixing`, docs/stylize.md): ``--style a.
 styles puts the first on the mask's white foreground and the second on its black background. Without these
 flags every ``--style`` file or folder is applied on its own.
 
-With none of --arch, --checkpoint, --content, --style, --out, the run uses `eval.presets.README_MODEL`: the
+With none of --arch, --weights, --content, --style, --out, the run uses `eval.stylize.presets.README_MODEL`: the
 model README's main command trains, on the bundled samples; if it does not exist yet, the run prints the
 command that trains it and exits 2.
 """
@@ -65,8 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--list-archs", action="store_true",
                         help="print every network, the weight files it takes and where they come from; then exit")
     parser.add_argument("--arch", help=f"network, one of: {', '.join(ARCHS)} (bare run: {bare.arch})")
-    parser.add_argument("--checkpoint", help="release-file directory, native params file, or 'random' (smoke tests "
-                                             f"only) (bare run: {bare.checkpoint})")
+    parser.add_argument("--weights", "--checkpoint", dest="weights",
+                        help="release-file directory, params file, or 'random' (smoke tests "
+                                             f"only) (bare run: {bare.weights})")
     parser.add_argument("--content", type=Path, help="content image file or directory (bare run: the bundled "
                                                      "content samples)")
     parser.add_argument("--style", type=Path, nargs="+",
@@ -87,13 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="coral: recolour the style to the content first; luminance: keep the content's chroma "
                              "(default: none)")
     parser.add_argument("--size", type=int, default=None,
-                        help=f"content shorter side, 0 = native (default per arch: {loading.DEFAULT_SIZES})")
-    parser.add_argument("--style-size", type=int, default=None, help="style shorter side, 0 = native (default: --size)")
+                        help=f"content shorter side, 0 = no resize (default per arch: {loading.DEFAULT_SIZES})")
+    parser.add_argument("--style-size", type=int, default=None,
+                        help="style shorter side, 0 = no resize (default: --size)")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images per step over all devices (default: one per device); the last step of "
                              "each image size is padded to a full batch")
     parser.add_argument("--variant", default=None, help="architecture variant, e.g. r31/r41 for linear")
-    parser.add_argument("--seed", type=int, default=0, help="seed of --checkpoint random (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of --weights random (default 0)")
     parser.add_argument("--format", choices=("png", "jpg"), default="png", help="output file format (default png)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(compilation_cache.FLAG, action="store_true", help=compilation_cache.FLAG_HELP)
@@ -116,9 +119,9 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace,
     (no contents for a `video`)."""
     if args.arch not in ARCHS:
         parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(ARCHS)}")
-    if args.checkpoint != "random" and not Path(args.checkpoint).exists() and not loading.is_tf_prefix(args.checkpoint):
-        parser.error(f"--checkpoint {args.checkpoint} does not exist; give a directory with "
-                     f"{archs.get(args.arch).release_files}, a native params file, or 'random'")
+    if args.weights != "random" and not Path(args.weights).exists() and not loading.is_tf_prefix(args.weights):
+        parser.error(f"--weights {args.weights} does not exist; give a directory with "
+                     f"{archs.get(args.arch).release_files}, a params file, or 'random'")
     if not 0.0 <= args.alpha <= 1.0:
         parser.error(f"--alpha must be in [0, 1], got {args.alpha}")
     for flag in ("size", "style_size", "batch_size"):
@@ -197,7 +200,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     content_paths, style_paths = _validate(parser, args, video=source is not None)
     compilation_cache.enable(not args.no_compilation_cache)
     try:
-        model, variables = loading.load_model(args.arch, args.checkpoint, variant=args.variant, seed=args.seed)
+        model, variables = loading.load_model(args.arch, args.weights, variant=args.variant, seed=args.seed)
     except CheckpointError as error:
         parser.error(guards.printable(str(error)))
     size = loading.DEFAULT_SIZES[args.arch] if args.size is None else args.size
@@ -207,13 +210,13 @@ def main(argv: Iterable[str] | None = None) -> int:
     if args.tile:
         stylizer = TiledStylizer(stylizer, TileConfig(args.tile, args.tile_overlap))
     if source is not None:
-        print(f"{args.arch}: {stylize_video.describe(source)} x {len(style_paths)} styles, size {size or 'native'}",
+        print(f"{args.arch}: {stylize_video.describe(source)} x {len(style_paths)} styles, size {size or 'unresized'}",
               file=sys.stderr)
         return stylize_video.run(stylizer, source, style_paths, args, size=size or None,
                                  style_size=style_size or None)
     print(f"{args.arch}: {len(content_paths)} contents x {len(style_paths)} styles on {stylizer.n_devices} "
-          f"{jax.default_backend()} device(s), step {stylizer.step_size}, size {size or 'native'}, "
-          f"style size {style_size or 'native'}", file=sys.stderr)
+          f"{jax.default_backend()} device(s), step {stylizer.step_size}, size {size or 'unresized'}, "
+          f"style size {style_size or 'unresized'}", file=sys.stderr)
     options = images.Options(out_dir=args.out, alpha=args.alpha, preserve_color=args.preserve_color, size=size or None,
                       style_size=style_size or None, extension=f".{args.format}", progress=not args.no_progress)
     try:

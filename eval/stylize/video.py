@@ -59,7 +59,7 @@ def _av():
 
 
 def frame_size(height: int, width: int, size: int | None) -> tuple[int, int]:
-    """(height, width) of stylised frames: shorter side `size` (None: native), both rounded down to even.
+    """(height, width) of stylised frames: shorter side `size` (None: no resize), both rounded down to even.
 
     H.264 in yuv420p stores colour at half resolution and needs even sides.
     """
@@ -79,7 +79,7 @@ class VideoSource:
 
     Attributes:
       path: the video file. fps: its frame rate. frames: the container's frame count (0 if unknown).
-      height, width: native frame size.
+      height, width: the frame size of the source.
     """
 
     path: Path

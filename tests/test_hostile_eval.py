@@ -118,7 +118,7 @@ def test_stylize_does_not_write_nonfinite_outputs(folders, adain_variables, tmp_
 
 
 def test_stylize_out_file_is_refused_before_the_model_loads(folders, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(stylize, "load_model", _no_model)
+    monkeypatch.setattr(loading, "load_model", _no_model)
     out = tmp_path / "out.png"
     out.write_bytes(b"precious")
     for target in (out, out / "sub"):
@@ -133,7 +133,7 @@ def test_stylize_existing_outputs_need_overwrite(folders, tmp_path, monkeypatch,
     out.mkdir()
     (out / "c0__s1.png").write_bytes(b"an earlier result")
     (out / "notes.txt").write_text("unrelated")
-    monkeypatch.setattr(stylize, "load_model", _no_model)
+    monkeypatch.setattr(loading, "load_model", _no_model)
     code, _ = _exit_code(stylize.main, _stylize_argv(folders, out))
     line = _one_error_line(capsys.readouterr().err)
     assert code == guards.EXIT_USAGE and "already holds 1 of the 4 output files (c0__s1.png)" in line
@@ -144,7 +144,7 @@ def test_stylize_existing_outputs_need_overwrite(folders, tmp_path, monkeypatch,
 
 
 def test_stylize_output_names_shared_by_two_pairs_are_refused(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(stylize, "load_model", _no_model)
+    monkeypatch.setattr(loading, "load_model", _no_model)
     for name in ("content/a__b.png", "content/a.png", "style/c.png", "style/b__c.png"):
         _image(tmp_path / name, seed=len(name))
     code, _ = _exit_code(stylize.main, _stylize_argv((tmp_path / "content", tmp_path / "style"), tmp_path / "o"))
@@ -388,7 +388,7 @@ def test_run_size_too_small_for_the_network(folders, tmp_path, monkeypatch, caps
         model = build(arch)
         probe = jax.ShapeDtypeStruct((1, loading.PROBE_SIZE, loading.PROBE_SIZE, 3), np.float32)
         return model, jax.eval_shape(model.init, jax.random.key(0), probe, probe)
-    monkeypatch.setattr(stylize, "load_model", abstract_sanet)
+    monkeypatch.setattr(loading, "load_model", abstract_sanet)
     argv = _run_argv(folders, tmp_path / "out", 2, ("--arch", "sanet", "--checkpoint", "random"))
     argv[argv.index("--size") + 1] = "16"
     code, _ = _exit_code(eval_run.main, argv)

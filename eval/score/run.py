@@ -56,9 +56,9 @@ import jax
 import numpy as np
 
 from eval.common import guards, layout, records
+from eval.inference import loading
 from eval.inference.baselines import BASELINES, BaselineStylizer
 from eval.inference.batching import Stylizer
-from eval.inference.loading import load_model
 from eval.score import report
 from eval.score import pairs as pairing_lib
 from eval.score.config import EvalConfig, parse_config
@@ -134,7 +134,7 @@ def make_stylizer(cfg: EvalConfig, step_size: int) -> Any:
            cfg.size, cfg.alpha, cfg.dtype)
 
     def build() -> Stylizer:
-        model, variables = load_model(cfg.arch, cfg.weights, variant=cfg.variant, seed=cfg.model_seed)
+        model, variables = loading.load_model(cfg.arch, cfg.weights, variant=cfg.variant, seed=cfg.model_seed)
         model = model.clone(dtype=parse_dtype(cfg.dtype))  # its convolutions; statistics stay float32
         _check_size(model, variables, cfg)
         return Stylizer(model, variables, batch_size=step_size)

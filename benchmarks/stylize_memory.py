@@ -7,7 +7,7 @@ child's current RSS from ``/proc`` and stops it above ``--max-gib`` (the machine
 side (aspect 4096:2160, DCI 4K) with ``--arch`` (default AdaIN) on the real ImageNet VGG-16 encoder
 (`benchmarks.inputs`) and a seeded random rest (random weights cost the same memory and time as trained ones;
 SANet with the CLI's default attention chunk), on one device, the style (512 px shorter side) encoded once;
-"tiled" is `eval.tiling` with ``--tile``/``--overlap``. Seconds include compilation.
+"tiled" is `eval.inference.tiling` with ``--tile``/``--overlap``. Seconds include compilation.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Hostile inputs and faults for the eval CLIs: one clear message, a documented exit code (`eval.guards`),
+"""Hostile inputs and faults for the eval CLIs: one clear message, a documented exit code (`eval.common.guards`),
 nothing already on disk changed, and never a NaN written as a number or a black image.
 
 Each test writes its own hostile files. Usage and input errors are expected to stop during validation,

@@ -1,4 +1,5 @@
-"""Batched device-parallel inference (`eval.batching`) and the stylize CLI (`eval.stylize`), 8 fake CPU devices."""
+"""Batched device-parallel inference (`eval.inference.batching`, `eval.inference.loading`) and the stylize CLI
+(`eval.stylize`), 8 fake CPU devices."""
 
 import jax
 import numpy as np

@@ -208,3 +208,13 @@ def test_output_label_names_the_mix():
     assert style_mixing.output_label("cat", spec, ["a", "b"]) == "cat__a@0.25+b@0.75"
     spec = style_mixing.MixSpec((Path("a.jpg"), Path("b.jpg")), mask_path=Path("masks/fg.png"))
     assert style_mixing.output_label("cat", spec, ["a", "b"]) == "cat__a+b__mask-fg"
+
+
+def test_weights_flag_keeps_checkpoint_as_its_older_name():
+    """`--weights` of eval.stylize and eval.run; README commands written with `--checkpoint` still parse the same."""
+    from eval.score.config import build_parser as run_parser
+
+    run_flags = ["--arch", "adain", "--style-dir", "s", "--content-dir", "c", "--pairs", "1", "--out", "o"]
+    for parser, rest in ((stylize.build_parser(), []), (run_parser(), run_flags)):
+        new, old = (vars(parser.parse_args([flag, "w/params.npz", *rest])) for flag in ("--weights", "--checkpoint"))
+        assert new == old and new["weights"] == "w/params.npz"

@@ -1,4 +1,5 @@
-"""Per-image targets in `eval.run` (`eval.target_cache`): the LRU by bytes, and scores equal to the per-pair path."""
+"""Per-image targets in `eval.run` (`eval.score.target_cache`): the LRU by bytes, and scores equal to the per-pair
+path."""
 
 import concurrent.futures
 import dataclasses

@@ -1,4 +1,4 @@
-"""Tiled high-resolution stylisation (`eval.tiling`) and its CLI flags (`--tile`, `--attention-chunk`)."""
+"""Tiled high-resolution stylisation (`eval.inference.tiling`) and its CLI flags (`--tile`, `--attention-chunk`)."""
 
 import jax
 import numpy as np

@@ -1,4 +1,5 @@
-"""Video stylisation (`eval.video`, `eval.stylize_video`): streaming, frame order and rate, blending, errors."""
+"""Video stylisation (`eval.stylize.video`, `eval.stylize.video_cli`): streaming, frame order and rate, blending,
+errors."""
 
 import fractions
 

@@ -9,7 +9,7 @@ conv4_1`` fine-tunes from that conv on) on random crops, data-parallel over the 
 painting is an "artist", the right quarter of each is held out. The workdir ends with ``classifier.npz``
 (params + class list + held-out accuracy), ``heldout.json``/``.md`` (top-1/top-5 overall and per artist).
 
-Exit status (`eval.guards`): 0 done; 2 usage or input error before anything is written (bad flag, missing
+Exit status (`eval.common.guards`): 0 done; 2 usage or input error before anything is written (bad flag, missing
 folder, too few works, a workdir holding another run); 3 an output could not be written.
 """
 

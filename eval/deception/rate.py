@@ -11,7 +11,7 @@ Next to each artist's rate is the classifier's top-1 on real held-out paintings 
 ``classifier.npz``), the ceiling a perfect stylisation could reach. The overall rate is the mean over artists.
 
 Writes ``deception.json`` and ``deception.md`` into the eval folder (or ``--out``); `eval.compare` shows the
-overall rate as a column. An existing result is kept unless ``--overwrite``. Exit status (`eval.guards`): 0 done;
+overall rate as a column. An existing result is kept unless ``--overwrite``. Exit status (`eval.common.guards`): 0 done;
 1 no pair could be classified; 2 usage or input error (nothing written); 3 an output could not be written.
 """
 

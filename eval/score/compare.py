@@ -6,7 +6,7 @@ classic and balanced style losses; docs/losses.md, What the paper reports) follo
 into the folder, and a second table of the per-layer Pearson r of
 the classic loss against its bound. Runs are labelled by arch and checkpoint name, or by ``--labels``.
 
-Exit status (`eval.guards`): 0 done; 2 for a usage or input error (a folder without a readable, well-formed
+Exit status (`eval.common.guards`): 0 done; 2 for a usage or input error (a folder without a readable, well-formed
 ``summary.json``; ``--out`` naming a folder, or an existing file without ``--overwrite``), with one message
 naming the file; 3 when ``--out`` could not be written (it is replaced atomically, so it is never half-written).
 """

@@ -26,7 +26,7 @@ from jax_ast.data import CropSpec, Source, augment, describe
 
 PAIRING_SCHEME = ("pair k -> grid cell g = P_e(k mod M), e = k // M, M = n_c * n_s; content = g // n_s, "
                   "style = g % n_s; P_e = seeded 4-round Feistel permutation of [0, M) with cycle walking "
-                  "(eval.pairs.Pairing)")
+                  "(eval.score.pairs.Pairing)")
 _MASK64 = (1 << 64) - 1
 FEISTEL_ROUNDS = 4
 

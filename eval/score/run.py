@@ -3,11 +3,11 @@
     python -m eval.run --arch A --weights PATH (--content-dir D | --content-tfds NAME) --style-dir D \\
         --pairs N --out DIR [--size 256] [--loss-vgg-weights FILE|random] [--benchmark]
 
-Pairs are streamed in device-sharded batches: the model (`eval.batching.Stylizer`) and every per-pair metric
-(`eval.pair_metrics.PairScorer`) run in one pmapped program (`eval.pair_metrics.StylizeAndScore`), so outputs
+Pairs are streamed in device-sharded batches: the model (`eval.inference.batching.Stylizer`) and every per-pair metric
+(`eval.score.metrics.PairScorer`) run in one pmapped program (`eval.score.metrics.StylizeAndScore`), so outputs
 are scored on the devices and come to the host once; the last batch is padded and masked. Each image's
 loss-network targets and the network's code of each content (its encoder features) and each style are
-computed once and kept in an LRU of ``--target-cache-mb`` MiB (`eval.target_cache`), so per pair only the
+computed once and kept in an LRU of ``--target-cache-mb`` MiB (`eval.score.target_cache`), so per pair only the
 network's transform and decoder, and the loss network on the output, run; the scores are the same (0
 recomputes everything for every pair). Only two batches of images are in memory at a time (plus the bounded image
 and target caches and the K extreme thumbnails), and one CSV row per pair is written as soon as its batch
@@ -24,7 +24,7 @@ pairs/s), ``ist.json``/``ist.md`` (per-style spread and under-/over-stylised ran
 then per content layer and ``total``: ``content/<layer>``; per style layer and ``total``: ``classic/`` (the
 paper's un-normalised Gram loss), ``classic_hw/`` (or ``classic_chw/``, Gram / HW or / CHW), ``bound/`` (its
 supremum), ``balanced/``, ``mean_std/``; then ``ssim``, ``psnr`` (output vs content), ``color_lab``,
-``color_rgb`` (output vs style); definitions in `eval.pair_metrics`. Floats have 9 significant digits.
+``color_rgb`` (output vs style); definitions in `eval.score.metrics`. Floats have 9 significant digits.
 
 ``--arch identity`` (output = content) and ``copy-style`` (output = style) are
 checkpoint-free baselines. Model outputs are clipped to [0, 1] (as saved images are) unless ``--no-clip``.
@@ -33,7 +33,7 @@ No NaN is ever written: weights are checked for finite values when loaded, and a
 score is NaN or inf goes to ``skipped.csv`` with the reason (a warning per pair, counted in the summary).
 ``--out`` must be a new or empty folder, or the folder of an earlier run with the same settings.
 
-Exit status (`eval.guards`): 0 when the run finished with at least one pair evaluated; 1 when no pair could
+Exit status (`eval.common.guards`): 0 when the run finished with at least one pair evaluated; 1 when no pair could
 be evaluated (all skipped); 2 for a usage or input error (bad flag, missing or unusable data, weights or
 ``--out``, an unreadable ``run.json``, ``--size`` too small for the network), before anything is written;
 3 when a result file could not be written (disk full, I/O error): the rows already in ``pairs.csv`` stay

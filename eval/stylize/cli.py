@@ -3,8 +3,8 @@
 ``python -m eval.stylize --arch adain --weights DIR --content C --style S --out O``
 
 A video file as ``--content`` (or a folder of frames with ``--video-frames``) gives one stylised video per
-style (`eval.stylize_video`, docs/video.md); ``--tile PX`` stylises large contents in feathered tiles
-(`eval.tiling`, docs/high_resolution.md).
+style (`eval.stylize.video_cli`, docs/video.md); ``--tile PX`` stylises large contents in feathered tiles
+(`eval.inference.tiling`, docs/high_resolution.md).
 
 Outputs are ``<out>/<content-stem>__<style-stem>.png``. Existing outputs are never replaced silently: the
 run stops before loading the model unless ``--overwrite`` is given. A bad image is converted or skipped with a
@@ -12,7 +12,7 @@ warning naming the file and the reason; one bad file never ends the run. An outp
 written (a black image would hide the fault) and counted as skipped. A summary (written, skipped with
 reasons, images/s) is printed at the end.
 
-Exit status (`eval.guards`): 0 when at least one image was written; 1 when none was; 2 for a usage or input
+Exit status (`eval.common.guards`): 0 when at least one image was written; 1 when none was; 2 for a usage or input
 error (bad flag, missing input, ``--out`` not a folder or holding outputs, weights that cannot be loaded,
 does not match the model or holds non-finite weights), before any model runs; 3 when the disk is full (or
 the file-size limit is hit): the run stops, and the images written before are whole.
@@ -23,7 +23,7 @@ release files under their canonical names (listed below), a params file written 
 ``random`` (seeded random weights; the output is meaningless, for smoke tests only). ``--list-archs`` prints
 every network's files and where they come from.
 
-Several styles in one image (`eval.style_mixing`, docs/stylize.md): ``--style a.jpg b.jpg --style-weights 0.7
+Several styles in one image (`eval.stylize.mixing`, docs/stylize.md): ``--style a.jpg b.jpg --style-weights 0.7
 0.3`` mixes them (weights normalised to sum 1) into ``<content>__a@0.7+b@0.3.png``; ``--mask fg.png`` with two
 styles puts the first on the mask's white foreground and the second on its black background. Without these
 flags every ``--style`` file or folder is applied on its own.

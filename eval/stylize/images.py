@@ -99,7 +99,7 @@ def _encode(stylizer: Any, styles: dict[Any, np.ndarray], names: dict[Any, str],
 
 def stylize_all(stylizer: Any, content_paths: Sequence[Path], style_paths: Sequence[Path],
                 options: Options) -> Summary:
-    """Runs every content x style pair through `stylizer` (an `eval.batching.Stylizer`), writing images."""
+    """Runs every content x style pair through `stylizer` (an `eval.inference.batching.Stylizer`), writing images."""
     summary = Summary()
     progress = Progress(len(content_paths) * len(style_paths), enabled=options.progress)
     start = time.perf_counter()

@@ -284,7 +284,8 @@ def stylize_frames(stylizer: Any, frames: Iterable[np.ndarray], code: Tree, writ
     """Stylises a stream of float [h, w, 3] frames with one style code and writes them in order.
 
     Args:
-      stylizer: an `eval.batching.Stylizer` (or `eval.tiling.TiledStylizer`); `step_size` frames per call.
+      stylizer: an `eval.inference.batching.Stylizer` (or `eval.inference.tiling.TiledStylizer`); `step_size`
+        frames per call.
       frames: the source frames, all the same size.
       code: the style's code, unbatched (one row of `Stylizer.encode_styles`).
       writer: where the output frames go.

@@ -1,6 +1,6 @@
-"""The video part of ``python -m eval.stylize``: flags, checks and the run (`eval.video` does the work).
+"""The video part of ``python -m eval.stylize``: flags, checks and the run (`eval.stylize.video` does the work).
 
-``--content clip.mp4`` (any of `eval.video.VIDEO_SUFFIXES`), or ``--content frames/ --video-frames``, writes
+``--content clip.mp4`` (any of `eval.stylize.video.VIDEO_SUFFIXES`), or ``--content frames/ --video-frames``, writes
 ``<out>/<clip-stem>__<style-stem>.mp4`` per style, at the source's frame rate (``--fps`` for frames), and
 prints the flicker of each.
 """
@@ -78,7 +78,7 @@ def check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace, sty
 
 def run(stylizer: Any, source: Source, style_paths: Sequence[Path], args: argparse.Namespace, *,
         size: int | None, style_size: int | None) -> int:
-    """Stylises the clip with each style; returns the exit status (`eval.guards`)."""
+    """Stylises the clip with each style; returns the exit status (`eval.common.guards`)."""
     postprocess = color.preserve_luminance if args.preserve_color == "luminance" else None
     written = 0
     for style_path, out_path in zip(style_paths, output_paths(args, style_paths)):

@@ -13,6 +13,9 @@ IST_JSON, IST_MD = "ist.json", "ist.md"  # the paper's IST table
 EXTREMES_NPZ = "extremes.npz"  # thumbnails of the highest/lowest-loss pairs, kept across resumes
 FIGURES_DIR = "figures"
 SCATTER_BOUND_PNG = "scatter_bound.png"  # in FIGURES_DIR: classic loss against its bound
+HIST_CLASSIC_PNG, HIST_BALANCED_PNG = "hist_classic.png", "hist_balanced.png"  # in FIGURES_DIR
+IST_PNG = "ist.png"  # in FIGURES_DIR: per-style spread of both losses
+EXTREMES_PNG = "extremes_{loss}.png"  # in FIGURES_DIR, per tracked loss: its lowest and highest pairs
 DECEPTION_JSON, DECEPTION_MD = "deception.json", "deception.md"  # written by eval.deception
 
 # ------------------------------------------------------------------ the artist classifier's --workdir
@@ -21,6 +24,8 @@ CLASSIFIER_CONFIG_JSON = "config.json"
 HELDOUT_JSON, HELDOUT_MD = "heldout.json", "heldout.md"
 
 # --------------------------------------------------------------------------- eval.reproduce's --out
+REPRODUCE_PAIRS_DIR = "pairs"  # every evaluation's pairs.csv, one file per run
+WORK_EVAL_DIR, WORK_TRAIN_DIR = "eval", "train"  # in --workdir: the eval.run folders and training runs
 SPLIT_CSV = "split.csv"
 RUNS_CSV = "runs.csv"
 PER_STYLE_CSV = "per_style.csv"

@@ -133,13 +133,13 @@ def make_split(args: argparse.Namespace, scale: Scale, work: Path) -> tuple[dict
     return folders, rows
 
 
-def run_eval(arch: str, out: Path, content: Path, style: Path, size: int, pairs: int, *, checkpoint: Path | None,
+def run_eval(arch: str, out: Path, content: Path, style: Path, size: int, pairs: int, *, weights: Path | None,
              seed: int, figures: bool) -> Path:
     """`eval.run` in-process (its stdout summary goes to <out>.log); returns its pairs.csv."""
     from eval.score import run as eval_run  # noqa: PLC0415
     argv = ["--arch", arch, "--content-dir", str(content), "--style-dir", str(style), "--pairs", str(pairs),
             "--size", str(size), "--out", str(out), "--seed", str(seed), "--no-progress"]
-    argv += ["--weights", str(checkpoint)] if checkpoint else []
+    argv += ["--weights", str(weights)] if weights else []
     argv += [] if figures else ["--no-figures"]
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_suffix(".log"), "w") as log, contextlib.redirect_stdout(log):
@@ -233,25 +233,25 @@ def run(args: argparse.Namespace, scale: Scale, argv: list[str]) -> Path:
         layers = layers or [c.split("/")[1] for c in pairs if c.startswith("balanced/") and c != "balanced/total"]
         row, style_rows, r = report.summarize_run(run_name, model, pairs_set, size, pairs, layers)
         rows.append(row), styles.extend(style_rows), pearson.append(r)
-        target = out / "pairs" / f"{run_name.replace(' (', '-').rstrip(')')}.csv"
+        target = out / layout.REPRODUCE_PAIRS_DIR / f"{run_name.replace(' (', '-').rstrip(')')}.csv"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(csv_path, target)
 
     for baseline in BASELINES:  # the figures of the analysis come from the identity run
         tic = time.perf_counter()
-        csv_path = run_eval(baseline, work / "eval" / baseline, folders["all_content"], folders["all_style"],
-                            scale.analysis_size, analysis_pairs, checkpoint=None, seed=args.seed,
+        csv_path = run_eval(baseline, work / layout.WORK_EVAL_DIR / baseline, folders["all_content"],
+                            folders["all_style"], scale.analysis_size, analysis_pairs, weights=None, seed=args.seed,
                             figures=figures and baseline == BASELINES[0])
         record(baseline, baseline, "all pairs", scale.analysis_size, csv_path)
         seconds[f"eval {baseline}"] = time.perf_counter() - tic
-    if figures and (work / "eval" / "identity" / layout.FIGURES_DIR / layout.SCATTER_BOUND_PNG).exists():
+    identity_scatter = work / layout.WORK_EVAL_DIR / "identity" / layout.FIGURES_DIR / layout.SCATTER_BOUND_PNG
+    if figures and identity_scatter.exists():
         (out / layout.FIGURES_DIR).mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(work / "eval" / "identity" / layout.FIGURES_DIR / layout.SCATTER_BOUND_PNG,
-                        out / layout.FIGURES_DIR / layout.IDENTITY_SCATTER_PNG)
+        shutil.copyfile(identity_scatter, out / layout.FIGURES_DIR / layout.IDENTITY_SCATTER_PNG)
     checkpoints = {}
     for loss in args.losses:
         tic = time.perf_counter()
-        checkpoints[loss] = train_model(loss, scale, folders, work / "train" / loss, args.seed)
+        checkpoints[loss] = train_model(loss, scale, folders, work / layout.WORK_TRAIN_DIR / loss, args.seed)
         seconds[f"train {loss}"] = time.perf_counter() - tic
     sets = {"held-out photos x held-out paintings": ("test_content", "test_style", "test"),
             "held-out photos x training paintings": ("test_content", "train_style", "trainstyles")}
@@ -260,8 +260,9 @@ def run(args: argparse.Namespace, scale: Scale, argv: list[str]) -> Path:
         n_pairs = args.eval_pairs or min(n_pairs, MAX_PAIRS)
         for loss, checkpoint in checkpoints.items():
             tic = time.perf_counter()
-            csv_path = run_eval("adain", work / "eval" / f"{loss}-{tag}", folders[content_key], folders[style_key],
-                                scale.eval_size, n_pairs, checkpoint=checkpoint, seed=args.seed, figures=False)
+            csv_path = run_eval("adain", work / layout.WORK_EVAL_DIR / f"{loss}-{tag}", folders[content_key],
+                                folders[style_key], scale.eval_size, n_pairs, weights=checkpoint, seed=args.seed,
+                                figures=False)
             record(f"{loss} ({tag})", loss, pairs_set, scale.eval_size, csv_path)
             seconds[f"eval {loss} {tag}"] = time.perf_counter() - tic
     if figures:

@@ -8,7 +8,6 @@ digits, and printed in the report with `eval.score.analysis.format_number` of th
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -42,14 +41,9 @@ def vgg16_channels(layer: str) -> int:
 
 def read_pairs(path: Path) -> dict[str, np.ndarray]:
     """All columns of an `eval.run` pairs.csv: numbers as float64 arrays, content/style names as str arrays."""
-    with open(path, newline="", encoding="utf-8") as stream:
-        rows = list(csv.reader(stream))
-    header, body = rows[0], rows[1:]
-    columns = {}
-    for index, name in enumerate(header):
-        values = [row[index] for row in body]
-        columns[name] = np.asarray(values) if name in ("content", "style") else np.asarray(values, np.float64)
-    return columns
+    rows = records.read_table(path)
+    return {name: np.asarray([row[name] for row in rows], None if name in ("content", "style") else np.float64)
+            for name in (rows[0] if rows else ())}
 
 
 def _spread(values: Sequence[float]) -> tuple[float, float]:

@@ -110,22 +110,22 @@ def write_figures(out_dir: Path, columns: Mapping[str, np.ndarray], summary: Map
     """Every PNG of the run into ``<out>/figures``; returns {figure name: path}."""
     folder = out_dir / layout.FIGURES_DIR
     paths = {
-        "hist_classic": figures.loss_histogram(columns["classic/total"], folder / "hist_classic.png",
+        "hist_classic": figures.loss_histogram(columns["classic/total"], folder / layout.HIST_CLASSIC_PNG,
                                                title="Classic style loss", xlabel="classic loss (log)", log_x=True),
-        "hist_balanced": figures.loss_histogram(columns["balanced/total"], folder / "hist_balanced.png",
+        "hist_balanced": figures.loss_histogram(columns["balanced/total"], folder / layout.HIST_BALANCED_PNG,
                                                 title="Balanced style loss",
                                                 xlabel=f"balanced loss (sum of {len(style_layers)} layers)",
                                                 log_x=False),
         "scatter_bound": figures.bound_scatter(columns, style_layers, summary["pearson_classic_vs_bound"],
                                                folder / layout.SCATTER_BOUND_PNG),
         "ist": figures.ist_figure(ist, columns["style_index"], columns["classic/total"], columns["balanced/total"],
-                                  folder / "ist.png"),
+                                  folder / layout.IST_PNG),
     }
     for loss in keeper.losses:
         lowest, highest = keeper.entries(loss, "lowest"), keeper.entries(loss, "highest")
         captions = {pair: pair_caption(pair) for pair, _, _ in (*lowest, *highest)}
-        name = f"extremes_{loss.split('/')[0]}"
-        paths[name] = figures.extremes_grid(loss, lowest, highest, captions, folder / f"{name}.png")
+        file_name = layout.EXTREMES_PNG.format(loss=loss.split("/")[0])
+        paths[Path(file_name).stem] = figures.extremes_grid(loss, lowest, highest, captions, folder / file_name)
     return {name: str(path) for name, path in paths.items()}
 
 

@@ -1,7 +1,7 @@
 """Model loading for every eval entry point: release files, a params file, or seeded random weights.
 
 `load_model` is the one way `eval.stylize`, `eval.run`, `eval.reproduce`, the benchmarks and the tests turn
-``--arch`` and ``--checkpoint`` into ``(model, variables)``; the inference options of a network
+``--arch`` and ``--weights`` into ``(model, variables)``; the inference options of a network
 (`with_attention_chunk`) and its default stylisation size (`DEFAULT_SIZES`) live here too.
 """
 
@@ -34,7 +34,7 @@ DEFAULT_ATTENTION_CHUNK = 4096
 PROBE_SIZE = 64  # init probe: a multiple of 16 (SANet) and large enough for Magenta's Inception
 
 
-def load_model(arch: str, checkpoint: str, *, variant: str | None = None, seed: int = 0) -> tuple[Any, Any]:
+def load_model(arch: str, weights: str, *, variant: str | None = None, seed: int = 0) -> tuple[Any, Any]:
     """(model, variables) for `arch` from release files, a params file, or 'random'.
 
     Loaded weights are checked once here, so that a bad file gives one `CheckpointError` instead of black
@@ -43,19 +43,19 @@ def load_model(arch: str, checkpoint: str, *, variant: str | None = None, seed: 
     """
     config = {} if variant is None else {"variant": variant}
     try:
-        if checkpoint == "random":
+        if weights == "random":
             return _random_model(arch, config, seed)
-        path = Path(checkpoint)
+        path = Path(weights)
         if path.is_file() and params_file.is_params_file(path):
             model, variables = _load_params_file(arch, path, config)
         else:
             model, variables = _load_release(arch, path, config)
-        check_finite(variables, checkpoint)
+        check_finite(variables, weights)
         return model, variables
     except (ValueError, TypeError, OSError, KeyError, ImportError) as error:
         if isinstance(error, CheckpointError):
             raise
-        raise CheckpointError(f"cannot load --arch {arch} --checkpoint {checkpoint}: {type(error).__name__}: "
+        raise CheckpointError(f"cannot load --arch {arch} --weights {weights}: {type(error).__name__}: "
                               f"{error}") from error
 
 
@@ -67,7 +67,7 @@ def random_model(arch: str, *, seed: int = 0, **config: Any) -> tuple[Any, Any]:
 def _random_model(arch: str, config: dict, seed: int) -> tuple[Any, Any]:
     model, variables = random_model(arch, seed=seed, **config)
     banner = "!" * 78
-    print(f"{banner}\nWARNING: --checkpoint random: {arch} has RANDOM weights (seed {seed}).\n"
+    print(f"{banner}\nWARNING: --weights random: {arch} has RANDOM weights (seed {seed}).\n"
           f"The output images are MEANINGLESS; use this only for smoke tests.\n{banner}", file=sys.stderr)
     return model, variables
 
@@ -117,6 +117,19 @@ def _load_params_file(arch: str, path: Path, config: dict) -> tuple[Any, Any]:
     return model, variables
 
 
+def is_tf_prefix(weights: str) -> bool:
+    """A TF checkpoint prefix such as ``.../model.ckpt`` names files that exist only with suffixes."""
+    return Path(weights + ".index").exists()
+
+
+# ------------------------------------------------------------------ inference options of a network
+# The one place that tells which networks take an attention chunk (the only such option today).
+
+
+def attention_archs() -> list[str]:
+    """The networks that take an attention chunk (`with_attention_chunk`)."""
+    return [arch for arch in ARCHS if hasattr(build(arch), "chunk_size")]
+
 
 def with_attention_chunk(model: Any, chunk: int | None) -> Any:
     """SANet with `chunk` content positions per attention chunk (None: the default, 0: unchunked)."""
@@ -124,13 +137,3 @@ def with_attention_chunk(model: Any, chunk: int | None) -> Any:
         return model
     chunk = DEFAULT_ATTENTION_CHUNK if chunk is None else chunk
     return model.clone(chunk_size=chunk or None)
-
-
-def is_tf_prefix(checkpoint: str) -> bool:
-    """A TF checkpoint prefix such as ``.../model.ckpt`` names files that exist only with suffixes."""
-    return Path(checkpoint + ".index").exists()
-
-
-def attention_archs() -> list[str]:
-    """The networks that take an attention chunk (`with_attention_chunk`)."""
-    return [arch for arch in ARCHS if hasattr(build(arch), "chunk_size")]

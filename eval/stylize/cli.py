@@ -12,16 +12,15 @@ warning naming the file and the reason; one bad file never ends the run. An outp
 written (a black image would hide the fault) and counted as skipped. A summary (written, skipped with
 reasons, images/s) is printed at the end.
 
-Exit status (`eval.common.guards`): 0 when at least one image was written; 1 when none was; 2 for a usage or input
-error (bad flag, missing input, ``--out`` not a folder or holding outputs, weights that cannot be loaded,
-does not match the model or holds non-finite weights), before any model runs; 3 when the disk is full (or
+Exit status (`eval.common.guards`): 0 when at least one image was written; 1 when none was; 2 for a usage or
+input error (bad flag, missing input, ``--out`` not a folder or holding outputs, weights that cannot be loaded,
+do not match the model or hold non-finite values), before any model runs; 3 when the disk is full (or
 the file-size limit is hit): the run stops, and the images written before are whole.
 
 ``--weights`` (older name ``--checkpoint``, still accepted) is one of: a directory holding the original
 release files under their canonical names (listed below), a params file written by
-``jax_ast.pretrained.save_params``, or the literal
-``random`` (seeded random weights; the output is meaningless, for smoke tests only). ``--list-archs`` prints
-every network's files and where they come from.
+``jax_ast.pretrained.save_params``, or the literal ``random`` (seeded random weights; the output is
+meaningless, for smoke tests only). ``--list-archs`` prints every network's files and where they come from.
 
 Several styles in one image (`eval.stylize.mixing`, docs/stylize.md): ``--style a.jpg b.jpg --style-weights 0.7
 0.3`` mixes them (weights normalised to sum 1) into ``<content>__a@0.7+b@0.3.png``; ``--mask fg.png`` with two
@@ -32,6 +31,7 @@ With none of --arch, --weights, --content, --style, --out, the run uses `eval.st
 model README's main command trains, on the bundled samples; if it does not exist yet, the run prints the
 command that trains it and exits 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,7 +54,6 @@ from eval.stylize.naming import output_names, unique_stems
 from jax_ast import archs, color, compilation_cache, imageio
 from jax_ast.archs import ARCHS
 from jax_ast.errors import CheckpointError
-
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -385,7 +385,7 @@ def test_compare_sets_runs_side_by_side(identity_run, tmp_path, capsys):
 def test_cli_usage_errors(tmp_path, capsys):
     for argv, message in ((["--arch", "cyclegan"], "valid choices: adain, sanet, linear, magenta, identity"),
                           (["--arch", "adain"], "needs --weights"),
-                          (["--arch", "identity", "--checkpoint", "random"], "drop --checkpoint"),
+                          (["--arch", "identity", "--checkpoint", "random"], "drop --weights"),
                           (["--arch", "identity", "--style-layers", "relu9_9"], "unknown taps")):
         with pytest.raises(SystemExit) as exit_info:
             eval_run.main([*argv, "--pairs", "2", "--out", str(tmp_path), *BASE])

@@ -1,6 +1,6 @@
 """Benchmark: `eval.run` pairs/s with per-image targets cached (``--target-cache-mb``) vs the per-pair path.
 
-    python -m benchmarks.eval_cache [--arch adain] [--checkpoint random] [--size 256] [--contents 12]
+    python -m benchmarks.eval_cache [--arch adain] [--weights random] [--size 256] [--contents 12]
         [--styles 14] [--pairs N] [--batch-size 8] [--rounds 3] [--loss-vgg-weights FILE|random]
 
 Both paths run `eval.run.stylize_and_score` (the fused stylise-and-score program of `eval.run`) on the same
@@ -17,7 +17,7 @@ Programs are compiled in a warm-up pass first. It prints pairs/s old and new, th
 ratio (new without its target computations: a long run, where every image is already cached), and whether
 every score of the two paths agrees to 1e-6 relative.
 
-The stylizer's weights do not change its cost: ``--checkpoint random`` (the default) times the network
+The stylizer's weights do not change its cost: ``--weights random`` (the default) times the network
 with random weights (its images are meaningless; the scores still compare the two paths exactly).
 """
 
@@ -41,9 +41,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", OMP_WAIT_POLICY)
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from eval import pairs  # noqa: E402
-from eval import run as eval_run  # noqa: E402
-from eval.config import parse_config  # noqa: E402
+from eval.inference import baselines  # noqa: E402
+from eval.score import pairs  # noqa: E402
+from eval.score import run as eval_run  # noqa: E402
+from eval.score.config import parse_config  # noqa: E402
 from jax_ast.data import FolderSource, bundled_dir  # noqa: E402
 
 RTOL = 1e-6
@@ -71,7 +72,8 @@ def worst_relative(old: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> tu
 def time_stages(scorer, stylizer, chunk, store, rounds: int) -> int:
     """Prints the seconds of each stage of both paths on one chunk, apart (medians over `rounds` runs)."""
     contents, styles = (x.astype(np.float32) / 255.0 for x in (chunk.contents, chunk.styles))
-    rows = eval_run.target_rows(store, chunk, contents, styles, codes=not isinstance(stylizer, pairs.BaselineStylizer))
+    with_codes = not isinstance(stylizer, baselines.BaselineStylizer)
+    rows = eval_run.target_rows(store, chunk, contents, styles, codes=with_codes)
     outputs = np.clip(stylizer.stylize(contents, styles), 0.0, 1.0)
     stages = {"score: loss network on content, style, output": lambda: scorer.score(contents, styles, outputs),
               "score: loss network on output, cached targets": lambda: scorer.score(contents, styles, outputs,
@@ -108,7 +110,8 @@ def time_stages(scorer, stylizer, chunk, store, rounds: int) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", default="adain", help="a network or a baseline (identity, copy-style)")
-    parser.add_argument("--checkpoint", default="random", help="of --arch (timing is the same with any weights)")
+    parser.add_argument("--weights", "--checkpoint", dest="weights", default="random",
+                        help="of --arch (timing is the same with any weights)")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--contents", type=int, default=12, help="the first N bundled contents (at most 12)")
     parser.add_argument("--styles", type=int, default=14, help="the first N bundled styles (at most 14)")
@@ -133,8 +136,8 @@ def main(argv=None) -> int:
     flags = ["--arch", args.arch, "--pairs", str(args.pairs), "--out", str(out), "--content-dir",
              str(bundled_dir("content")), "--style-dir", str(bundled_dir("style")), "--size", str(args.size),
              "--batch-size", str(args.batch_size), "--target-cache-mb", str(args.target_cache_mb)]
-    if args.arch not in pairs.BASELINES:
-        flags += ["--checkpoint", args.checkpoint]
+    if args.arch not in baselines.BASELINES:
+        flags += ["--weights", args.weights]
     if args.loss_vgg_weights:
         flags += ["--loss-vgg-weights", args.loss_vgg_weights]
     cfg = parse_config(flags)
@@ -149,7 +152,7 @@ def main(argv=None) -> int:
     n_styles = len({s for chunk in chunks for s in chunk.style_indices})
     print(f"jax {jax.__version__}, {jax.local_device_count()} {jax.default_backend()} device(s), "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS')!r}")
-    print(f"{args.arch} ({args.checkpoint if args.arch not in pairs.BASELINES else 'baseline'} weights), loss "
+    print(f"{args.arch} ({args.weights if args.arch not in baselines.BASELINES else 'baseline'} weights), loss "
           f"network {cfg.loss_network} ({cfg.loss_vgg_weights or 'installed ImageNet VGG-16'}), {args.pairs} pairs "
           f"of {n_contents} contents x {n_styles} styles at {args.size}x{args.size}, batch {stylizer_step}",
           flush=True)

@@ -3,7 +3,7 @@
 The camera pans slowly across the photo (``--pan`` pixels of the output per frame, left to right; 0: a still
 shot), optionally with fresh Gaussian noise in every frame (``--noise``, in 8-bit levels, like sensor noise),
 so consecutive source frames differ a little, as in real footage; stylising it shows how much flicker a
-network adds (`eval.video`). A still, noisy clip isolates flicker from motion. Written as H.264 at ``--fps``.
+network adds (`eval.stylize.video`). A still, noisy clip isolates flicker from motion. Written as H.264 at ``--fps``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eval.video import VideoWriter
+from eval.stylize.video import VideoWriter
 from jax_ast import imageio
 from jax_ast.data import bundled_dir
 

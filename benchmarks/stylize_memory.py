@@ -7,7 +7,7 @@ child's current RSS from ``/proc`` and stops it above ``--max-gib`` (the machine
 side (aspect 4096:2160, DCI 4K) with ``--arch`` (default AdaIN) on the real ImageNet VGG-16 encoder
 (`benchmarks.inputs`) and a seeded random rest (random weights cost the same memory and time as trained ones;
 SANet with the CLI's default attention chunk), on one device, the style (512 px shorter side) encoded once;
-"tiled" is `eval.tiling` with ``--tile``/``--overlap``. Seconds include compilation.
+"tiled" is `eval.inference.tiling` with ``--tile``/``--overlap``. Seconds include compilation.
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ def _child(arch: str, side: int, tile: int, overlap: int) -> None:
     import numpy as np
 
     from benchmarks.inputs import variables_for
-    from eval import stylize
-    from eval.batching import Stylizer
-    from eval.tiling import TileConfig, TiledStylizer
+    from eval.inference import loading
+    from eval.inference.batching import Stylizer
+    from eval.inference.tiling import TileConfig, TiledStylizer
     from jax_ast import imageio
     from jax_ast.data import bundled_dir
 
     model, variables = variables_for(arch)
-    model = stylize._with_attention_chunk(model, None)  # SANet: the CLI's default attention chunk
+    model = loading.with_attention_chunk(model, None)  # SANet: the CLI's default attention chunk
     content_path = imageio.list_images(bundled_dir("content"))[0]
     content = imageio.load_image(content_path, size=(round(side * ASPECT), side), mode="exact")
     style = imageio.load_image(imageio.list_images(bundled_dir("style"))[0], size=512)

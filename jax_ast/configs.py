@@ -231,7 +231,7 @@ class TrainConfig:
         return self.plugin.native_loss_network(self.encoder_variant)
 
     def model_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of `jax_ast.models.build(arch, ...)` for this run."""
+        """Keyword arguments of `jax_ast.archs.build(arch, ...)` for this run."""
         return self.plugin.model_kwargs(variant=self.model.variant, encoder=self.model.encoder)
 
     def to_json(self) -> str:

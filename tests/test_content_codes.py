@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from eval.stylize import random_model
+from eval.inference.loading import random_model
 
 CONTENT_SHAPE, STYLE_SHAPE = (2, 45, 51, 3), (2, 48, 48, 3)  # off every multiple (crops); >= 43 (Inception)
 ARCHS = {"adain": {}, "sanet": {}, "linear": {"variant": "r31"}, "magenta": {}}

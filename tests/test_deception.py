@@ -14,8 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from eval import artist_classifier, artist_data, compare, deception
-from eval import run as eval_run
+from eval.common import layout
+from eval.deception import classifier as artist_classifier
+from eval.deception import data as artist_data
+from eval.deception import rate as deception
+from eval.score import compare
+from eval.score import run as eval_run
 from jax_ast.data import DataError, bundled_dir
 from jax_ast.models.artist import ArtistClassifier, merge_params, split_backbone
 from jax_ast.pretrained.compvis import WeightsError, load_compvis, read_class_list
@@ -110,7 +114,7 @@ def test_split_backbone_round_trips():
 # ------------------------------------------------------------------------------------------- end to end
 
 def test_tiny_classifier_learns_held_out_regions_and_resumes(classifier):
-    heldout = json.loads((classifier / artist_classifier.HELDOUT_JSON).read_text())
+    heldout = json.loads((classifier / layout.HELDOUT_JSON).read_text())
     assert heldout["n"] == 3 * 4 and heldout["top1"] >= 0.66 and heldout["top5"] == 1.0
     steps = [json.loads(line)["step"] for line in (classifier / "metrics.jsonl").read_text().splitlines()]
     assert steps == [12, 24]
@@ -125,7 +129,7 @@ def test_copy_style_deceives_and_identity_is_at_chance(folders, classifier):
     for arch in ("copy-style", "identity"):
         out = _eval_run(folders, arch)
         assert deception.main(["--classifier", str(classifier), "--pairs-from", str(out), "--bootstrap", "200"]) == 0
-        results[arch] = json.loads((out / deception.JSON_NAME).read_text())
+        results[arch] = json.loads((out / layout.DECEPTION_JSON).read_text())
     assert results["copy-style"]["rate"] >= 0.99 and results["copy-style"]["n"] == 9
     # Each photo meets each of the 3 paintings once and its prediction ignores the painting: exactly 1/3.
     assert results["identity"]["rate"] == pytest.approx(1 / 3)
@@ -137,11 +141,11 @@ def test_copy_style_deceives_and_identity_is_at_chance(folders, classifier):
 
 def test_cli_refuses_bad_input_and_existing_results(folders, classifier, tmp_path, capsys):
     out = _eval_run(folders, "identity")
-    (tmp_path / deception.JSON_NAME).write_text("{}")
+    (tmp_path / layout.DECEPTION_JSON).write_text("{}")
     with pytest.raises(SystemExit) as exit_info:
         deception.main(["--classifier", str(classifier), "--pairs-from", str(out), "--out", str(tmp_path)])
     assert exit_info.value.code == 2 and "--overwrite" in capsys.readouterr().err
-    assert (tmp_path / deception.JSON_NAME).read_text() == "{}"
+    assert (tmp_path / layout.DECEPTION_JSON).read_text() == "{}"
     assert deception.main(["--classifier", str(tmp_path / "none"), "--pairs-from", str(out), "--out",
                            str(tmp_path / "o")]) == 2
     assert "no artist classifier" in capsys.readouterr().err

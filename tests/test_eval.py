@@ -15,8 +15,10 @@ import pytest
 from PIL import Image
 
 import jax_ast.losses as L
-from eval import analysis, compare, extremes, pair_metrics, pairs, records, report
-from eval import run as eval_run
+from eval.common import layout, records
+from eval.score import analysis, compare, extremes, pairs, report
+from eval.score import metrics as pair_metrics
+from eval.score import run as eval_run
 from jax_ast.data import FolderSource, bundled_dir
 from jax_ast.pretrained import load_vgg
 
@@ -31,11 +33,11 @@ pytestmark = pytest.mark.filterwarnings("ignore:load_vgg.*RANDOMLY INITIALISED:U
 def _run(out, arch, n, *extra):
     argv = ["--arch", arch, "--pairs", str(n), "--out", str(out), *BASE, *extra]
     assert eval_run.main(argv) == 0
-    return json.loads((out / report.SUMMARY_NAME).read_text())
+    return json.loads((out / layout.SUMMARY_JSON).read_text())
 
 
 def _rows(out):
-    with open(out / report.CSV_NAME, newline="") as stream:
+    with open(out / layout.PAIRS_CSV, newline="") as stream:
         return list(csv.DictReader(stream))
 
 
@@ -64,7 +66,7 @@ def test_csv_has_one_row_per_pair_with_the_seeded_pairing(identity_run):
     assert [(int(r["content_index"]), int(r["style_index"])) for r in rows] == [pairing(k) for k in range(30)]
     assert len({(r["content_index"], r["style_index"]) for r in rows}) == 30  # no repeated pair below n_c * n_s
     assert "classic/relu1_2" in rows[0] and "balanced/total" in rows[0] and "classic_hw/relu4_3" in rows[0]
-    run_json = json.loads((out / report.RUN_NAME).read_text())
+    run_json = json.loads((out / layout.RUN_JSON).read_text())
     assert run_json["pairing"]["seed"] == 0 and run_json["n_contents"] == 12 and run_json["n_styles"] == 14
     assert summary["pairs"] == {"requested": 30, "done": 30, "skipped": 0, "complete": True}
     benchmark = summary["benchmark"]  # 2 batches: the second one gives the steady-state rate
@@ -80,7 +82,7 @@ def test_unreadable_images_are_skipped_with_the_reason(tmp_path):
     argv = ["--arch", "identity", "--pairs", "12", "--out", str(tmp_path / "out"), *BASE, "--no-figures"]
     argv[argv.index("--content-dir") + 1] = str(content_dir)
     assert eval_run.main(argv) == 0
-    with open(tmp_path / "out" / report.SKIPPED_NAME, newline="") as stream:
+    with open(tmp_path / "out" / layout.SKIPPED_CSV, newline="") as stream:
         skipped = list(csv.DictReader(stream))
     assert skipped and all(r["content"] == "broken.jpg" and "broken.jpg" in r["reason"] for r in skipped)
     assert sorted(int(r["pair"]) for r in [*skipped, *_rows(tmp_path / "out")]) == list(range(12))
@@ -129,7 +131,7 @@ def test_summary_stats_and_pearson_match_numpy(identity_run):
         assert summary["pearson_classic_vs_bound"][layer] == pytest.approx(np.corrcoef(x, y)[0, 1], abs=1e-12)
         assert np.all(y <= x * (1 + 1e-5))  # the bound bounds the classic loss
     assert summary["table"]["header"][2:5] == ["classic mean", "classic median", "classic std"]
-    assert "| identity |" in (out / report.SUMMARY_MD).read_text()
+    assert "| identity |" in (out / layout.SUMMARY_MD).read_text()
 
 
 def test_figures_are_valid_pngs(identity_run):
@@ -155,7 +157,7 @@ def test_extreme_pairs_are_the_lowest_and_highest_rows(identity_run):
 def test_ist_report_ranks_styles_by_mean_balanced_loss(identity_run):
     out, _ = identity_run
     rows = _rows(out)
-    ist = json.loads((out / report.IST_JSON).read_text())
+    ist = json.loads((out / layout.IST_JSON).read_text())
     assert sum(s["pairs"] for s in ist["styles"]) == 30
     means = {}
     for r in rows:
@@ -166,7 +168,7 @@ def test_ist_report_ranks_styles_by_mean_balanced_loss(identity_run):
     classic_means = [np.mean([float(r["classic/total"]) for r in rows if int(r["style_index"]) == k])
                      for _, k in ranked]
     assert ist["classic_spread"]["max_over_min"] == pytest.approx(max(classic_means) / min(classic_means))
-    assert "Most under-stylised" in (out / report.IST_MD).read_text()
+    assert "Most under-stylised" in (out / layout.IST_MD).read_text()
 
 
 def test_copy_style_has_zero_balanced_and_classic_loss(tmp_path):
@@ -184,7 +186,7 @@ def test_adain_with_random_weights_matches_the_model_applied_directly(tmp_path):
     assert len(rows) == 5 and all(float(r["psnr"]) < pair_metrics.PSNR_CAP_DB for r in rows)
     fused = next(v for k, v in eval_run._CACHE.items() if k[0] == "fused_targets")  # --target-cache-mb on by default
     assert fused.trace_count == 1  # stylised and scored in one program, compiled once
-    from eval.stylize import load_model
+    from eval.inference.loading import load_model
     model, variables = load_model("adain", "random", seed=0)
     contents, styles = _images(rows[:2])
     outputs = np.clip(np.asarray(model.apply(variables, contents, styles)[0]), 0.0, 1.0)
@@ -200,9 +202,9 @@ def test_adain_with_random_weights_matches_the_model_applied_directly(tmp_path):
 def test_interrupted_run_resumes_without_duplicates(tmp_path, identity_run):
     first = _run(tmp_path, "identity", 40, "--max-pairs-this-run", "17", "--no-figures")
     assert first["pairs"]["done"] == 17 and not first["pairs"]["complete"]
-    with open(tmp_path / report.CSV_NAME, "a") as stream:  # a row cut off by a kill mid-write
+    with open(tmp_path / layout.PAIRS_CSV, "a") as stream:  # a row cut off by a kill mid-write
         stream.write("17,3,4,some.jpg,oth")
-    (tmp_path / report.EXTREMES_NAME).unlink()  # killed before the heaps were saved
+    (tmp_path / layout.EXTREMES_NPZ).unlink()  # killed before the heaps were saved
     summary = _run(tmp_path, "identity", 40, "--top-k", "3", "--thumb-size", "24")
     rows = _rows(tmp_path)
     assert [int(r["pair"]) for r in rows] == list(range(40))
@@ -252,7 +254,7 @@ def _start(out, n, size, *extra):
 
 def test_killed_run_resumes_without_duplicates(tmp_path):
     process = _start(tmp_path, 1000, 32, "--batch-size", "8", "--no-figures")
-    csv_path, deadline = tmp_path / report.CSV_NAME, time.monotonic() + 60
+    csv_path, deadline = tmp_path / layout.PAIRS_CSV, time.monotonic() + 60
     while records.count_rows(csv_path) < 40 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     process.kill()
@@ -261,7 +263,7 @@ def test_killed_run_resumes_without_duplicates(tmp_path):
     resumed = _start(tmp_path, 1000, 32, "--batch-size", "8", "--top-k", "2")
     assert resumed.wait() == 0, resumed.stderr.read().decode()[-2000:]
     assert [int(r["pair"]) for r in _rows(tmp_path)] == list(range(1000))
-    summary = json.loads((tmp_path / report.SUMMARY_NAME).read_text())
+    summary = json.loads((tmp_path / layout.SUMMARY_JSON).read_text())
     assert summary["pairs"]["complete"] and Path(summary["figures"]["extremes_balanced"]).is_file()
 
 
@@ -382,8 +384,8 @@ def test_compare_sets_runs_side_by_side(identity_run, tmp_path, capsys):
 
 def test_cli_usage_errors(tmp_path, capsys):
     for argv, message in ((["--arch", "cyclegan"], "valid choices: adain, sanet, linear, magenta, identity"),
-                          (["--arch", "adain"], "needs --checkpoint"),
-                          (["--arch", "identity", "--checkpoint", "random"], "drop --checkpoint"),
+                          (["--arch", "adain"], "needs --weights"),
+                          (["--arch", "identity", "--checkpoint", "random"], "drop --weights"),
                           (["--arch", "identity", "--style-layers", "relu9_9"], "unknown taps")):
         with pytest.raises(SystemExit) as exit_info:
             eval_run.main([*argv, "--pairs", "2", "--out", str(tmp_path), *BASE])

@@ -1,4 +1,4 @@
-"""Hostile inputs and faults for the eval CLIs: one clear message, a documented exit code (`eval.guards`),
+"""Hostile inputs and faults for the eval CLIs: one clear message, a documented exit code (`eval.common.guards`),
 nothing already on disk changed, and never a NaN written as a number or a black image.
 
 Each test writes its own hostile files. Usage and input errors are expected to stop during validation,
@@ -19,8 +19,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval import compare, guards, records, report, stylize
-from eval import run as eval_run
+from eval.common import guards, layout, records
+from eval.inference import loading
+from eval.score import compare
+from eval.score import run as eval_run
+from eval.stylize import cli as stylize
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:load_vgg.*RANDOMLY INITIALISED:UserWarning")
@@ -47,7 +50,7 @@ def folders(tmp_path_factory):
 @pytest.fixture(scope="module")
 def adain_variables():
     """Seeded random AdaIN variables as numpy (the init is cached in eval.stylize)."""
-    _, variables = stylize.random_model("adain", seed=0)
+    _, variables = loading.random_model("adain", seed=0)
     return jax.tree.map(np.array, jax.device_get(variables))
 
 
@@ -115,7 +118,7 @@ def test_stylize_does_not_write_nonfinite_outputs(folders, adain_variables, tmp_
 
 
 def test_stylize_out_file_is_refused_before_the_model_loads(folders, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(stylize, "load_model", _no_model)
+    monkeypatch.setattr(loading, "load_model", _no_model)
     out = tmp_path / "out.png"
     out.write_bytes(b"precious")
     for target in (out, out / "sub"):
@@ -130,7 +133,7 @@ def test_stylize_existing_outputs_need_overwrite(folders, tmp_path, monkeypatch,
     out.mkdir()
     (out / "c0__s1.png").write_bytes(b"an earlier result")
     (out / "notes.txt").write_text("unrelated")
-    monkeypatch.setattr(stylize, "load_model", _no_model)
+    monkeypatch.setattr(loading, "load_model", _no_model)
     code, _ = _exit_code(stylize.main, _stylize_argv(folders, out))
     line = _one_error_line(capsys.readouterr().err)
     assert code == guards.EXIT_USAGE and "already holds 1 of the 4 output files (c0__s1.png)" in line
@@ -141,7 +144,7 @@ def test_stylize_existing_outputs_need_overwrite(folders, tmp_path, monkeypatch,
 
 
 def test_stylize_output_names_shared_by_two_pairs_are_refused(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(stylize, "load_model", _no_model)
+    monkeypatch.setattr(loading, "load_model", _no_model)
     for name in ("content/a__b.png", "content/a.png", "style/c.png", "style/b__c.png"):
         _image(tmp_path / name, seed=len(name))
     code, _ = _exit_code(stylize.main, _stylize_argv((tmp_path / "content", tmp_path / "style"), tmp_path / "o"))
@@ -258,15 +261,15 @@ def test_run_skips_nonfinite_outputs_and_never_writes_nan(folders, adain_variabl
                                                                      str(checkpoint))))
     err = capsys.readouterr().err
     assert code == guards.EXIT_NOTHING_DONE  # a whole run of NaN ends non-zero
-    assert len(_csv(out / report.CSV_NAME)) == 1 and "nan" not in (out / report.CSV_NAME).read_text()
-    skipped = _csv(out / report.SKIPPED_NAME)[1:]
+    assert len(_csv(out / layout.PAIRS_CSV)) == 1 and "nan" not in (out / layout.PAIRS_CSV).read_text()
+    skipped = _csv(out / layout.SKIPPED_CSV)[1:]
     assert len(skipped) == 3 and all(row[-1] == "non-finite model output (NaN or inf)" for row in skipped)
     assert "3 pairs had a NaN or inf output or score and were skipped" in err
-    assert json.loads((out / report.SUMMARY_NAME).read_text())["pairs"]["skipped"] == 3
+    assert json.loads((out / layout.SUMMARY_JSON).read_text())["pairs"]["skipped"] == 3
 
 
 def test_nonfinite_scores_are_dropped_with_their_names():
-    from eval.pairs import Chunk
+    from eval.score.pairs import Chunk
     images = np.zeros((3, 2, 2, 3), np.uint8)
     chunk = Chunk([5, 6, 7], [0, 1, 0], [1, 0, 0], images, images, [])
     outputs = np.zeros((3, 2, 2, 3), np.float32)
@@ -296,13 +299,13 @@ def test_run_disk_full_keeps_whole_rows_and_resumes(folders, tmp_path):
     argv = _run_argv(folders, out, 30, ("--arch", "identity"), "--batch-size", "2")
     result = _run_on_a_full_disk("eval.run", argv, limit=2500)
     line = _one_error_line(result.stderr.decode())
-    assert result.returncode == guards.EXIT_WRITE_FAILED and f"{out / report.CSV_NAME}" in line
-    data = (out / report.CSV_NAME).read_bytes()
-    rows = _csv(out / report.CSV_NAME)
+    assert result.returncode == guards.EXIT_WRITE_FAILED and f"{out / layout.PAIRS_CSV}" in line
+    data = (out / layout.PAIRS_CSV).read_bytes()
+    rows = _csv(out / layout.PAIRS_CSV)
     assert data.endswith(b"\n") and 2 < len(rows) < 31 and len({len(row) for row in rows}) == 1
     assert f"its {len(rows) - 1} rows are intact" in line
     assert eval_run.main(argv) == guards.EXIT_OK  # a rerun without the limit resumes
-    assert [int(row[0]) for row in _csv(out / report.CSV_NAME)[1:]] == list(range(30))
+    assert [int(row[0]) for row in _csv(out / layout.PAIRS_CSV)[1:]] == list(range(30))
 
 
 def test_csv_log_undoes_a_failed_write(tmp_path, monkeypatch):
@@ -333,21 +336,21 @@ def test_csv_log_undoes_a_failed_write(tmp_path, monkeypatch):
 def test_run_unreadable_run_json_is_refused(folders, tmp_path, capsys, content):
     out = tmp_path / "out"
     out.mkdir()
-    (out / report.RUN_NAME).write_bytes(content)
+    (out / layout.RUN_JSON).write_bytes(content)
     before = _snapshot(out)
     code, _ = _exit_code(eval_run.main, _run_argv(folders, out))
     line = _one_error_line(capsys.readouterr().err)
-    assert code == guards.EXIT_USAGE and f"{out / report.RUN_NAME}" in line and "cannot be resumed" in line
+    assert code == guards.EXIT_USAGE and f"{out / layout.RUN_JSON}" in line and "cannot be resumed" in line
     assert _snapshot(out) == before
 
 
 def test_run_rebuilds_an_unreadable_extremes_cache(folders, tmp_path, capsys):
     out = tmp_path / "out"
     assert eval_run.main(_run_argv(folders, out, 2)) == guards.EXIT_OK
-    (out / report.EXTREMES_NAME).write_bytes(b"PK\x03\x04 cut off")
+    (out / layout.EXTREMES_NPZ).write_bytes(b"PK\x03\x04 cut off")
     assert eval_run.main(_run_argv(folders, out, 3)) == guards.EXIT_OK
     assert "extremes.npz is unreadable (BadZipFile); the extreme pairs are recomputed" in capsys.readouterr().err
-    assert [int(row[0]) for row in _csv(out / report.CSV_NAME)[1:]] == [0, 1, 2]
+    assert [int(row[0]) for row in _csv(out / layout.PAIRS_CSV)[1:]] == [0, 1, 2]
 
 
 def test_run_skipped_image_with_an_undecodable_name(folders, tmp_path, capsys):
@@ -356,9 +359,9 @@ def test_run_skipped_image_with_an_undecodable_name(folders, tmp_path, capsys):
     Path(os.fsdecode(content + b"/\xfe.png")).write_bytes(b"not an image")
     out = tmp_path / "out"
     assert eval_run.main(_run_argv((os.fsdecode(content), folders[1]), out, 4)) == guards.EXIT_OK
-    skipped = _csv(out / report.SKIPPED_NAME)[1:]
+    skipped = _csv(out / layout.SKIPPED_CSV)[1:]
     assert skipped and all(row[3] == "\\xfe.png" and "\\xfe.png" in row[-1] for row in skipped)
-    assert {row[3] for row in _csv(out / report.CSV_NAME)[1:]} == {"\\xff.png"}
+    assert {row[3] for row in _csv(out / layout.PAIRS_CSV)[1:]} == {"\\xff.png"}
 
 
 @pytest.mark.parametrize("flag,value,message", [
@@ -383,9 +386,9 @@ def test_run_size_too_small_for_the_network(folders, tmp_path, monkeypatch, caps
 
     def abstract_sanet(arch, checkpoint, **kwargs):
         model = build(arch)
-        probe = jax.ShapeDtypeStruct((1, stylize.PROBE_SIZE, stylize.PROBE_SIZE, 3), np.float32)
+        probe = jax.ShapeDtypeStruct((1, loading.PROBE_SIZE, loading.PROBE_SIZE, 3), np.float32)
         return model, jax.eval_shape(model.init, jax.random.key(0), probe, probe)
-    monkeypatch.setattr(stylize, "load_model", abstract_sanet)
+    monkeypatch.setattr(loading, "load_model", abstract_sanet)
     argv = _run_argv(folders, tmp_path / "out", 2, ("--arch", "sanet", "--checkpoint", "random"))
     argv[argv.index("--size") + 1] = "16"
     code, _ = _exit_code(eval_run.main, argv)
@@ -414,16 +417,16 @@ VALID_SUMMARY = {"label": "x", "stats": {name: {"count": 2, "mean": 1.0, "median
 ])
 def test_compare_malformed_summary(tmp_path, capsys, content, message):
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / report.SUMMARY_NAME).write_bytes(content)
+    (tmp_path / "run" / layout.SUMMARY_JSON).write_bytes(content)
     code, _ = _exit_code(compare.main, [str(tmp_path / "run")])
     line = _one_error_line(capsys.readouterr().err)
-    assert code == guards.EXIT_USAGE and f"{tmp_path / 'run' / report.SUMMARY_NAME}" in line and message in line
+    assert code == guards.EXIT_USAGE and f"{tmp_path / 'run' / layout.SUMMARY_JSON}" in line and message in line
 
 
 @pytest.mark.parametrize("kind", ["folder", "existing-file", "file-parent"])
 def test_compare_out_that_cannot_be_written(tmp_path, capsys, kind):
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / report.SUMMARY_NAME).write_text(json.dumps(VALID_SUMMARY))
+    (tmp_path / "run" / layout.SUMMARY_JSON).write_text(json.dumps(VALID_SUMMARY))
     (tmp_path / "table.md").write_text("an earlier table")
     out = {"folder": tmp_path / "run", "existing-file": tmp_path / "table.md",
            "file-parent": tmp_path / "table.md" / "new.md"}[kind]

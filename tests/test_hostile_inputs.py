@@ -30,7 +30,7 @@ from PIL import Image
 import jax_ast.losses as L
 from jax_ast import data, imageio
 from jax_ast.imageio import ImageError
-from jax_ast.pretrained import magenta, native
+from jax_ast.pretrained import magenta, params_file
 from jax_ast.pretrained.convert import WeightsError
 from jax_ast.pretrained.torch_format import LEGACY_MAGIC, load_torch_params, read_state_dict
 from jax_ast.pretrained.vgg import load_vgg
@@ -271,8 +271,8 @@ PATH_PROBLEMS = {"missing": "does not exist", "directory": "is a directory", "sy
                  "fifo": "is not a regular file"}
 WEIGHT_READERS = {
     "read_state_dict": (read_state_dict, "w.pth"),
-    "load_params": (native.load_params, "w.npz"),
-    "read_npz": (lambda p: native.read_npz(p), "w.npz"),
+    "load_params": (params_file.load_params, "w.npz"),
+    "read_npz": (lambda p: params_file.read_npz(p), "w.npz"),
     "magenta.read_checkpoint": (magenta.read_checkpoint, "w.npz"),
 }
 
@@ -299,8 +299,8 @@ def _object_npz(path: Path, *, native_meta: bool = False) -> Path:
 
 
 NPZ_READERS = {
-    "read_npz": lambda p: native.read_npz(p),
-    "load_params": lambda p: native.load_params(p),
+    "read_npz": lambda p: params_file.read_npz(p),
+    "load_params": lambda p: params_file.load_params(p),
     "load_vgg": lambda p: load_vgg("vgg16_slim", p, taps=("relu1_1",)),
     "load_magenta": lambda p: magenta.load_magenta(p),
     "load_inception_v3": lambda p: magenta.load_inception_v3(p),
@@ -309,7 +309,7 @@ NPZ_READERS = {
 
 @pytest.mark.parametrize("reader", NPZ_READERS)
 def test_pickled_object_in_npz_is_one_weights_error(tmp_path, reader):
-    """The npz readers of the weights boundary all go through `native.read_npz`."""
+    """The npz readers of the weights boundary all go through `params_file.read_npz`."""
     path = _object_npz(tmp_path / "objects.npz", native_meta=reader == "load_params")
     with pytest.raises(WeightsError, match=r"objects\.npz: entry 'evil' is an array of pickled Python objects"):
         NPZ_READERS[reader](path)
@@ -336,9 +336,9 @@ def test_nan_in_a_pth_is_one_error_naming_the_file(tmp_path):
 
 
 def test_inf_in_a_native_params_file(tmp_path):
-    path = native.save_params(tmp_path / "inf.npz", {"conv": {"kernel": np.float32([[np.inf, 0.0]])}})
+    path = params_file.save_params(tmp_path / "inf.npz", {"conv": {"kernel": np.float32([[np.inf, 0.0]])}})
     with pytest.raises(WeightsError, match=r"inf\.npz holds non-finite weights .* conv/kernel \(1 of 2\)"):
-        native.load_params(path)
+        params_file.load_params(path)
 
 
 def test_nan_in_a_magenta_npz(tmp_path):

@@ -32,7 +32,7 @@ from jax_ast import archs
 from jax_ast.configs import TrainConfig, default_config, flat_fields
 from jax_ast.locking import LockedError, exclusive_lock
 from jax_ast.pretrained import WeightsError
-from jax_ast.pretrained.native import save_params
+from jax_ast.pretrained.params_file import save_params
 from train import run
 from train.checkpointing import Checkpointer, CheckpointSaveError
 from train.run_folder import checkpoint_steps

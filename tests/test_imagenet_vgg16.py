@@ -152,7 +152,7 @@ def test_real_feature_losses_have_the_papers_magnitudes(paper_feats):
 
 
 def test_training_on_the_installed_vgg16_exports_what_eval_rebuilds(tmp_path):
-    from eval.stylize import load_model  # noqa: PLC0415
+    from eval.inference.loading import load_model  # noqa: PLC0415
     from jax_ast.configs import default_config  # noqa: PLC0415
     from jax_ast.pretrained import load_params  # noqa: PLC0415
     from train.loop import train  # noqa: PLC0415

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import jax_ast.losses as L
-from eval.pair_metrics import PairScorer
+from eval.score.metrics import PairScorer
 from jax_ast.configs import default_config
 from train.factory import create_run
 from train.step import objective

@@ -76,8 +76,8 @@ def test_unknown_dtype_is_one_usage_error(capsys):
 def test_eval_in_bfloat16_scores_within_one_percent_of_float32(tmp_path):
     """`eval.run --dtype bfloat16`: the model (random weights) and the real ImageNet VGG-16 loss network convolve
     in bfloat16; every per-pair loss stays within 1% of the float32 run's, and run.json records the dtype."""
-    from eval import report
-    from eval import run as eval_run
+    from eval.common import layout
+    from eval.score import run as eval_run
     from jax_ast.data import bundled_dir
 
     base = ["--arch", "adain", "--checkpoint", "random", "--content-dir", str(bundled_dir("content")),
@@ -87,8 +87,8 @@ def test_eval_in_bfloat16_scores_within_one_percent_of_float32(tmp_path):
     for dtype in ("float32", "bfloat16"):
         out = tmp_path / dtype
         assert eval_run.main([*base, "--out", str(out), "--dtype", dtype]) == 0
-        assert json.loads((out / report.RUN_NAME).read_text())["dtype"] == dtype
-        with open(out / report.CSV_NAME, newline="") as stream:
+        assert json.loads((out / layout.RUN_JSON).read_text())["dtype"] == dtype
+        with open(out / layout.PAIRS_CSV, newline="") as stream:
             rows[dtype] = list(csv.DictReader(stream))
     for name in ("content/total", "classic/total", "balanced/total", "mean_std/total"):
         full = np.array([float(r[name]) for r in rows["float32"]])

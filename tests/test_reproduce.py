@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval import reproduce_report as report
-from eval.analysis import format_number
+from eval.common import records
+from eval.reproduce import report
+from eval.score.analysis import format_number
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -80,10 +81,10 @@ def test_report_tables_quote_the_csvs(tmp_path):
                                          ("balanced (test)", "balanced", "held-out", 0.5)):
         row, style_rows, r = report.summarize_run(run, model, pairs_set, 64, _fake_pairs(rng, styles, scale), LAYERS)
         rows.append(row), per_style.extend(style_rows), pearson.append(r)
-    report.write_csv(tmp_path / "runs.csv", rows, report.RUN_COLUMNS)
-    report.write_csv(tmp_path / "per_style.csv", per_style)
-    report.write_csv(tmp_path / "pearson.csv", pearson)
-    report.write_csv(tmp_path / "split.csv", [{"role": "content", "set": "test", "name": "a.jpg"}])
+    records.write_table(tmp_path / "runs.csv", rows, report.RUN_COLUMNS)
+    records.write_table(tmp_path / "per_style.csv", per_style)
+    records.write_table(tmp_path / "pearson.csv", pearson)
+    records.write_table(tmp_path / "split.csv", [{"role": "content", "set": "test", "name": "a.jpg"}])
     info = {k: "x" for k in ("command", "scale", "wall_time", "machine", "cores", "jax", "backend", "load_average",
                              "finished", "analysis_pairs", "analysis_size", "training")}
     text = report.markdown(tmp_path, "reproduction", info, "Hand-written notes.")

@@ -1,19 +1,21 @@
-"""Batched device-parallel inference (`eval.batching`) and the stylize CLI (`eval.stylize`), 8 fake CPU devices."""
+"""Batched device-parallel inference (`eval.inference.batching`, `eval.inference.loading`) and the stylize CLI
+(`eval.stylize`), 8 fake CPU devices."""
 
 import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from eval import stylize
-from eval.batching import Stylizer
+from eval.inference import loading
+from eval.inference.batching import Stylizer
+from eval.stylize import cli as stylize, images
 from jax_ast import archs, color, imageio, parallel
 
 
 @pytest.fixture(scope="module")
 def adain():
     """Random AdaIN weights through the CLI's own loader (cached there, so the CLI test reuses them)."""
-    return stylize.load_model("adain", "random", seed=0)
+    return loading.load_model("adain", "random", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -154,9 +156,9 @@ def test_preserve_color_and_style_encoded_once(stylizer, one_at_a_time, tmp_path
     monkeypatch.setattr(stylizer, "encode_styles", lambda styles: encoded.append(styles) or encode(styles))
     content_paths = [_save(tmp_path / f"c{i}.png", 24, 32, seed=20 + i) for i in range(3)]
     style_path = _save(tmp_path / "s.png", 32, 32, seed=30)
-    options = stylize.Options(out_dir=tmp_path / "out", preserve_color=method, size=None, style_size=None,
+    options = images.Options(out_dir=tmp_path / "out", preserve_color=method, size=None, style_size=None,
                               progress=False)
-    summary = stylize.stylize_all(stylizer, content_paths, [style_path], options)
+    summary = images.stylize_all(stylizer, content_paths, [style_path], options)
     assert [p.name for p in summary.written] == [f"c{i}__s.png" for i in range(3)] and not summary.skipped
     encoded = np.concatenate(encoded)
     style = imageio.load_image(style_path)
@@ -191,12 +193,12 @@ def test_native_params_file_round_trip(adain, tmp_path):
     from jax_ast.pretrained import save_params
     _, variables = adain
     path = save_params(tmp_path / "adain.npz", jax.device_get(variables), meta={"arch": "adain"})
-    _, loaded = stylize.load_model("adain", str(path))
+    _, loaded = loading.load_model("adain", str(path))
     expected, actual = _flat(jax.device_get(variables)), _flat(loaded)
     assert expected.keys() == actual.keys()
     assert all(np.array_equal(expected[k], actual[k]) for k in expected)
-    with pytest.raises(stylize.CheckpointError, match="holds params for arch 'adain', not 'sanet'"):
-        stylize.load_model("sanet", str(path))
+    with pytest.raises(loading.CheckpointError, match="holds params for arch 'adain', not 'sanet'"):
+        loading.load_model("sanet", str(path))
 
 
 def test_release_directory_in_the_original_format(adain, tmp_path):
@@ -212,13 +214,13 @@ def test_release_directory_in_the_original_format(adain, tmp_path):
             value = np.asarray(_flat(params[subtree])[flax_path])
             state[torch_key] = torch.from_numpy((value.transpose(3, 2, 0, 1) if kind == "conv" else value).copy())
         torch.save(state, tmp_path / file_name)
-    _, loaded = stylize.load_model("adain", str(tmp_path))
+    _, loaded = loading.load_model("adain", str(tmp_path))
     expected, actual = _flat(params), _flat(jax.device_get(loaded["params"]))
     assert expected.keys() == actual.keys()
     assert all(np.array_equal(expected[k], actual[k]) for k in expected)
     (tmp_path / "decoder.pth").unlink()
-    with pytest.raises(stylize.CheckpointError, match="no decoder file"):
-        stylize.load_model("adain", str(tmp_path))
+    with pytest.raises(loading.CheckpointError, match="no decoder file"):
+        loading.load_model("adain", str(tmp_path))
 
 
 def _release_tables(arch):
@@ -259,13 +261,13 @@ def test_every_release_importer_gives_model_and_variables(arch, config, checkpoi
     torch = pytest.importorskip("torch")
     from jax_ast.archs import build
     reference = build(arch, **config)
-    probe = jax.ShapeDtypeStruct((1, stylize.PROBE_SIZE, stylize.PROBE_SIZE, 3), np.float32)
+    probe = jax.ShapeDtypeStruct((1, loading.PROBE_SIZE, loading.PROBE_SIZE, 3), np.float32)
     shapes = jax.eval_shape(reference.init, jax.random.key(0), probe, probe)
     rng = np.random.default_rng(0)
     values = {tuple(key.key for key in path): rng.standard_normal(leaf.shape).astype(np.float32)
               for path, leaf in jax.tree_util.tree_leaves_with_path(shapes)}
     _write_release(torch, tmp_path, _release_tables(arch), values)
-    model, variables = stylize.load_model(arch, str(tmp_path / checkpoint), **config)
+    model, variables = loading.load_model(arch, str(tmp_path / checkpoint), **config)
     assert model == reference
     loaded = _flat(variables)
     assert loaded.keys() == values.keys()

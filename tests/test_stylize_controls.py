@@ -1,6 +1,6 @@
 """Several styles in one image (interpolation, masks), `--list-archs` and the bare `eval.stylize` command.
 
-Random weights (`eval.stylize.random_model`): the checks are identities of the plumbing, which hold for any
+Random weights (`eval.loading.random_model`): the checks are identities of the plumbing, which hold for any
 weights. Images are 32-40 px.
 """
 
@@ -12,13 +12,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval import presets, style_mixing, stylize
+from eval.inference import loading
+from eval.stylize import presets
+from eval.stylize import mixing as style_mixing
+from eval.stylize import cli as stylize
 from jax_ast import archs
 from jax_ast.archs import ARCHS
 from jax_ast.archs import build
 from jax_ast.models.magenta import Magenta
 from jax_ast.models.mixing import blend_regions, mix_codes, normalise_weights
-from jax_ast.pretrained.native import save_params
+from jax_ast.pretrained.params_file import save_params
 
 REPO = Path(__file__).resolve().parents[1]
 CONTENT = np.random.default_rng(0).random((1, 32, 40, 3), dtype=np.float32)
@@ -38,7 +41,7 @@ def _bound(arch):
         codes = list(jax.random.normal(jax.random.key(3), (2, 1, model.bottleneck)))
         variables = model.init(jax.random.key(0), CONTENT, codes[0], method=Magenta.stylize_with_code)
     else:
-        model, variables = stylize.random_model(arch)
+        model, variables = loading.random_model(arch)
         codes = [model.apply(variables, style, method=type(model).encode_style) for style in STYLES]
 
     def apply(method, *args, alpha):
@@ -153,7 +156,7 @@ def test_cli_errors_exit_2_before_loading(flags, message, images, tmp_path, caps
     argv = ["--arch", "adain", "--checkpoint", "random", "--content", images["content"],
             "--style", images["a"], images["b"], "--out", str(tmp_path / "out"), *flags]
     if message is None:  # only some run flags: the error names the missing ones
-        argv, message = argv[:2] + flags, "missing --checkpoint, --content, --style: give all of"
+        argv, message = argv[:2] + flags, "missing --weights, --content, --style: give all of"
     with pytest.raises(SystemExit) as exit_info:
         stylize.main(argv)
     err = capsys.readouterr().err
@@ -169,7 +172,7 @@ def test_list_archs(capsys):
         plugin = archs.get(name)
         assert f"{name}: {plugin.title}" in out
         assert plugin.release_files in out and plugin.release_source in out
-    assert f"--checkpoint W/{presets.EXPORT_NAME}" in out
+    assert f"--weights W/{presets.PARAMS_FILE}" in out
 
 
 def test_bare_command_says_what_to_train(tmp_path, monkeypatch, capsys):
@@ -186,7 +189,7 @@ def test_bare_command_says_what_to_train(tmp_path, monkeypatch, capsys):
 def test_bare_command_uses_the_trained_model(images, tmp_path, monkeypatch, capsys):
     """With the README model present, a bare run stylises the preset's images into the preset's folder."""
     monkeypatch.chdir(tmp_path)
-    _, variables = stylize.random_model("linear")
+    _, variables = loading.random_model("linear")
     checkpoint = save_params(tmp_path / "w" / "params.npz", variables, meta={"arch": "linear"})
     content_dir, style_dir = tmp_path / "c", tmp_path / "s"
     for folder, image in ((content_dir, "content"), (style_dir, "a")):
@@ -205,3 +208,13 @@ def test_output_label_names_the_mix():
     assert style_mixing.output_label("cat", spec, ["a", "b"]) == "cat__a@0.25+b@0.75"
     spec = style_mixing.MixSpec((Path("a.jpg"), Path("b.jpg")), mask_path=Path("masks/fg.png"))
     assert style_mixing.output_label("cat", spec, ["a", "b"]) == "cat__a+b__mask-fg"
+
+
+def test_weights_flag_keeps_checkpoint_as_its_older_name():
+    """`--weights` of eval.stylize and eval.run; README commands written with `--checkpoint` still parse the same."""
+    from eval.score.config import build_parser as run_parser
+
+    run_flags = ["--arch", "adain", "--style-dir", "s", "--content-dir", "c", "--pairs", "1", "--out", "o"]
+    for parser, rest in ((stylize.build_parser(), []), (run_parser(), run_flags)):
+        new, old = (vars(parser.parse_args([flag, "w/params.npz", *rest])) for flag in ("--weights", "--checkpoint"))
+        assert new == old and new["weights"] == "w/params.npz"

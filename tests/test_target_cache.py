@@ -1,4 +1,5 @@
-"""Per-image targets in `eval.run` (`eval.target_cache`): the LRU by bytes, and scores equal to the per-pair path."""
+"""Per-image targets in `eval.run` (`eval.score.target_cache`): the LRU by bytes, and scores equal to the per-pair
+path."""
 
 import concurrent.futures
 import dataclasses
@@ -9,10 +10,10 @@ import numpy as np
 import pytest
 
 import jax_ast.losses as L
-from eval import pairs
-from eval import run as eval_run
-from eval.config import parse_config
-from eval.target_cache import ByteLRU, TargetStore, bucket, tree_nbytes
+from eval.score import pairs
+from eval.score import run as eval_run
+from eval.score.config import parse_config
+from eval.score.target_cache import ByteLRU, TargetStore, bucket, tree_nbytes
 from jax_ast.data import FolderSource, bundled_dir
 from jax_ast.ops import gram
 

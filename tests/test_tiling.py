@@ -1,12 +1,13 @@
-"""Tiled high-resolution stylisation (`eval.tiling`) and its CLI flags (`--tile`, `--attention-chunk`)."""
+"""Tiled high-resolution stylisation (`eval.inference.tiling`) and its CLI flags (`--tile`, `--attention-chunk`)."""
 
 import jax
 import numpy as np
 import pytest
 
-from eval import stylize
-from eval.batching import Stylizer
-from eval.tiling import TileConfig, TiledStylizer, ramp, stylize_tiled, tile_starts, tiles
+from eval.inference import loading
+from eval.inference.batching import Stylizer
+from eval.inference.tiling import TileConfig, TiledStylizer, ramp, stylize_tiled, tile_starts, tiles
+from eval.stylize import cli as stylize
 from jax_ast import imageio
 from jax_ast.data import bundled_dir
 from jax_ast.archs import build
@@ -54,7 +55,7 @@ def test_config_rejects_an_overlap_as_large_as_the_tile():
 def visible_adain():
     """Random AdaIN with its last conv rescaled (bias 0.5) so the output spans a visible range (std ~0.02):
     at random init it is ~1e-3, where any difference would look small."""
-    model, variables = stylize.load_model("adain", "random", seed=0)
+    model, variables = loading.load_model("adain", "random", seed=0)
     params = jax.tree.map(np.asarray, variables["params"])
     params["decoder"]["conv1_1"]["kernel"] = params["decoder"]["conv1_1"]["kernel"] * 100.0
     params["decoder"]["conv1_1"]["bias"] = np.full(3, 0.5, np.float32)
@@ -114,8 +115,8 @@ def test_cli_high_res_flag_errors(tmp_path, capsys, extra, message):
 def test_attention_chunk_reaches_sanet():
     model = build("sanet")
     assert model.chunk_size is None
-    assert stylize._with_attention_chunk(model, None).chunk_size == stylize.DEFAULT_ATTENTION_CHUNK
-    assert stylize._with_attention_chunk(model, 256).chunk_size == 256
-    assert stylize._with_attention_chunk(model, 0).chunk_size is None
+    assert loading.with_attention_chunk(model, None).chunk_size == loading.DEFAULT_ATTENTION_CHUNK
+    assert loading.with_attention_chunk(model, 256).chunk_size == 256
+    assert loading.with_attention_chunk(model, 0).chunk_size is None
     adain = build("adain")
-    assert stylize._with_attention_chunk(adain, 256) is adain
+    assert loading.with_attention_chunk(adain, 256) is adain

@@ -1,4 +1,5 @@
-"""Video stylisation (`eval.video`, `eval.stylize_video`): streaming, frame order and rate, blending, errors."""
+"""Video stylisation (`eval.stylize.video`, `eval.stylize.video_cli`): streaming, frame order and rate, blending,
+errors."""
 
 import fractions
 
@@ -6,9 +7,11 @@ import jax
 import numpy as np
 import pytest
 
-from eval import stylize, video
+from eval.inference import loading
+from eval.stylize import cli as stylize
+from eval.stylize import video
 from jax_ast import imageio
-from jax_ast.pretrained import native
+from jax_ast.pretrained import params_file
 
 FPS = 12
 FRAMES = 6
@@ -111,13 +114,13 @@ def test_temporal_blend_mixes_still_pixels_only():
 @pytest.fixture(scope="module")
 def visible_adain(tmp_path_factory):
     """Random AdaIN whose last conv is rescaled (bias 0.5) so its output spans the visible range; the video
-    test needs frames that differ after 8-bit quantisation. A native params file, loaded by the CLI."""
-    _, variables = stylize.load_model("adain", "random", seed=0)
+    test needs frames that differ after 8-bit quantisation. A params file, loaded by the CLI."""
+    _, variables = loading.load_model("adain", "random", seed=0)
     params = jax.tree.map(np.asarray, variables["params"])
     last = params["decoder"]["conv1_1"]
     last["kernel"] = last["kernel"] * 100.0
     last["bias"] = np.full_like(last["bias"], 0.5)
-    return native.save_params(tmp_path_factory.mktemp("weights") / "adain.npz", {"params": params},
+    return params_file.save_params(tmp_path_factory.mktemp("weights") / "adain.npz", {"params": params},
                               meta={"arch": "adain"})
 
 

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_ast.configs import TrainConfig, parse_style_weight
-from jax_ast.pretrained.native import save_params
+from jax_ast.pretrained.params_file import save_params
 from jax_ast import parallel
 from train.checkpointing import CheckpointError, Checkpointer, CheckpointSaveError
 from train.data_setup import make_stream

@@ -25,13 +25,14 @@ from pathlib import Path
 
 from jax_ast import files
 from jax_ast.locking import exclusive_lock
+from jax_ast.pretrained.params_file import PARAMS_FILE
 
 CONFIG_NAME = "config.json"
 CHECKPOINTS_NAME = "checkpoints"
 METRICS_NAME = "metrics.jsonl"
 TENSORBOARD_NAME = "tb"
 SAMPLES_NAME = "samples"
-EXPORT_NAME = "params.npz"  # final params (all parts) in the native format, for eval and later stages
+EXPORT_NAME = PARAMS_FILE  # final params (all parts), for eval and later stages
 LOCK_NAME = ".lock"
 DECODER_STAGE_NAME = "decoder_stage"
 

@@ -26,7 +26,7 @@ import numpy as np
 from jax_ast.archs import find_file
 from jax_ast.configs import TrainConfig
 from jax_ast.pretrained.convert import WeightsError, check_finite
-from jax_ast.pretrained.native import is_native, load_params
+from jax_ast.pretrained.params_file import is_params_file, load_params
 from jax_ast.pretrained.torch_format import load_torch_params
 from jax_ast.pretrained.vgg import load_vgg
 from jax_ast.xla_flags import FAST_COMPILE
@@ -97,7 +97,7 @@ def _load_pretrained(cfg: TrainConfig, params: dict, batch_stats: dict) -> tuple
     if not path.exists():
         raise FileNotFoundError(f"--pretrained {path} does not exist")
     plugin = cfg.plugin
-    if path.is_file() and (is_native(path) or plugin.release_patterns is not None):
+    if path.is_file() and (is_params_file(path) or plugin.release_patterns is not None):
         loaded, meta = load_params(path)  # WeightsError naming the file if it is not one of ours
         if meta.get("arch") not in (None, cfg.model.arch):
             raise WeightsError(f"{path} holds {meta.get('arch')!r} weights, not {cfg.model.arch!r}")

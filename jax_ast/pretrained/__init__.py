@@ -11,7 +11,7 @@ from typing import Any
 
 from jax_ast.pretrained.cache import DownloadError, cache_dir, fetch
 from jax_ast.pretrained.convert import WeightsError, torch_to_flax, vgg_table
-from jax_ast.pretrained.native import load_params, save_params
+from jax_ast.pretrained.params_file import load_params, save_params
 from jax_ast.pretrained.torch_format import read_state_dict
 from jax_ast.pretrained.vgg import load_vgg
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from jax_ast.pretrained import cache, native
+from jax_ast.pretrained import cache, params_file
 from jax_ast.pretrained.convert import WeightsError, check_finite, check_readable
 
 logger = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ def _from_cache() -> Params | None:
     path = cache.cache_dir() / CONVERTED_NAME
     if not path.is_file():
         return None
-    params, meta = native.load_params(path)
+    params, meta = params_file.load_params(path)
     if meta.get("content") != "imagenet_vgg16":
         raise WeightsError(f"{path} is not a converted ImageNet VGG-16; delete it and it is rebuilt")
     return _checked(params, str(path))
@@ -199,7 +199,7 @@ def _save_cache(name: str, params: Params, meta: dict[str, Any]) -> None:
     """Write a converted copy into the cache; a read-only cache only costs the conversion next time."""
     path = cache.cache_dir() / name
     try:
-        native.save_params(path, params, meta={**meta, "license": LICENSE})
+        params_file.save_params(path, params, meta={**meta, "license": LICENSE})
     except OSError as err:
         logger.info("could not cache the converted VGG-16 at %s: %s", path, err)
 
@@ -303,7 +303,7 @@ def normalise(params: Params, means: dict[str, np.ndarray]) -> Params:
 def _normalised_cached() -> Params:
     path = cache.cache_dir() / NORMALISED_NAME
     if path.is_file():
-        params, meta = native.load_params(path)
+        params, meta = params_file.load_params(path)
         if meta.get("content") == "imagenet_vgg16_normalised" and sorted(params) == sorted(CONV_NAMES):
             check_finite(params, str(path))
             return params

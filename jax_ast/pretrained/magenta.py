@@ -28,7 +28,7 @@ import numpy as np
 from jax_ast.models.inception import MIN_INPUT_SIZE, InceptionV3, conv_unit_paths
 from jax_ast.models.magenta import CONTRACT_CONVS, STYLE_NORM_SITES, Magenta
 from jax_ast.pretrained.convert import WeightsError, check_finite, torch_to_flax
-from jax_ast.pretrained.native import read_npz
+from jax_ast.pretrained.params_file import read_npz
 
 Table = dict[tuple[str, ...], tuple[str, str]]
 PathLike = str | os.PathLike

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jax_ast.models.vgg import CAFFE_MEAN_RGB, VGG, VGG_SPECS, tap_names
-from jax_ast.pretrained import cache, imagenet_vgg16, native
+from jax_ast.pretrained import cache, imagenet_vgg16, params_file
 from jax_ast.pretrained.convert import WeightsError, check_finite, torch_to_flax, vgg_table
 from jax_ast.pretrained.torch_format import read_state_dict
 
@@ -110,11 +110,11 @@ def _read_source(weights: Any, variant: str) -> tuple[dict[str, np.ndarray] | No
     if path.suffix in (".onnx", ".h5", ".hdf5"):
         params = imagenet_vgg16.for_variant(imagenet_vgg16.read_file(path), variant)
         return None, {"params": params, "meta": {}}, str(path)
-    if native.is_native(path):
-        params, meta = native.load_params(path)
+    if params_file.is_params_file(path):
+        params, meta = params_file.load_params(path)
         return None, {"params": params, "meta": meta}, str(path)
     if path.suffix == ".npz" and zipfile.is_zipfile(path):
-        return native.read_npz(path), None, str(path)
+        return params_file.read_npz(path), None, str(path)
     return read_state_dict(path), None, str(path)
 
 

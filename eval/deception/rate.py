@@ -11,7 +11,7 @@ Next to each artist's rate is the classifier's top-1 on real held-out paintings 
 ``classifier.npz``), the ceiling a perfect stylisation could reach. The overall rate is the mean over artists.
 
 Writes ``deception.json`` and ``deception.md`` into the eval folder (or ``--out``); `eval.compare` shows the
-overall rate as a column. An existing result is kept unless ``--overwrite``. Exit status (`eval.guards`): 0 done;
+overall rate as a column. An existing result is kept unless ``--overwrite``. Exit status (`eval.common.guards`): 0 done;
 1 no pair could be classified; 2 usage or input error (nothing written); 3 an output could not be written.
 """
 
@@ -27,11 +27,12 @@ from typing import Iterable, Sequence
 import numpy as np
 from PIL import Image
 
-from eval import analysis, artist_classifier, guards, records, report
-from eval import pairs as pairing_lib
+from eval.common import guards, layout, records
+from eval.deception import classifier as artist_classifier
+from eval.score import analysis, report
+from eval.score import pairs as pairing_lib
 from jax_ast.data import DataError, FolderSource, open_source
 
-JSON_NAME, MD_NAME = "deception.json", "deception.md"
 ARTIST_FROM = ("stem", "subfolder", "csv")
 
 
@@ -140,9 +141,9 @@ def load_any_classifier(path: str, class_list: str | None):
 def stylized_pairs(eval_dir: Path, *, batch: int = 32):
     """Yields (pair numbers, style names, uint8 stylised images [n, S, S, 3]) of the pairs in eval_dir's
     pairs.csv, remade from its run.json."""
-    from eval import run as eval_run  # noqa: PLC0415 - the stylizer of eval.run, with its cache
+    from eval.score import run as eval_run  # noqa: PLC0415 - the stylizer of eval.run, with its cache
 
-    settings = records.read_json(eval_dir / report.RUN_NAME)
+    settings = records.read_json(eval_dir / layout.RUN_JSON)
     content_src = settings["content_source"]
     content = (FolderSource(content_src["folder"]) if "folder" in content_src else
                open_source("content", tfds_name=content_src["tfds"], tfds_split=content_src["split"],
@@ -153,10 +154,10 @@ def stylized_pairs(eval_dir: Path, *, batch: int = 32):
                         f"styles now, {settings['n_contents']} and {settings['n_styles']} then); rerun eval.run")
     pairing = pairing_lib.Pairing(len(content), len(style), settings["seed"])
     caches = (pairing_lib.ImageCache(content, settings["size"], 64), pairing_lib.ImageCache(style, settings["size"], 64))
-    args = argparse.Namespace(arch=settings["arch"], checkpoint=settings["checkpoint"], variant=settings["variant"],
+    args = argparse.Namespace(arch=settings["arch"], weights=settings["checkpoint"], variant=settings["variant"],
                               model_seed=settings["model_seed"], size=settings["size"], alpha=settings["alpha"])
     stylizer = eval_run.make_stylizer(args, batch)
-    done = records.read_columns(eval_dir / report.CSV_NAME, ["pair"])["pair"].astype(np.int64).tolist()
+    done = records.read_columns(eval_dir / layout.PAIRS_CSV, ["pair"])["pair"].astype(np.int64).tolist()
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
         for start in range(0, len(done), batch):
             chunk = pairing_lib.load_chunk(done[start:start + batch], pairing, *caches, pool)
@@ -201,7 +202,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     real = {name: v["top1"] for name, v in (meta.get("heldout") or {}).get("per_class", {}).items()}
     result = deception_report(np.asarray(predicted), artists, classes, real_top1=real, samples=args.bootstrap,
                               seed=args.seed)
-    settings = records.read_json(args.pairs_from / report.RUN_NAME)
+    settings = records.read_json(args.pairs_from / layout.RUN_JSON)
     result.update(label=report.run_label(settings), classifier=str(args.classifier), classes=len(classes))
     return result
 
@@ -210,10 +211,10 @@ def main(argv: Iterable[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(None if argv is None else list(argv))
     out = args.out or args.pairs_from
-    for path in (args.pairs_from / report.RUN_NAME, args.pairs_from / report.CSV_NAME):
+    for path in (args.pairs_from / layout.RUN_JSON, args.pairs_from / layout.PAIRS_CSV):
         if not path.is_file():
             parser.error(guards.printable(f"--pairs-from: no {path} (not an eval.run output folder)"))
-    for name in (JSON_NAME, MD_NAME):
+    for name in (layout.DECEPTION_JSON, layout.DECEPTION_MD):
         problem = guards.output_file_problem(out / name, overwrite=args.overwrite)
         if problem:
             parser.error(problem)
@@ -225,14 +226,11 @@ def main(argv: Iterable[str] | None = None) -> int:
         print(guards.printable(f"error: {type(error).__name__}: {error}"), file=sys.stderr)
         return guards.EXIT_USAGE
     try:
-        records.write_json(out / JSON_NAME, result)
-        records.write_text(out / MD_NAME, report_markdown(result))
+        records.write_json(out / layout.DECEPTION_JSON, result)
+        records.write_text(out / layout.DECEPTION_MD, report_markdown(result))
     except OSError as error:
         print(guards.printable(f"error: {error}"), file=sys.stderr)
         return guards.EXIT_WRITE_FAILED
     print(report_markdown(result))
     return guards.EXIT_OK
 
-
-if __name__ == "__main__":
-    sys.exit(main())

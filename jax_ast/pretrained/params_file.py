@@ -1,4 +1,4 @@
-"""Our own fast params format: an ``.npz`` of '/'-joined parameter paths plus one JSON meta entry.
+"""jax-ast's params file: an ``.npz`` of '/'-joined parameter paths plus one JSON meta entry.
 
 No pickle anywhere (written and read with ``allow_pickle=False``); written to a temporary file and
 renamed, so a crash never leaves a half-written file under the final name. `read_npz` is the one
@@ -21,6 +21,7 @@ from jax_ast.files import atomic_writer
 from jax_ast.pretrained.convert import WeightsError, check_finite, check_readable, read_budget
 
 FORMAT = "jax_ast.params"
+PARAMS_FILE = "params.npz"  # the name a training run exports its final params under (`train.loop`)
 VERSION = 1
 META_KEY = "__meta__"
 _PORTABLE_KINDS = "biufc"  # numpy kinds every numpy reads without extra packages
@@ -61,7 +62,7 @@ def save_params(path: str | Path, params: Mapping[str, Any], *, meta: Mapping[st
     return path
 
 
-def is_native(path: str | Path) -> bool:
+def is_params_file(path: str | Path) -> bool:
     """True if `path` is a file written by `save_params`."""
     if not os.path.isfile(path):  # a FIFO would block the zip reader forever
         return False
@@ -119,7 +120,7 @@ def load_params(path: str | Path) -> tuple[dict, dict]:
     """
     path = Path(path)
     check_readable(path, "params file")
-    if not is_native(path):
+    if not is_params_file(path):
         raise WeightsError(f"{path} is not a jax_ast params file (.npz with a {META_KEY} entry)")
     flat = read_npz(path)
     try:

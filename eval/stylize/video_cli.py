@@ -1,6 +1,6 @@
-"""The video part of ``python -m eval.stylize``: flags, checks and the run (`eval.video` does the work).
+"""The video part of ``python -m eval.stylize``: flags, checks and the run (`eval.stylize.video` does the work).
 
-``--content clip.mp4`` (any of `eval.video.VIDEO_SUFFIXES`), or ``--content frames/ --video-frames``, writes
+``--content clip.mp4`` (any of `eval.stylize.video.VIDEO_SUFFIXES`), or ``--content frames/ --video-frames``, writes
 ``<out>/<clip-stem>__<style-stem>.mp4`` per style, at the source's frame rate (``--fps`` for frames), and
 prints the flicker of each.
 """
@@ -14,8 +14,9 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from eval import guards
-from eval import video
+from eval.common import guards
+from eval.stylize import video
+from eval.stylize.naming import unique_stems
 from jax_ast import color, imageio
 from jax_ast import progress as progress_lib
 
@@ -62,8 +63,7 @@ def open_source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> So
 
 
 def output_paths(args: argparse.Namespace, style_paths: Sequence[Path]) -> list[Path]:
-    from eval.stylize import unique_stems  # the image outputs' naming rule
-
+    """One video per style, named as the image outputs (`eval.stylize.naming`)."""
     stem = Path(args.content).stem if Path(args.content).is_file() else Path(args.content).name
     return [args.out / f"{stem}__{style}{video.OUTPUT_SUFFIX}" for style in unique_stems(style_paths)]
 
@@ -78,7 +78,7 @@ def check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace, sty
 
 def run(stylizer: Any, source: Source, style_paths: Sequence[Path], args: argparse.Namespace, *,
         size: int | None, style_size: int | None) -> int:
-    """Stylises the clip with each style; returns the exit status (`eval.guards`)."""
+    """Stylises the clip with each style; returns the exit status (`eval.common.guards`)."""
     postprocess = color.preserve_luminance if args.preserve_color == "luminance" else None
     written = 0
     for style_path, out_path in zip(style_paths, output_paths(args, style_paths)):

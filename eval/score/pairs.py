@@ -21,13 +21,12 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from eval.guards import printable
+from eval.common.guards import printable
 from jax_ast.data import CropSpec, Source, augment, describe
 
 PAIRING_SCHEME = ("pair k -> grid cell g = P_e(k mod M), e = k // M, M = n_c * n_s; content = g // n_s, "
                   "style = g % n_s; P_e = seeded 4-round Feistel permutation of [0, M) with cycle walking "
-                  "(eval.pairs.Pairing)")
-BASELINES = ("identity", "copy-style")
+                  "(eval.score.pairs.Pairing)")
 _MASK64 = (1 << 64) - 1
 FEISTEL_ROUNDS = 4
 
@@ -171,22 +170,6 @@ def prefetch_chunks(chunks: Sequence[Sequence[int]] | Iterator[Sequence[int]], p
             pending = future
         if pending is not None:
             yield pending.result()
-
-
-class BaselineStylizer:
-    """`--arch identity` (output = content) and `--arch copy-style` (output = style): no network, no checkpoint.
-
-    Has the part of `eval.batching.Stylizer`'s interface that `eval.run` uses (`step_size`, `stylize`).
-    """
-
-    def __init__(self, kind: str, step_size: int):
-        if kind not in BASELINES:
-            raise ValueError(f"unknown baseline {kind!r}; valid: {', '.join(BASELINES)}")
-        self.kind, self.step_size = kind, step_size
-
-    def stylize(self, contents: np.ndarray, styles: np.ndarray, *, alpha: float = 1.0) -> np.ndarray:
-        del alpha  # a baseline has no content-style trade-off
-        return np.array(contents if self.kind == "identity" else styles, dtype=np.float32, copy=True)
 
 
 def missing_pairs(total: int, done: Any) -> Iterator[int]:

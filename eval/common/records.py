@@ -1,4 +1,5 @@
-"""Result files of `eval.run`: append-only CSVs that survive interruption, strict JSON, atomic writes.
+"""Every result file of eval: append-only CSVs that survive interruption, whole CSV tables, strict JSON,
+atomic writes.
 
 A `CsvLog` is a CSV file with a fixed header whose first column is the integer pair number. Rows are
 written whole and flushed after every batch, so an interrupted run leaves at most one partially written
@@ -224,6 +225,23 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Writes `data` to a temporary file in the same folder and renames it over `path` (never half-written)."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return files.write_bytes(path, data)
+
+
+def write_table(path: str | os.PathLike, rows: Sequence[Mapping], columns: Sequence[str] | None = None) -> Path:
+    """Rows of dicts as a whole CSV (header `columns`, default the first row's keys; a missing value is empty),
+    floats with 9 significant digits (`format_value`); written atomically like `write_text`."""
+    columns = list(columns or rows[0].keys())
+    stream = io.StringIO()
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([format_value(row.get(name, "")) for name in columns] for row in rows)
+    return write_text(path, stream.getvalue())
+
+
+def read_table(path: str | os.PathLike) -> list[dict[str, str]]:
+    """The rows of a CSV written by `write_table`, as dicts of strings."""
+    with open(path, newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
 
 
 def read_json(path: str | os.PathLike) -> Any:

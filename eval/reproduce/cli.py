@@ -27,8 +27,9 @@ from typing import Iterable
 
 import numpy as np
 
-from eval import reproduce_report as report
-from eval.pairs import BASELINES
+from eval.inference.baselines import BASELINES
+from eval.common import layout, records
+from eval.reproduce import report
 from jax_ast.configs import LOSSES
 FIGURE_ROWS = 6  # held-out styles shown in the outputs figure
 MAX_PAIRS = 2000  # default cap on pairs per evaluation (COCO x WikiArt has billions; eval.run samples them)
@@ -132,26 +133,27 @@ def make_split(args: argparse.Namespace, scale: Scale, work: Path) -> tuple[dict
     return folders, rows
 
 
-def run_eval(arch: str, out: Path, content: Path, style: Path, size: int, pairs: int, *, checkpoint: Path | None,
+def run_eval(arch: str, out: Path, content: Path, style: Path, size: int, pairs: int, *, weights: Path | None,
              seed: int, figures: bool) -> Path:
     """`eval.run` in-process (its stdout summary goes to <out>.log); returns its pairs.csv."""
-    from eval import run as eval_run  # noqa: PLC0415
+    from eval.score import run as eval_run  # noqa: PLC0415
     argv = ["--arch", arch, "--content-dir", str(content), "--style-dir", str(style), "--pairs", str(pairs),
             "--size", str(size), "--out", str(out), "--seed", str(seed), "--no-progress"]
-    argv += ["--checkpoint", str(checkpoint)] if checkpoint else []
+    argv += ["--weights", str(weights)] if weights else []
     argv += [] if figures else ["--no-figures"]
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out.with_suffix(".log"), "w") as log, contextlib.redirect_stdout(log):
         status = eval_run.main(argv)
     if status != 0:
         raise SystemExit(f"error: eval.run {' '.join(argv)} failed with status {status}")
-    return out / "pairs.csv"
+    return out / layout.PAIRS_CSV
 
 
 def train_model(loss: str, scale: Scale, folders: dict[str, Path], workdir: Path, seed: int) -> Path:
     """AdaIN on the ImageNet VGG-16 encoder with `loss`; returns its params.npz."""
     from jax_ast.configs import default_config  # noqa: PLC0415
-    from train.loop import EXPORT_NAME, train  # noqa: PLC0415
+    from jax_ast.pretrained.params_file import PARAMS_FILE  # noqa: PLC0415
+    from train.loop import train  # noqa: PLC0415
     every = max(1, scale.iterations // 10)
     cfg = default_config("adain", loss, encoder="vgg16_normalised", crop_size=scale.crop_size,
                          batch_size=scale.batch_size, iterations=scale.iterations,
@@ -159,7 +161,7 @@ def train_model(loss: str, scale: Scale, folders: dict[str, Path], workdir: Path
                          content_dir=str(folders["train_content"]), style_dir=str(folders["train_style"]),
                          seed=seed, log_every=every, sample_every=scale.iterations, checkpoint_every=scale.iterations)
     train(cfg, workdir)
-    return workdir / EXPORT_NAME
+    return workdir / PARAMS_FILE
 
 
 def outputs_figure(path: Path, checkpoints: dict[str, Path], content: Path, styles: list[Path], size: int) -> Path:
@@ -168,9 +170,9 @@ def outputs_figure(path: Path, checkpoints: dict[str, Path], content: Path, styl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    from eval.batching import Stylizer  # noqa: PLC0415
-    from eval.pairs import center_square  # noqa: PLC0415
-    from eval.stylize import load_model  # noqa: PLC0415
+    from eval.inference.batching import Stylizer  # noqa: PLC0415
+    from eval.inference.loading import load_model  # noqa: PLC0415
+    from eval.score.pairs import center_square  # noqa: PLC0415
     from jax_ast.data import FolderSource  # noqa: PLC0415
 
     def load(path: Path) -> np.ndarray:  # as eval.run loads pairs: uint8, shorter side resized, centre crop
@@ -218,7 +220,7 @@ def run(args: argparse.Namespace, scale: Scale, argv: list[str]) -> Path:
     figures = scale.figures and not args.no_figures
     out.mkdir(parents=True, exist_ok=True)
     folders, split_rows = make_split(args, scale, work)
-    report.write_csv(out / "split.csv", split_rows)
+    records.write_table(out / layout.SPLIT_CSV, split_rows)
     n_all = {r: len(list(folders[f"all_{r}"].iterdir())) for r in ("content", "style")}
     analysis_pairs = args.analysis_pairs or min(n_all["content"] * n_all["style"], MAX_PAIRS)
     info.update(analysis_pairs=str(analysis_pairs), analysis_size=str(scale.analysis_size))
@@ -231,25 +233,25 @@ def run(args: argparse.Namespace, scale: Scale, argv: list[str]) -> Path:
         layers = layers or [c.split("/")[1] for c in pairs if c.startswith("balanced/") and c != "balanced/total"]
         row, style_rows, r = report.summarize_run(run_name, model, pairs_set, size, pairs, layers)
         rows.append(row), styles.extend(style_rows), pearson.append(r)
-        target = out / "pairs" / f"{run_name.replace(' (', '-').rstrip(')')}.csv"
+        target = out / layout.REPRODUCE_PAIRS_DIR / f"{run_name.replace(' (', '-').rstrip(')')}.csv"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(csv_path, target)
 
     for baseline in BASELINES:  # the figures of the analysis come from the identity run
         tic = time.perf_counter()
-        csv_path = run_eval(baseline, work / "eval" / baseline, folders["all_content"], folders["all_style"],
-                            scale.analysis_size, analysis_pairs, checkpoint=None, seed=args.seed,
+        csv_path = run_eval(baseline, work / layout.WORK_EVAL_DIR / baseline, folders["all_content"],
+                            folders["all_style"], scale.analysis_size, analysis_pairs, weights=None, seed=args.seed,
                             figures=figures and baseline == BASELINES[0])
         record(baseline, baseline, "all pairs", scale.analysis_size, csv_path)
         seconds[f"eval {baseline}"] = time.perf_counter() - tic
-    if figures and (work / "eval" / "identity" / "figures" / "scatter_bound.png").exists():
-        (out / "figures").mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(work / "eval" / "identity" / "figures" / "scatter_bound.png",
-                        out / "figures" / "identity_scatter_bound.png")
+    identity_scatter = work / layout.WORK_EVAL_DIR / "identity" / layout.FIGURES_DIR / layout.SCATTER_BOUND_PNG
+    if figures and identity_scatter.exists():
+        (out / layout.FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(identity_scatter, out / layout.FIGURES_DIR / layout.IDENTITY_SCATTER_PNG)
     checkpoints = {}
     for loss in args.losses:
         tic = time.perf_counter()
-        checkpoints[loss] = train_model(loss, scale, folders, work / "train" / loss, args.seed)
+        checkpoints[loss] = train_model(loss, scale, folders, work / layout.WORK_TRAIN_DIR / loss, args.seed)
         seconds[f"train {loss}"] = time.perf_counter() - tic
     sets = {"held-out photos x held-out paintings": ("test_content", "test_style", "test"),
             "held-out photos x training paintings": ("test_content", "train_style", "trainstyles")}
@@ -258,19 +260,20 @@ def run(args: argparse.Namespace, scale: Scale, argv: list[str]) -> Path:
         n_pairs = args.eval_pairs or min(n_pairs, MAX_PAIRS)
         for loss, checkpoint in checkpoints.items():
             tic = time.perf_counter()
-            csv_path = run_eval("adain", work / "eval" / f"{loss}-{tag}", folders[content_key], folders[style_key],
-                                scale.eval_size, n_pairs, checkpoint=checkpoint, seed=args.seed, figures=False)
+            csv_path = run_eval("adain", work / layout.WORK_EVAL_DIR / f"{loss}-{tag}", folders[content_key],
+                                folders[style_key], scale.eval_size, n_pairs, weights=checkpoint, seed=args.seed,
+                                figures=False)
             record(f"{loss} ({tag})", loss, pairs_set, scale.eval_size, csv_path)
             seconds[f"eval {loss} {tag}"] = time.perf_counter() - tic
     if figures:
         tic = time.perf_counter()
         test_styles = sorted(folders["test_style"].iterdir())[:FIGURE_ROWS]
-        outputs_figure(out / "figures" / "outputs.png", checkpoints, sorted(folders["test_content"].iterdir())[0],
-                       test_styles, scale.eval_size)
+        outputs_figure(out / layout.FIGURES_DIR / layout.OUTPUTS_PNG, checkpoints,
+                       sorted(folders["test_content"].iterdir())[0], test_styles, scale.eval_size)
         seconds["figure"] = time.perf_counter() - tic
-    report.write_csv(out / "runs.csv", rows, report.RUN_COLUMNS)
-    report.write_csv(out / "per_style.csv", styles)
-    report.write_csv(out / "pearson.csv", pearson)
+    records.write_table(out / layout.RUNS_CSV, rows, report.RUN_COLUMNS)
+    records.write_table(out / layout.PER_STYLE_CSV, styles)
+    records.write_table(out / layout.PEARSON_CSV, pearson)
     report.write_paper_csv(out)
     wall = time.perf_counter() - start
     info.update(training=f"{scale.iterations} steps, batch {scale.batch_size}, {scale.crop_size} px crops, Adam lr "
@@ -284,7 +287,7 @@ def run(args: argparse.Namespace, scale: Scale, argv: list[str]) -> Path:
 
 def write_markdown(out: Path, info: dict[str, str]) -> Path:
     """<out>.md from the CSVs in <out>/, with <out>/discussion.md (hand-written) appended if present."""
-    discussion = out / "discussion.md"
+    discussion = out / layout.DISCUSSION_MD
     text = report.markdown(out, out.name, info, discussion.read_text() if discussion.exists() else None)
     path = out.parent / f"{out.name}.md"
     path.write_text(text)
@@ -299,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.losses or set(args.losses) - set(LOSSES):
         parser.error(f"--losses must name some of {', '.join(LOSSES)}, got {args.losses}")
     if args.report_only:
-        info = {row["key"]: row["value"] for row in report.read_csv(args.out / "run_info.csv")}
+        info = {row["key"]: row["value"] for row in records.read_table(args.out / layout.RUN_INFO_CSV)}
         print(f"wrote {write_markdown(args.out, info)}")
         return 0
     scale = SCALES[args.scale]
@@ -316,6 +319,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {path}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

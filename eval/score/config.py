@@ -7,16 +7,16 @@ import dataclasses
 import os
 from pathlib import Path
 
-from eval import guards, report
-from eval import pairs as pairing_lib
-from eval.pair_metrics import SSIM_WINDOW
+from eval.common import guards, layout
+from eval.inference.baselines import BASELINES
+from eval.score.metrics import SSIM_WINDOW
 from jax_ast import compilation_cache
 from jax_ast import losses as L
 from jax_ast.archs import ARCHS
 from jax_ast.configs import LOSS_NETWORKS
 from jax_ast.precision import DTYPES
 
-ALL_ARCHS = (*ARCHS, *pairing_lib.BASELINES)
+ALL_ARCHS = (*ARCHS, *BASELINES)
 MIN_SIZE = 16
 
 
@@ -25,7 +25,7 @@ class EvalConfig:
     """One evaluation run (the flags of `python -m eval.run`, validated). Sizes in pixels."""
 
     arch: str
-    checkpoint: str | None
+    weights: str | None
     variant: str | None
     model_seed: int
     content_dir: Path | None
@@ -63,7 +63,7 @@ class EvalConfig:
     @property
     def baseline(self) -> bool:
         """A checkpoint-free baseline (identity, copy-style) rather than a network."""
-        return self.arch in pairing_lib.BASELINES
+        return self.arch in BASELINES
 
 
 def parse_config(argv: list[str] | None = None) -> EvalConfig:
@@ -78,10 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m eval.run", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--arch", required=True, help=f"one of: {', '.join(ALL_ARCHS)}")
-    parser.add_argument("--checkpoint", help="release-file directory, native params file or 'random' (not for "
-                                             "the identity/copy-style baselines)")
+    parser.add_argument("--weights", "--checkpoint", dest="weights",
+                        help="release-file directory, params file (`jax_ast.pretrained.save_params`) or 'random' "
+                             "(not for the identity/copy-style baselines); --checkpoint is its older name")
     parser.add_argument("--variant", help="architecture variant, e.g. r31/r41 for linear")
-    parser.add_argument("--model-seed", type=int, default=0, help="seed of --checkpoint random")
+    parser.add_argument("--model-seed", type=int, default=0, help="seed of --weights random")
     content = parser.add_mutually_exclusive_group(required=True)
     content.add_argument("--content-dir", type=Path, help="folder of content images")
     content.add_argument("--content-tfds", help="prepared tfds dataset of content images, e.g. coco/2017")
@@ -135,11 +136,11 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
     """Usage errors end in `parser.error` (exit 2) with one message."""
     if args.arch not in ALL_ARCHS:
         parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(ALL_ARCHS)}")
-    baseline = args.arch in pairing_lib.BASELINES
-    if baseline and args.checkpoint:
-        parser.error(f"--arch {args.arch} is a baseline without weights; drop --checkpoint")
-    if not baseline and not args.checkpoint:
-        parser.error(f"--arch {args.arch} needs --checkpoint (release-file directory, params file or 'random')")
+    baseline = args.arch in BASELINES
+    if baseline and args.weights:
+        parser.error(f"--arch {args.arch} is a baseline without weights; drop --weights")
+    if not baseline and not args.weights:
+        parser.error(f"--arch {args.arch} needs --weights (release-file directory, params file or 'random')")
     for flag, low in (("pairs", 1), ("size", MIN_SIZE), ("workers", 1), ("cache_images", 0), ("target_cache_mb", 0),
                       ("top_k", 1),
                       ("thumb_size", 8), ("ist_top", 1), ("ist_min_pairs", 1)):
@@ -167,7 +168,7 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
     problem = guards.output_dir_problem(args.out)
     if problem:
         parser.error(f"--out {problem}")
-    if (args.out.is_dir() and not any((args.out / name).exists() for name in (report.RUN_NAME, report.CSV_NAME))
+    if (args.out.is_dir() and not any((args.out / name).exists() for name in (layout.RUN_JSON, layout.PAIRS_CSV))
             and any(args.out.iterdir())):
         parser.error(guards.printable(f"--out {args.out} is a folder that holds other files but no eval.run "
                                       "results; use a new or empty folder"))

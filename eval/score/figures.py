@@ -19,8 +19,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from eval import records  # noqa: E402
-from eval.analysis import format_number, linear_fit  # noqa: E402
+from eval.common import records  # noqa: E402
+from eval.score.analysis import format_number, linear_fit  # noqa: E402
 
 DPI = 100
 

@@ -159,7 +159,7 @@ class PairScorer:
 
     Scores come two ways with the same values: from the images (`score`: the loss network runs on content,
     style and output), or from per-image targets computed once (`targets`, then `score` with them: the loss
-    network runs on the output only); `eval.target_cache` keeps the targets per image.
+    network runs on the output only); `eval.score.target_cache` keeps the targets per image.
 
     Args:
       loss_net: a `jax_ast.models.vgg.VGG` module; loss_net_params: its params (not wrapped in {"params"}).
@@ -249,7 +249,7 @@ class StylizeAndScore:
     by the image metrics (SSIM and PSNR against the content, colour distances against the style).
 
     Args:
-      stylizer: an `eval.batching.Stylizer` (its model and device-placed variables are used).
+      stylizer: an `eval.inference.batching.Stylizer` (its model and device-placed variables are used).
       scorer: a `PairScorer`.
       alpha: the content-style trade-off. clip: clip outputs to [0, 1] before scoring (NaN stays NaN and
         inf becomes NaN, so a non-finite output is still seen as one).

@@ -59,7 +59,7 @@ def _av():
 
 
 def frame_size(height: int, width: int, size: int | None) -> tuple[int, int]:
-    """(height, width) of stylised frames: shorter side `size` (None: native), both rounded down to even.
+    """(height, width) of stylised frames: shorter side `size` (None: no resize), both rounded down to even.
 
     H.264 in yuv420p stores colour at half resolution and needs even sides.
     """
@@ -79,7 +79,7 @@ class VideoSource:
 
     Attributes:
       path: the video file. fps: its frame rate. frames: the container's frame count (0 if unknown).
-      height, width: native frame size.
+      height, width: the frame size of the source.
     """
 
     path: Path
@@ -284,7 +284,8 @@ def stylize_frames(stylizer: Any, frames: Iterable[np.ndarray], code: Tree, writ
     """Stylises a stream of float [h, w, 3] frames with one style code and writes them in order.
 
     Args:
-      stylizer: an `eval.batching.Stylizer` (or `eval.tiling.TiledStylizer`); `step_size` frames per call.
+      stylizer: an `eval.inference.batching.Stylizer` (or `eval.inference.tiling.TiledStylizer`); `step_size`
+        frames per call.
       frames: the source frames, all the same size.
       code: the style's code, unbatched (one row of `Stylizer.encode_styles`).
       writer: where the output frames go.

@@ -115,7 +115,7 @@ def stylize_tiled(stylize: Callable[[np.ndarray], np.ndarray], content: np.ndarr
 
 
 class TiledStylizer:
-    """An `eval.batching.Stylizer` that stylises each content in tiles (`stylize_tiled`).
+    """An `eval.inference.batching.Stylizer` that stylises each content in tiles (`stylize_tiled`).
 
     Styles are encoded by the wrapped stylizer on the whole style image, once; only the contents are tiled.
     It offers the methods `eval.stylize` calls (`encode_styles`, `encode_many`, `stylize_with_codes`,

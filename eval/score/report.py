@@ -13,12 +13,9 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from eval import analysis, extremes, figures, records
+from eval.common import layout, records
+from eval.score import analysis, extremes, figures
 
-CSV_NAME, SKIPPED_NAME, RUN_NAME = "pairs.csv", "skipped.csv", "run.json"
-SUMMARY_NAME, SUMMARY_MD, IST_JSON, IST_MD, EXTREMES_NAME = ("summary.json", "summary.md", "ist.json", "ist.md",
-                                                             "extremes.npz")
-FIGURE_DIR = "figures"
 KEY_COLUMNS = ("pair", "content_index", "style_index", "content", "style")
 GRID_LOSSES = ("classic/total", "balanced/total")
 STATS_COLUMNS_PER_PASS = 8
@@ -37,19 +34,19 @@ def summarize(out_dir: Path, settings: Mapping, metric_names: Sequence[str], sty
     """(summary dict, IST report, numeric columns) from the results CSV of `out_dir`."""
     stats = {}
     for start in range(0, len(metric_names), STATS_COLUMNS_PER_PASS):  # bounded memory: a few columns a pass
-        group = records.read_columns(out_dir / CSV_NAME, metric_names[start:start + STATS_COLUMNS_PER_PASS])
+        group = records.read_columns(out_dir / layout.PAIRS_CSV, metric_names[start:start + STATS_COLUMNS_PER_PASS])
         stats.update({name: analysis.describe(values) for name, values in group.items()})
         del group
     wanted = ["pair", "style_index", *GRID_LOSSES, *(f"{t}/{layer}" for t in ("classic", "bound")
                                                     for layer in style_layers)]
-    columns = records.read_columns(out_dir / CSV_NAME, list(dict.fromkeys(wanted)))
+    columns = records.read_columns(out_dir / layout.PAIRS_CSV, list(dict.fromkeys(wanted)))
     correlations = analysis.bound_correlations(columns, style_layers)
     style_ids = columns["style_index"].astype(np.int64)
     names = {int(s): style_name(int(s)) for s in np.unique(style_ids)}
     ist = analysis.style_report(style_ids, names, columns["classic/total"], columns["balanced/total"],
                                 top=ist_top, min_count=ist_min_pairs)
     done = int(columns["pair"].size)
-    skipped = records.count_rows(out_dir / SKIPPED_NAME)
+    skipped = records.count_rows(out_dir / layout.SKIPPED_CSV)
     label = run_label(settings)
     summary = {
         "run": dict(settings), "label": label,
@@ -111,24 +108,24 @@ def write_figures(out_dir: Path, columns: Mapping[str, np.ndarray], summary: Map
                   keeper: extremes.ExtremeKeeper, style_layers: Sequence[str],
                   pair_caption: Callable[[int], str]) -> dict[str, str]:
     """Every PNG of the run into ``<out>/figures``; returns {figure name: path}."""
-    folder = out_dir / FIGURE_DIR
+    folder = out_dir / layout.FIGURES_DIR
     paths = {
-        "hist_classic": figures.loss_histogram(columns["classic/total"], folder / "hist_classic.png",
+        "hist_classic": figures.loss_histogram(columns["classic/total"], folder / layout.HIST_CLASSIC_PNG,
                                                title="Classic style loss", xlabel="classic loss (log)", log_x=True),
-        "hist_balanced": figures.loss_histogram(columns["balanced/total"], folder / "hist_balanced.png",
+        "hist_balanced": figures.loss_histogram(columns["balanced/total"], folder / layout.HIST_BALANCED_PNG,
                                                 title="Balanced style loss",
                                                 xlabel=f"balanced loss (sum of {len(style_layers)} layers)",
                                                 log_x=False),
         "scatter_bound": figures.bound_scatter(columns, style_layers, summary["pearson_classic_vs_bound"],
-                                               folder / "scatter_bound.png"),
+                                               folder / layout.SCATTER_BOUND_PNG),
         "ist": figures.ist_figure(ist, columns["style_index"], columns["classic/total"], columns["balanced/total"],
-                                  folder / "ist.png"),
+                                  folder / layout.IST_PNG),
     }
     for loss in keeper.losses:
         lowest, highest = keeper.entries(loss, "lowest"), keeper.entries(loss, "highest")
         captions = {pair: pair_caption(pair) for pair, _, _ in (*lowest, *highest)}
-        name = f"extremes_{loss.split('/')[0]}"
-        paths[name] = figures.extremes_grid(loss, lowest, highest, captions, folder / f"{name}.png")
+        file_name = layout.EXTREMES_PNG.format(loss=loss.split("/")[0])
+        paths[Path(file_name).stem] = figures.extremes_grid(loss, lowest, highest, captions, folder / file_name)
     return {name: str(path) for name, path in paths.items()}
 
 
@@ -144,7 +141,7 @@ def write_report(out_dir: Path, settings: Mapping, metric_names: Sequence[str], 
         summary["benchmark"] = dict(benchmark)
     if columns["pair"].size and make_figures:
         summary["recomputed_extremes"] = reconcile_extremes(keeper, columns, recompute)
-        keeper.save(out_dir / EXTREMES_NAME)
+        keeper.save(out_dir / layout.EXTREMES_NPZ)
         summary["figures"] = write_figures(out_dir, columns, summary, ist, keeper, style_layers, pair_caption)
     summary["extremes"] = {}
     for loss in keeper.losses:
@@ -152,9 +149,9 @@ def write_report(out_dir: Path, settings: Mapping, metric_names: Sequence[str], 
         chosen = extremes.true_extremes(columns["pair"], columns[loss], keeper.k)
         summary["extremes"][loss] = {side: [{"pair": p, "value": value_of[p], "caption": pair_caption(p)}
                                             for p in chosen[side]] for side in extremes.SIDES}
-    records.write_json(out_dir / IST_JSON, ist)
-    records.write_text(out_dir / IST_MD, analysis.ist_markdown(ist))
-    records.write_json(out_dir / SUMMARY_NAME, summary)
-    records.write_text(out_dir / SUMMARY_MD, summary_markdown(summary))
+    records.write_json(out_dir / layout.IST_JSON, ist)
+    records.write_text(out_dir / layout.IST_MD, analysis.ist_markdown(ist))
+    records.write_json(out_dir / layout.SUMMARY_JSON, summary)
+    records.write_text(out_dir / layout.SUMMARY_MD, summary_markdown(summary))
     return summary
 

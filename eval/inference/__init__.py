@@ -1,0 +1,1 @@
+"""Inference for every eval entry point: model loading, batched stylisation, tiling, the baselines."""

@@ -1,0 +1,138 @@
+"""Model loading for every eval entry point: release files, a params file, or seeded random weights.
+
+`load_model` is the one way `eval.stylize`, `eval.run`, `eval.reproduce`, the benchmarks and the tests turn
+``--arch`` and ``--weights`` into ``(model, variables)``; the inference options of a network
+(`with_attention_chunk`) and its default stylisation size (`DEFAULT_SIZES`) live here too.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from eval.common import guards
+from jax_ast import archs
+from jax_ast.archs import ARCHS
+from jax_ast.errors import CheckpointError
+from jax_ast.pretrained import params_file
+from jax_ast.pretrained.convert import check_finite
+from jax_ast.xla_flags import FAST_COMPILE
+
+# Shorter-side resize per network's own inference default (docs/architectures.md, each network's inference); SANet's
+# original runs at the images' own size, which can exhaust memory (quadratic attention), so 512 is used like AdaIN.
+DEFAULT_SIZES = {arch: archs.get(arch).stylize_size for arch in ARCHS}
+# SANet's default attention chunk: the relu4_1 positions of a 512x512 content (64*64), so the default size runs
+# unchunked and larger ones hold at most [4096, style positions] attention weights at a time.
+DEFAULT_ATTENTION_CHUNK = 4096
+
+PROBE_SIZE = 64  # init probe: a multiple of 16 (SANet) and large enough for Magenta's Inception
+
+
+def load_model(arch: str, weights: str, *, variant: str | None = None, seed: int = 0) -> tuple[Any, Any]:
+    """(model, variables) for `arch` from release files, a params file, or 'random'.
+
+    Loaded weights are checked once here, so that a bad file gives one `CheckpointError` instead of black
+    images or a flax error per batch: every value must be finite, and a params file must hold exactly the
+    model's parameter tree.
+    """
+    config = {} if variant is None else {"variant": variant}
+    try:
+        if weights == "random":
+            return _random_model(arch, config, seed)
+        path = Path(weights)
+        if path.is_file() and params_file.is_params_file(path):
+            model, variables = _load_params_file(arch, path, config)
+        else:
+            model, variables = _load_release(arch, path, config)
+        check_finite(variables, weights)
+        return model, variables
+    except (ValueError, TypeError, OSError, KeyError, ImportError) as error:
+        if isinstance(error, CheckpointError):
+            raise
+        raise CheckpointError(f"cannot load --arch {arch} --weights {weights}: {type(error).__name__}: "
+                              f"{error}") from error
+
+
+def random_model(arch: str, *, seed: int = 0, **config: Any) -> tuple[Any, Any]:
+    """(model, seeded random variables) for `arch`, without the warning banner (tests)."""
+    return _random_init(arch, tuple(sorted(config.items())), seed)
+
+
+def _random_model(arch: str, config: dict, seed: int) -> tuple[Any, Any]:
+    model, variables = random_model(arch, seed=seed, **config)
+    banner = "!" * 78
+    print(f"{banner}\nWARNING: --weights random: {arch} has RANDOM weights (seed {seed}).\n"
+          f"The output images are MEANINGLESS; use this only for smoke tests.\n{banner}", file=sys.stderr)
+    return model, variables
+
+
+@functools.lru_cache(maxsize=4)
+def _random_init(arch: str, config: tuple, seed: int) -> tuple[Any, Any]:
+    """Seeded random variables, cached per process.
+
+    The init program runs once, so XLA's optimisations cost more than they save: compiling without them
+    takes ~3x less time on CPU (same threefry random numbers).
+    """
+    model = archs.build(arch, **dict(config))
+    probe = np.zeros((1, PROBE_SIZE, PROBE_SIZE, 3), np.float32)
+    key = jax.random.key(seed)
+    init = jax.jit(model.init).lower(key, probe, probe).compile(compiler_options=FAST_COMPILE)
+    return model, init(key, probe, probe)
+
+
+def _load_release(arch: str, path: Path, config: dict) -> tuple[Any, Any]:
+    """Original release files through the plug-in's importer: ``load_release(*files, **config)``."""
+    plugin = archs.get(arch)
+    if plugin.release_patterns is not None and not path.is_dir():
+        raise CheckpointError(f"--arch {arch} needs a directory with {plugin.release_files} or a params "
+                              f"file, got {path}")
+    try:
+        files = plugin.find_release_files(path, config.get("variant"))
+    except FileNotFoundError as error:
+        raise CheckpointError(str(error)) from None
+    return plugin.load_release(*files, **config)
+
+
+def _load_params_file(arch: str, path: Path, config: dict) -> tuple[Any, Any]:
+    """A file written by `jax_ast.pretrained.save_params` (variables or params); its meta must name `arch`."""
+    variables, meta = params_file.load_params(path)
+    if meta.get("arch") != arch:
+        raise CheckpointError(f"{path} holds params for arch {meta.get('arch')!r}, not {arch!r}")
+    for key in ("variant", "encoder"):  # how the network was trained, e.g. on the ImageNet VGG-16 encoder
+        if key in meta and key not in config:
+            config = {**config, key: meta[key]}
+    variables = variables if "params" in variables else {"params": variables}
+    model = archs.build(arch, **config)
+    probe = jax.ShapeDtypeStruct((1, PROBE_SIZE, PROBE_SIZE, 3), np.float32)
+    mismatch = guards.tree_mismatch(jax.eval_shape(model.init, jax.random.key(0), probe, probe), variables)
+    if mismatch:
+        variant = f" --variant {config['variant']}" if "variant" in config else ""
+        raise CheckpointError(f"{path} does not match --arch {arch}{variant}: {mismatch}")
+    return model, variables
+
+
+def is_tf_prefix(weights: str) -> bool:
+    """A TF checkpoint prefix such as ``.../model.ckpt`` names files that exist only with suffixes."""
+    return Path(weights + ".index").exists()
+
+
+# ------------------------------------------------------------------ inference options of a network
+# A plug-in declares its inference options (`Architecture.inference_options`); "chunk_size" is SANet's.
+
+
+def attention_archs() -> list[str]:
+    """The networks that take an attention chunk (`with_attention_chunk`)."""
+    return [arch for arch in ARCHS if "chunk_size" in archs.get(arch).inference_options]
+
+
+def with_attention_chunk(model: Any, chunk: int | None) -> Any:
+    """SANet with `chunk` content positions per attention chunk (None: the default, 0: unchunked)."""
+    if not hasattr(model, "chunk_size"):
+        return model
+    chunk = DEFAULT_ATTENTION_CHUNK if chunk is None else chunk
+    return model.clone(chunk_size=chunk or None)

@@ -1,0 +1,1 @@
+"""`python -m eval.reproduce`: the paper's reproduction (`cli`) and its report (`report`)."""

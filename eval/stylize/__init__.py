@@ -1,0 +1,1 @@
+"""`python -m eval.stylize`: the stylise CLI (images, mixes, masks, video, presets); see `eval.stylize.cli`."""

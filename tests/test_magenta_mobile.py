@@ -201,3 +201,39 @@ def test_conversion_is_cached_once(tmp_path, monkeypatch, mobile):
     assert source == str(cache.cache_dir() / magenta_mobile.CONVERTED_NAME)
     jax.tree.map(np.testing.assert_array_equal, again, first)
     jax.tree.map(np.testing.assert_array_equal, first, jax.tree.map(np.asarray, mobile[1]["params"]))
+
+
+def test_variant_defaults_and_cpu_preset():
+    from jax_ast.configs import default_config  # noqa: PLC0415
+
+    assert default_config("magenta").model.variant == "inception"  # nothing existing changes
+    assert default_config("linear").model.variant == "r41"
+    cfg = default_config("magenta", "native", preset="finetune-cpu", variant="mobile")
+    assert (cfg.model.variant, cfg.data.crop_size, cfg.optim.learning_rate) == ("mobile", 128, 1e-5)
+    with pytest.raises(ValueError, match="variant 'r31'"):
+        default_config("magenta", variant="r31")
+
+
+@pytest.mark.slow
+def test_training_starts_from_the_release(tmp_path, mobile):
+    """`train.run --arch magenta --variant mobile` starts from the release (no batch statistics: the batch norms
+    are folded into conv biases), `--mobile-weights random` does not, and two tiny steps train."""
+    from jax_ast.configs import default_config  # noqa: PLC0415
+    from jax_ast.models import build  # noqa: PLC0415
+    from train.checkpointing import Checkpointer  # noqa: PLC0415
+    from train.loop import train  # noqa: PLC0415
+    from train.weights import initial_variables  # noqa: PLC0415
+
+    cfg = default_config("magenta", "balanced", variant="mobile", vgg_weights="random", loss_vgg_weights="random",
+                         native_loss_weights="random", style_weight="2", batch_size=8, crop_size=48, iterations=2,
+                         log_every=1, checkpoint_every=2, sample_every=1000)
+    model = build("magenta", **cfg.model_kwargs())
+    params, batch_stats = initial_variables(model, cfg)
+    assert batch_stats == {}
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, params),
+                 jax.tree.map(np.asarray, mobile[1]["params"]))
+    random_params, _ = initial_variables(model, cfg.replace(mobile_weights="random"))
+    assert not np.allclose(random_params["transformer"]["contract_conv1"]["kernel"],
+                           params["transformer"]["contract_conv1"]["kernel"])
+    metrics = train(cfg, tmp_path)
+    assert np.isfinite(metrics["loss"]) and Checkpointer(tmp_path / "checkpoints").latest_step() == 2

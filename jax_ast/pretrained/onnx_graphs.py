@@ -118,6 +118,10 @@ def without_activation_quantisation(model: Any) -> Any:
         nodes.append(onnx.helper.make_node("Identity", [float_input], list(node.output), name=node.name + "/float"))
     del graph.node[:]
     graph.node.extend(_live(nodes, {out.name for out in graph.output}))
+    read = {name for node in graph.node for name in node.input}
+    unused = [init for init in graph.initializer if init.name not in read]  # the dropped Q/DQ scales
+    for init in unused:
+        graph.initializer.remove(init)
     del graph.value_info[:]  # the old int8 annotations of rewired tensors no longer hold
     return model
 

@@ -251,3 +251,20 @@ def test_benchmark_rows_against_onnxruntime():
     assert all(row[f"jax_over_{name}_median"] > 0 for name in mobile_onnx.ENGINES)
     assert [line["torch_device"] for line in row["summary"]] == list(mobile_onnx.ENGINES)
     assert "ort_float" in mobile_onnx.format_row(row)
+
+
+@pytest.mark.parametrize("kernel_size, block, shape", [(9, 4, (2, 29, 35, 3)), (9, 2, (1, 20, 17, 8)), (3, 4, (1, 11, 9, 5))])
+def test_space_to_depth_conv_equals_the_direct_conv(kernel_size, block, shape):
+    """The blocked conv (mobile's 9x9 convs) gives the direct conv's values and gradients at any size."""
+    from jax_ast.models.inception import conv_hwio  # noqa: PLC0415
+    from jax_ast.models.space_to_depth import conv_space_to_depth  # noqa: PLC0415
+
+    x = jax.random.normal(jax.random.key(1), shape)
+    kernel = jax.random.normal(jax.random.key(2), (kernel_size, kernel_size, shape[-1], 4))
+    direct = lambda x, w: conv_hwio(x, w, 1, [(0, 0), (0, 0)])  # noqa: E731
+    blocked = lambda x, w: conv_space_to_depth(x, w, block)  # noqa: E731
+    want = direct(x, kernel)
+    np.testing.assert_allclose(blocked(x, kernel), want, atol=1e-4 * float(jnp.max(jnp.abs(want))))
+    grads = [jax.grad(lambda x, w, f=f: jnp.sum(jnp.sin(f(x, w))), argnums=(0, 1))(x, kernel) for f in (direct, blocked)]
+    for got, ref in zip(grads[1], grads[0]):
+        np.testing.assert_allclose(got, ref, atol=1e-4 * float(jnp.max(jnp.abs(ref))))

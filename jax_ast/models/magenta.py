@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from jax_ast.models.inception import MIN_INPUT_SIZE, InceptionV3, conv_hwio
 from jax_ast.models.layers import reflect_pad, upsample_nearest
 from jax_ast.models.mobilenet import MIN_INPUT_SIZE as MOBILE_MIN_INPUT_SIZE, MobileStylePredictor
+from jax_ast.models.space_to_depth import conv_space_to_depth
 from jax_ast.models.mixing import blend_regions, mix_codes
 from jax_ast.checks import check_images
 from jax_ast.ops import adain_with_stats
@@ -62,6 +63,7 @@ EXPAND_CONVS: tuple[tuple[str, int, int], ...] = (  # (flax name, upsampling fac
 SITE_DEPTHS: dict[str, int] = {site: depth for site, _, depth in STYLE_NORM_SITES}
 VARIANTS = ("inception", "mobile")  # the default first
 TRANSFORMER_ALPHA = {"inception": 1.0, "mobile": 0.25}  # `transformer_alpha` of each release
+MOBILE_SPACE_TO_DEPTH = 4  # block size of the mobile transformer's 9x9 convs (`Transformer.space_to_depth`)
 
 
 def width(depth: int, alpha: float) -> int:
@@ -85,7 +87,8 @@ def conditional_style_norm(feats: jax.Array, beta: jax.Array, gamma: jax.Array) 
 
 class ReflectConv(nn.Module):
     """Reflect-pad k//2, VALID conv (param `kernel`, HWIO), optional center-only BatchNorm, optional `bias`
-    (a BatchNorm folded into the conv, as in the mobile release)."""
+    (a BatchNorm folded into the conv, as in the mobile release). `space_to_depth` > 1 computes a stride-1
+    conv on blocks of that size (`jax_ast.models.space_to_depth`: the same sums, faster with few channels)."""
 
     features: int
     kernel_size: int
@@ -93,12 +96,16 @@ class ReflectConv(nn.Module):
     batch_norm: bool = False
     dtype: Any = jnp.float32
     use_bias: bool = False
+    space_to_depth: int = 0
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         k = self.kernel_size
         kernel = self.param("kernel", nn.initializers.normal(TRANSFORMER_STDDEV), (k, k, x.shape[-1], self.features))
-        y = conv_hwio(reflect_pad(x, k // 2), kernel, self.stride, [(0, 0), (0, 0)], self.dtype)
+        if self.space_to_depth > 1 and self.stride == 1:
+            y = conv_space_to_depth(reflect_pad(x, k // 2), kernel, self.space_to_depth, self.dtype)
+        else:
+            y = conv_hwio(reflect_pad(x, k // 2), kernel, self.stride, [(0, 0), (0, 0)], self.dtype)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
         if self.batch_norm:
@@ -117,18 +124,23 @@ class Transformer(nn.Module):
     Attributes:
       alpha: width multiplier of every layer but the 3-channel output (1 Inception release, 0.25 mobile).
       folded_batch_norm: the contract convs carry a bias instead of a BatchNorm (mobile release).
+      space_to_depth: block size for the two full-resolution 9x9 convs (0: direct). The mobile model's
+        3 -> 8 and 8 -> 3 convs run 3-5x faster on CPU with 4 (docs/performance.md).
     """
 
     dtype: Any = jnp.float32
     alpha: float = 1.0
     folded_batch_norm: bool = False
+    space_to_depth: int = 0
 
     @nn.compact
     def __call__(self, content: jax.Array, norm_params: NormParams, train: bool = False) -> jax.Array:
         h = content.astype(self.dtype)
         folded = self.folded_batch_norm
         for name, _, features, kernel, stride in CONTRACT_CONVS:
-            conv = ReflectConv(width(features, self.alpha), kernel, stride, not folded, self.dtype, folded, name=name)
+            block = self.space_to_depth if kernel == 9 else 0
+            conv = ReflectConv(width(features, self.alpha), kernel, stride, not folded, self.dtype, folded, block,
+                               name=name)
             h = nn.relu(conv(h, train))
         channels = h.shape[-1]
         for r in range(1, NUM_RESIDUAL_BLOCKS + 1):
@@ -138,8 +150,9 @@ class Transformer(nn.Module):
             h = ReflectConv(channels, 3, dtype=self.dtype, name=f"residual{r}_conv2")(h)
             h = residual + conditional_style_norm(h, *norm_params[f"residual{r}_conv2"])  # no ReLU after the add
         for name, factor, kernel in EXPAND_CONVS:
-            features = width(SITE_DEPTHS[name], self.alpha)
-            h = ReflectConv(features, kernel, dtype=self.dtype, name=name)(upsample_nearest(h, factor))
+            features, block = width(SITE_DEPTHS[name], self.alpha), self.space_to_depth if kernel == 9 else 0
+            h = ReflectConv(features, kernel, dtype=self.dtype, space_to_depth=block, name=name)(
+                upsample_nearest(h, factor))
             h = conditional_style_norm(h, *norm_params[name])
             h = nn.sigmoid(h) if name == "expand_conv3" else nn.relu(h)
         return h.astype(jnp.float32)
@@ -214,7 +227,8 @@ class Magenta(nn.Module):
         predictor = MobileStylePredictor if mobile else StylePredictor
         self.style_predictor = predictor(self.bottleneck, self.dtype)
         self.style_params = StyleParams(alpha)
-        self.transformer = Transformer(self.dtype, alpha, folded_batch_norm=mobile)
+        self.transformer = Transformer(self.dtype, alpha, folded_batch_norm=mobile,
+                                       space_to_depth=MOBILE_SPACE_TO_DEPTH if mobile else 0)
 
     def encode_style(self, style: jax.Array, train: bool = False) -> jax.Array:
         """style float[B, Hs, Ws, 3] in [0, 1] -> style code float32[B, bottleneck]."""

@@ -268,3 +268,20 @@ def test_space_to_depth_conv_equals_the_direct_conv(kernel_size, block, shape):
     grads = [jax.grad(lambda x, w, f=f: jnp.sum(jnp.sin(f(x, w))), argnums=(0, 1))(x, kernel) for f in (direct, blocked)]
     for got, ref in zip(grads[1], grads[0]):
         np.testing.assert_allclose(got, ref, atol=1e-4 * float(jnp.max(jnp.abs(ref))))
+
+
+def test_fused_upsampling_conv_equals_upsample_then_conv():
+    """Mobile's expand conv 2 runs on the low-resolution grid: the same values and gradients at odd sizes."""
+    from jax_ast.models.inception import conv_hwio  # noqa: PLC0415
+    from jax_ast.models.layers import reflect_pad, upsample_nearest  # noqa: PLC0415
+    from jax_ast.models.space_to_depth import upsample_conv3  # noqa: PLC0415
+
+    x = jax.random.normal(jax.random.key(3), (2, 7, 10, 6))
+    kernel = jax.random.normal(jax.random.key(4), (3, 3, 6, 5))
+    direct = lambda x, w: conv_hwio(reflect_pad(upsample_nearest(x, 2), 1), w, 1, [(0, 0), (0, 0)])  # noqa: E731
+    want = direct(x, kernel)
+    np.testing.assert_allclose(upsample_conv3(x, kernel), want, atol=1e-4 * float(jnp.max(jnp.abs(want))))
+    grads = [jax.grad(lambda x, w, f=f: jnp.sum(jnp.sin(f(x, w))), argnums=(0, 1))(x, kernel)
+             for f in (direct, upsample_conv3)]
+    for got, ref in zip(grads[1], grads[0]):
+        np.testing.assert_allclose(got, ref, atol=1e-4 * float(jnp.max(jnp.abs(ref))))

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jax_ast.models.inception import MIN_INPUT_SIZE, InceptionV3, conv_hwio
 from jax_ast.models.layers import reflect_pad, upsample_nearest
 from jax_ast.models.mobilenet import MIN_INPUT_SIZE as MOBILE_MIN_INPUT_SIZE, MobileStylePredictor
-from jax_ast.models.space_to_depth import conv_space_to_depth
+from jax_ast.models.space_to_depth import conv_space_to_depth, upsample_conv3
 from jax_ast.models.mixing import blend_regions, mix_codes
 from jax_ast.checks import check_images
 from jax_ast.ops import adain_with_stats
@@ -64,6 +64,7 @@ SITE_DEPTHS: dict[str, int] = {site: depth for site, _, depth in STYLE_NORM_SITE
 VARIANTS = ("inception", "mobile")  # the default first
 TRANSFORMER_ALPHA = {"inception": 1.0, "mobile": 0.25}  # `transformer_alpha` of each release
 MOBILE_SPACE_TO_DEPTH = 4  # block size of the mobile transformer's 9x9 convs (`Transformer.space_to_depth`)
+FUSED_UPSAMPLING_MAX_FEATURES = 8  # see `Transformer.space_to_depth`
 
 
 def width(depth: int, alpha: float) -> int:
@@ -97,12 +98,15 @@ class ReflectConv(nn.Module):
     dtype: Any = jnp.float32
     use_bias: bool = False
     space_to_depth: int = 0
+    upsample_first: bool = False  # nearest x2 upsampling of the input is part of this conv (3x3 only)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         k = self.kernel_size
         kernel = self.param("kernel", nn.initializers.normal(TRANSFORMER_STDDEV), (k, k, x.shape[-1], self.features))
-        if self.space_to_depth > 1 and self.stride == 1:
+        if self.upsample_first:
+            y = upsample_conv3(x, kernel, self.dtype)
+        elif self.space_to_depth > 1 and self.stride == 1:
             y = conv_space_to_depth(reflect_pad(x, k // 2), kernel, self.space_to_depth, self.dtype)
         else:
             y = conv_hwio(reflect_pad(x, k // 2), kernel, self.stride, [(0, 0), (0, 0)], self.dtype)
@@ -125,7 +129,9 @@ class Transformer(nn.Module):
       alpha: width multiplier of every layer but the 3-channel output (1 Inception release, 0.25 mobile).
       folded_batch_norm: the contract convs carry a bias instead of a BatchNorm (mobile release).
       space_to_depth: block size for the two full-resolution 9x9 convs (0: direct). The mobile model's
-        3 -> 8 and 8 -> 3 convs run 3-5x faster on CPU with 4 (docs/performance.md).
+        3 -> 8 and 8 -> 3 convs run 3-5x faster on CPU with 4 (docs/performance.md). It also computes an
+        upsampling 3x3 conv with at most `FUSED_UPSAMPLING_MAX_FEATURES` outputs on the low-resolution grid
+        (`upsample_conv3`; measured faster for 16 -> 8, slower for 32 -> 16).
     """
 
     dtype: Any = jnp.float32
@@ -151,8 +157,10 @@ class Transformer(nn.Module):
             h = residual + conditional_style_norm(h, *norm_params[f"residual{r}_conv2"])  # no ReLU after the add
         for name, factor, kernel in EXPAND_CONVS:
             features, block = width(SITE_DEPTHS[name], self.alpha), self.space_to_depth if kernel == 9 else 0
-            h = ReflectConv(features, kernel, dtype=self.dtype, space_to_depth=block, name=name)(
-                upsample_nearest(h, factor))
+            fused = self.space_to_depth > 1 and factor == 2 and features <= FUSED_UPSAMPLING_MAX_FEATURES
+            conv = ReflectConv(features, kernel, dtype=self.dtype, space_to_depth=block, upsample_first=fused,
+                               name=name)
+            h = conv(h) if fused else conv(upsample_nearest(h, factor))
             h = conditional_style_norm(h, *norm_params[name])
             h = nn.sigmoid(h) if name == "expand_conv3" else nn.relu(h)
         return h.astype(jnp.float32)

@@ -53,3 +53,30 @@ def conv_space_to_depth(padded: jax.Array, kernel: jax.Array, block: int, dtype:
     y = conv_hwio(x, block_kernel(kernel, b), 1, [(0, 0), (0, 0)], dtype)
     y = y.reshape(batch, rows, cols, b, b, features).transpose(0, 1, 3, 2, 4, 5)
     return y.reshape(batch, rows * b, cols * b, features)[:, :out_h, :out_w]
+
+
+def _phase_taps() -> np.ndarray:
+    """[2, 3, 3] one-hot: output phase r of a nearest-x2-upsampled, reflect-padded 3x3 conv reads, through
+    its tap u, the low-resolution row at offset (r + u - 1) // 2 (index 0..2 for offsets -1..1)."""
+    taps = np.zeros((2, 3, 3), np.float32)
+    for phase in range(2):
+        for tap in range(3):
+            taps[phase, tap, (phase + tap - 1) // 2 + 1] = 1.0
+    return taps
+
+
+def upsample_conv3(x: jax.Array, kernel: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
+    """Nearest x2 upsampling, reflect padding 1 and a VALID 3x3 conv, computed on the low-resolution grid.
+
+    [B, H, W, C] with HWIO `kernel` [3, 3, C, O] -> [B, 2H, 2W, O]. Each of the 4 output phases is a conv of
+    the input with a combined kernel, so one 3x3 conv with 4*O outputs on the edge-padded input (reflecting
+    the upsampled image by 1 reads the edge pixel again) followed by depth-to-space gives the same sums at
+    a quarter of the positions.
+    """
+    batch, height, width, channels = x.shape
+    features = kernel.shape[-1]
+    taps = _phase_taps()
+    combined = jnp.einsum("rua,svb,uvco->abcrso", taps, taps, kernel).reshape(3, 3, channels, 4 * features)
+    y = conv_hwio(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge"), combined, 1, [(0, 0), (0, 0)], dtype)
+    y = y.reshape(batch, height, width, 2, 2, features).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(batch, 2 * height, 2 * width, features)

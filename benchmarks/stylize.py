@@ -14,6 +14,10 @@ minutes; medians and minima are reported with the JAX/torch time ratio (< 1: JAX
 analytic FLOPs of one call (`benchmarks.flops`) as achieved TFLOP/s and % of the device's bf16 peak.
 Compilation and the first call are timed separately. XLA's YNNPACK fusions are turned off before JAX
 starts unless XLA_FLAGS sets that flag (`jax_ast.xla_flags`, docs/performance.md).
+
+With ``magenta`` among the networks, Magenta's mobile model (`--variant mobile`, installed with jax-ast) is
+also timed against onnxruntime running the wheel's int8 graph and its float copy at 256/512/1024 px
+(`benchmarks.mobile_onnx`; at ``--size`` only when given; ``--no-mobile`` skips it).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from typing import Any  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks import devices, report  # noqa: E402
+from benchmarks import devices, mobile_onnx, report  # noqa: E402
 from benchmarks.flops import count_flops  # noqa: E402
 from benchmarks.inputs import RANDOM_WARNING, WEIGHTS, bench_config, has_twin, photos, variables_for  # noqa: E402
 from benchmarks.timing import compile_seconds, ratios, time_calls  # noqa: E402
@@ -173,6 +177,8 @@ def main(argv=None) -> int:
     parser.add_argument("--torch-threads", type=int, default=os.cpu_count() or 1,
                         help="torch intra-op threads; on an oversubscribed machine fewer threads than cores "
                              "avoid OpenMP spin-wait stalls (seen: 30x slower with 2 threads on 2 busy cores)")
+    parser.add_argument("--no-mobile", action="store_true",
+                        help="skip Magenta mobile vs onnxruntime (timed when magenta is among --archs)")
     parser.add_argument("--json", help="also write the result rows to this JSON file")
     args = parser.parse_args(argv)
     settings = _settings(args, parser)
@@ -203,14 +209,18 @@ def main(argv=None) -> int:
                                 channels_last=not args.no_channels_last, weights=args.vgg_weights, dtype=args.dtype)
             print(format_row(row), flush=True)
             rows.append(row)
-    print("\n" + report.text_table([row["summary"] for row in rows]))
+    mobile_sides = (args.size,) if args.size else mobile_onnx.QUICK_SIDES if args.quick else mobile_onnx.SIDES
+    mobile_rows = [] if args.no_mobile or "magenta" not in args.archs else mobile_onnx.main_rows(
+        mobile_sides, rounds=rounds, runs=runs)
+    summary = [row["summary"] for row in rows] + [line for row in mobile_rows for line in row["summary"]]
+    print("\n" + report.text_table(summary))
     if args.vgg_weights == "random":
         print(RANDOM_WARNING)
     if args.json:
         with open(args.json, "w") as stream:
             json.dump({"note": note, "torch": torch_note, "vgg_weights": args.vgg_weights,
-                       "machine": devices.machine_info(), "rows": rows,
-                       "summary": [row["summary"] for row in rows]}, stream, indent=1)
+                       "machine": devices.machine_info(), "rows": rows, "mobile_rows": mobile_rows,
+                       "summary": summary}, stream, indent=1)
     return 0
 
 

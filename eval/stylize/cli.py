@@ -58,7 +58,7 @@ from jax_ast.errors import CheckpointError
 
 def build_parser() -> argparse.ArgumentParser:
     release = "\n".join(f"  {arch:8s} {archs.get(arch).release_files}" for arch in ARCHS)
-    parser = argparse.ArgumentParser(prog="python -m eval.stylize", description=__doc__,
+    parser = guards.Parser(prog="python -m eval.stylize", description=__doc__,
                                      epilog=f"release files per --arch:\n{release}",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     bare = presets.README_MODEL

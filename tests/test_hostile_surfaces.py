@@ -109,18 +109,23 @@ def test_stylize_rerun_resumes_keeping_complete_outputs(folders, tmp_path, capsy
     names = sorted(os.listdir(out))
     assert len(names) == 4
     kept = {name: (out / name).stat().st_mtime_ns for name in names[:2]}
-    (out / names[2]).write_bytes((out / names[2]).read_bytes()[:50])  # a partial image (not ours: not atomic)
+    partial = (out / names[2]).read_bytes()[:50]
+    (out / names[2]).write_bytes(partial)  # not ours (outputs are written whole): refused, left as it is
     (out / names[3]).unlink()  # never written (the run stopped before it)
     (out / f".{names[3]}.0123abcd.tmp").write_bytes(b"left by a killed run")
     capsys.readouterr()
+    assert _exit_code(stylize.main, _stylize_argv(folders, out)) == guards.EXIT_USAGE
+    line = _one_error_line(capsys.readouterr().err)
+    assert f"already holds 1 of the 4 output files ({names[2]}) as unreadable images" in line and "--overwrite" in line
+    assert (out / names[2]).read_bytes() == partial
+    (out / names[2]).unlink()
     assert stylize.main(_stylize_argv(folders, out)) == guards.EXIT_OK
     err = capsys.readouterr().err
     assert "resuming: 2 of the 4 outputs are already in" in err, err
-    assert f"{names[2]} is unreadable" in err
-    assert sorted(os.listdir(out)) == names  # the partial one redone, the missing one written, the temp gone
+    assert sorted(os.listdir(out)) == names  # the missing ones written, the stale temporary file gone
     assert {name: (out / name).stat().st_mtime_ns for name in names[:2]} == kept  # complete ones untouched
-    Image.open(out / names[2]).load()
     assert stylize.main(_stylize_argv(folders, out)) == guards.EXIT_OK  # all done: nothing to do, still 0
+    assert "resuming: 4 of the 4" in capsys.readouterr().err
 
 
 def test_stylize_full_disk_then_rerun_finishes(folders, tmp_path):

@@ -76,6 +76,14 @@ def output_file_problem(path: str | os.PathLike, *, overwrite: bool) -> str | No
     return problem and f"{printable(str(path))} cannot be created: {problem}"
 
 
+def write_failure(error: OSError, where: str | os.PathLike) -> str:
+    """The one line of exit 3: the file (else the folder `where`) that could not be written, why, and that a rerun
+    resumes."""
+    target = error.filename or where
+    return printable(f"cannot write {target}: {error.strerror or error}; what was written before is whole, "
+                     "rerun the same command to resume")
+
+
 def _leaves(tree: Any) -> dict[str, Any]:
     """{'a/b/c': leaf} of a nested mapping pytree."""
     return {"/".join(str(getattr(k, "key", getattr(k, "name", k))) for k in path): leaf

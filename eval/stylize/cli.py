@@ -162,6 +162,9 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace,
 def _validate_high_res(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.tile < 0:
         parser.error(f"--tile must be 0 (off) or a tile side in pixels, got {args.tile}")
+    if 0 < args.tile < imageio.DEFAULT_MIN_SIDE:  # the deepest features of a smaller tile are 1 px: no statistics
+        parser.error(f"--tile must be at least {imageio.DEFAULT_MIN_SIDE} px, the smallest image the networks take, "
+                     f"got {args.tile}")
     if args.tile and not 0 <= args.tile_overlap < args.tile:
         parser.error(f"--tile-overlap must be in [0, --tile) = [0, {args.tile}), got {args.tile_overlap}")
     with_attention = loading.attention_archs()

@@ -353,3 +353,42 @@ def test_truncated_video_and_a_frame_folder_of_odd_mixed_sizes(folders, tmp_path
     with av.open(str(tmp_path / "o2" / "frames__s0.mp4")) as container:
         stream = container.streams.video[0]
         assert (stream.height, stream.width) == (16, 20)  # rounded down to even sides, as H.264 needs
+
+
+# ------------------------------------------------------------------ item 5: the artist classifier's data
+
+def _paintings(root, counts):
+    for artist, count in counts.items():
+        for index in range(count):
+            _image(root / artist / f"{artist}{index}.png", index, size=(24, 24))
+    return root
+
+
+@pytest.mark.parametrize("case,message", [
+    ("one-artist", "1 artist(s) have at least 1 works (largest counts: [3]); a classifier needs at least two"),
+    ("one-painting", "artist 'b' has 1 work; the image split needs two per artist"),
+    ("csv-names-no-file", "is listed in"),
+    ("csv-not-utf8", "cannot read"),
+    ("csv-nul-bytes", "a classifier needs at least two"),  # 'a\x00' is read as another artist's name
+    ("csv-no-columns", "has no columns"),
+])
+def test_classifier_data_that_cannot_train(tmp_path, capsys, case, message):
+    from eval.deception import classifier
+    data = _paintings(tmp_path / "data", {"a": 3} if case == "one-artist" else {"a": 3, "b": 1 if case ==
+                                                                                   "one-painting" else 2})
+    argv = ["train", "--workdir", str(tmp_path / "w"), "--data-dir", str(data), "--split", "image",
+            "--vgg-weights", "random", "--labels", "subfolder"]
+    info = tmp_path / "train_info.csv"
+    if case.startswith("csv"):
+        argv[argv.index("subfolder")] = "csv"
+        argv += ["--info-csv", str(info)]
+        info.write_bytes({"csv-names-no-file": b"filename,artist\nnot_here.png,a\n",
+                          "csv-not-utf8": b"filename,artist\n\xff\xfe\x00\x81.png,a\n",
+                          "csv-nul-bytes": b"filename,artist\na0.png,a\x00\n",
+                          "csv-no-columns": b"file;painter\na0.png;a\n"}[case])
+    code = _exit_code(classifier.main, argv)
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == guards.EXIT_USAGE and message in line, line
+    if case.startswith("csv") and case != "csv-nul-bytes":
+        assert str(info) in line, line
+    assert not (tmp_path / "w").exists() or not any((tmp_path / "w").rglob("*.npz"))

@@ -392,3 +392,34 @@ def test_classifier_data_that_cannot_train(tmp_path, capsys, case, message):
     if case.startswith("csv") and case != "csv-nul-bytes":
         assert str(info) in line, line
     assert not (tmp_path / "w").exists() or not any((tmp_path / "w").rglob("*.npz"))
+
+
+# ------------------------------------------------------------------------- item 5: eval.deception inputs
+
+def _eval_folder(folders, root, weights):
+    """An eval.run folder (run.json, pairs.csv) as eval.run writes it, for --arch adain with `weights`."""
+    import json
+    root.mkdir()
+    settings = {"arch": "adain", "checkpoint": str(weights), "variant": None, "model_seed": 0, "alpha": 1.0,
+                "size": 32, "seed": 0, "content_source": {"folder": str(folders[0])},
+                "style_source": {"folder": str(folders[1])}, "n_contents": 2, "n_styles": 2}
+    (root / layout.RUN_JSON).write_text(json.dumps(settings))
+    (root / layout.PAIRS_CSV).write_text("pair,content_index,style_index,content,style\n0,0,1,c0.png,s1.png\n")
+    return root
+
+
+def test_deception_pairs_from_a_folder_whose_model_is_gone(folders, tmp_path):
+    from eval.deception import rate
+    gone = tmp_path / "deleted.npz"
+    with pytest.raises(ValueError, match=str(gone)) as info:  # main reports it: exit 2, one line
+        next(rate.stylized_pairs(_eval_folder(folders, tmp_path / "run", gone)))
+    assert "\n" not in str(info.value)
+
+
+def test_deception_classifier_folder_from_another_run(folders, tmp_path, capsys):
+    from eval.deception import rate
+    run = _eval_folder(folders, tmp_path / "run", "random")
+    code = _exit_code(rate.main, ["--classifier", str(run), "--pairs-from", str(run), "--out", str(tmp_path / "o")])
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == guards.EXIT_USAGE and str(run) in line, line
+    assert not (tmp_path / "o").exists()

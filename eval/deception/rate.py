@@ -155,7 +155,8 @@ def stylized_pairs(eval_dir: Path, *, batch: int = 32):
     pairing = pairing_lib.Pairing(len(content), len(style), settings["seed"])
     caches = (pairing_lib.ImageCache(content, settings["size"], 64), pairing_lib.ImageCache(style, settings["size"], 64))
     args = argparse.Namespace(arch=settings["arch"], weights=settings["checkpoint"], variant=settings["variant"],
-                              model_seed=settings["model_seed"], size=settings["size"], alpha=settings["alpha"])
+                              model_seed=settings["model_seed"], size=settings["size"], alpha=settings["alpha"],
+                              dtype=settings.get("dtype", eval_run.RESUME_DEFAULTS["dtype"]))
     stylizer = eval_run.make_stylizer(args, batch)
     done = records.read_columns(eval_dir / layout.PAIRS_CSV, ["pair"])["pair"].astype(np.int64).tolist()
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:

@@ -106,8 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(compilation_cache.FLAG, action="store_true", help=compilation_cache.FLAG_HELP)
     high_res = parser.add_argument_group("high resolution (docs/high_resolution.md)")
     high_res.add_argument("--tile", type=int, default=0, metavar="PX",
-                          help="stylise each content in PX x PX tiles blended over --tile-overlap, the style encoded "
-                               "once (default 0: whole image)")
+                          help="stylise each content in PX x PX tiles (PX >= 16) blended over --tile-overlap, the style "
+                               "encoded once (default 0: whole image)")
     high_res.add_argument("--tile-overlap", type=int, default=64, metavar="PX",
                           help="minimum overlap of neighbouring tiles, feathered linearly (default 64)")
     high_res.add_argument("--attention-chunk", type=int, default=None, metavar="N",

@@ -411,9 +411,11 @@ def _eval_folder(folders, root, weights):
 def test_deception_pairs_from_a_folder_whose_model_is_gone(folders, tmp_path):
     from eval.deception import rate
     gone = tmp_path / "deleted.npz"
-    with pytest.raises(ValueError, match=str(gone)) as info:  # main reports it: exit 2, one line
-        next(rate.stylized_pairs(_eval_folder(folders, tmp_path / "run", gone)))
-    assert "\n" not in str(info.value)
+    run = _eval_folder(folders, tmp_path / "run", gone)
+    from jax_ast.data import DataError
+    with pytest.raises(DataError) as info:  # main reports it: exit 2, one line
+        next(rate.stylized_pairs(run))
+    assert f"the model of {run} is gone: its run.json names weights {gone}, which do not exist" in str(info.value)
 
 
 def test_deception_classifier_folder_from_another_run(folders, tmp_path, capsys):

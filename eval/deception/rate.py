@@ -152,6 +152,10 @@ def stylized_pairs(eval_dir: Path, *, batch: int = 32):
     if (len(content), len(style)) != (settings["n_contents"], settings["n_styles"]):
         raise DataError(f"the images of {eval_dir} changed since eval.run ({len(content)} contents, {len(style)} "
                         f"styles now, {settings['n_contents']} and {settings['n_styles']} then); rerun eval.run")
+    weights = settings["checkpoint"]
+    if weights not in (None, "random") and not Path(weights).exists():
+        raise DataError(f"the model of {eval_dir} is gone: its run.json names weights {weights}, which do not "
+                        "exist; restore them, or rerun eval.run with the weights you have")
     pairing = pairing_lib.Pairing(len(content), len(style), settings["seed"])
     caches = (pairing_lib.ImageCache(content, settings["size"], 64), pairing_lib.ImageCache(style, settings["size"], 64))
     args = argparse.Namespace(arch=settings["arch"], weights=settings["checkpoint"], variant=settings["variant"],

@@ -112,7 +112,7 @@ def _browser():
         _missing("Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1250"):
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1500"):
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
 
@@ -135,10 +135,10 @@ def test_page_in_headless_chromium(app_url, tmp_path):
     driver = _browser()
     try:
         driver.get(app_url)
-        wait = WebDriverWait(driver, 60)
+        wait = WebDriverWait(driver, 180)  # a shared CI machine can be slow
         wait.until(lambda d: d.find_elements(By.ID, "run"))
         driver.find_element(By.CSS_SELECTOR, "#content-upload input[type=file]").send_keys(str(CONTENT))
-        wait.until(lambda d: CONTENT.name in d.find_element(By.ID, "content-upload").text)
+        wait.until(lambda d: CONTENT.stem in d.find_element(By.ID, "content-upload").text)
         driver.find_element(By.XPATH, f"//*[@id='style-pick']//label[contains(., '{STYLE.name}')]").click()
         size = driver.find_element(By.CSS_SELECTOR, "#size input[type=number]")
         size.send_keys(Keys.CONTROL, "a")
@@ -146,10 +146,14 @@ def test_page_in_headless_chromium(app_url, tmp_path):
         driver.find_element(By.ID, "run").click()
         image = WebDriverWait(driver, 300).until(
             lambda d: next(iter(d.find_elements(By.CSS_SELECTOR, "#result img")), None))
+        driver.execute_script("window.scrollTo(0, 0)")
         time.sleep(1)  # let the inputs' previews render for the screenshot
         driver.save_screenshot(str(tmp_path / "app.png"))
         status = driver.find_element(By.ID, "status").text
         stylized = _result_pixels(image.get_attribute("src"))
+    except Exception:
+        driver.save_screenshot(str(tmp_path / "failure.png"))  # what the page showed when the test gave up
+        raise
     finally:
         driver.quit()
     content = imageio.load_image(CONTENT, size=128)

@@ -40,24 +40,20 @@ def _run(session: Session, out_dir: Path, content_upload: str | None, content_pi
                           weights=(weights or "").strip(), alpha=float(alpha), preserve_color=preserve, size=int(size))
         if request.content is None:
             raise PageError("no content image: upload one or pick a bundled photo")
-        yield None, None, None, None, _status("running... (the first call for a size or alpha compiles the network "
+        yield None, None, None, None, ("running... (the first call for a size or alpha compiles the network "
                                               "first; that takes longer, once)")
         result = session.stylize(request)
     except PageError as error:
-        yield None, None, None, None, _status(f"**Error:** {error}")
+        yield None, None, None, None, (f"**Error:** {error}")
         return
     path = imageio.save_image(out_dir / f"stylized_{time.strftime('%H%M%S')}_{time.perf_counter_ns() % 10**6}.png",
                               result.image)
     yield (_uint8(result.image), str(path), _uint8(result.content), [_uint8(style) for style in result.styles],
-           _status(result.message))
+           (result.message))
 
 
 def _uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
-
-
-def _status(text: str) -> str:
-    return text
 
 
 def build(session: Session | None = None) -> gr.Blocks:
@@ -90,10 +86,14 @@ def build(session: Session | None = None) -> gr.Blocks:
                 button = gr.Button("Stylise", variant="primary", elem_id="run")
             with gr.Column(scale=1):
                 status = gr.Markdown("", elem_id="status")
-                result = gr.Image(label="result", type="numpy", format="png", interactive=False, elem_id="result")
+                result = gr.Image(label="result", type="numpy", format="png", interactive=False, elem_id="result",
+                                  height=420)
                 download = gr.File(label="PNG download", interactive=False, elem_id="download")
-                content_view = gr.Image(label="content", type="numpy", interactive=False, elem_id="content-view")
-                style_view = gr.Gallery(label="styles", interactive=False, elem_id="style-view", height=160)
+                with gr.Row():
+                    content_view = gr.Image(label="content", type="numpy", interactive=False, elem_id="content-view",
+                                            height=200)
+                    style_view = gr.Gallery(label="styles", interactive=False, elem_id="style-view", height=200,
+                                            columns=2, object_fit="contain")
         inputs = [content_upload, content_pick, style_uploads, style_picks, weights_text, arch, variant, weights,
                   alpha, preserve, size]
         outputs = [result, download, content_view, style_view, status]

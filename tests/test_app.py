@@ -8,9 +8,9 @@ it skips when Chromium, its driver, Gradio or Selenium is missing; with CI set i
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -41,7 +41,8 @@ def _missing(what: str) -> None:
 
 def test_without_gradio_the_command_says_how_to_install_it(monkeypatch, capsys):
     real = app_main.importlib.util.find_spec
-    monkeypatch.setattr(app_main.importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
+    monkeypatch.setattr(app_main.importlib.util, "find_spec",
+                        lambda name, *args: None if name == "gradio" else real(name, *args))
     assert app_main.main([]) == 2
     assert 'pip install "jax-ast[app]"' in capsys.readouterr().err
 
@@ -82,7 +83,8 @@ def first_params(session: Session):
 
 @pytest.fixture
 def app_url():
-    pytest.importorskip("gradio") if not os.environ.get("CI") else __import__("gradio")
+    if importlib.util.find_spec("gradio") is None:
+        _missing("gradio")
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device, as a user has
     process = subprocess.Popen([sys.executable, "-m", "eval.app"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
@@ -92,7 +94,7 @@ def app_url():
             line = process.stdout.readline()
             lines.append(line)
             if "http://127.0.0.1:" in line:
-                yield line.split("http://", 1)[1].split()[0].join(["http://", ""])
+                yield "http://" + line.split("http://", 1)[1].split()[0]
                 break
             if not line and process.poll() is not None:
                 pytest.fail("the app ended before serving:\n" + "".join(lines))

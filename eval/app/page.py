@@ -35,13 +35,17 @@ def _run(session: Session, out_dir: Path, content_upload: str | None, content_pi
     """One press of the button, as (result, download, content, styles, status) updates; errors become status."""
     try:
         content = content_upload or (str(CONTENTS / content_pick) if content_pick else None)
-        request = Request(content=Path(content) if content else None, styles=style_list(style_uploads, style_picks, STYLES),
-                          style_weights=parse_weights(weights_text or ""), arch=arch, variant=variant.strip() or None,
-                          weights=(weights or "").strip(), alpha=float(alpha), preserve_color=preserve, size=int(size))
-        if request.content is None:
+        if not content:
             raise PageError("no content image: upload one or pick a bundled photo")
-        yield None, None, None, None, ("running... (the first call for a size or alpha compiles the network "
-                                              "first; that takes longer, once)")
+        request = Request(content=Path(content), styles=style_list(style_uploads, style_picks, STYLES),
+                          style_weights=parse_weights(weights_text or ""), arch=arch,
+                          variant=(variant or "").strip() or None, weights=(weights or "").strip(),
+                          alpha=float(alpha), preserve_color=preserve, size=int(size))
+        if session.will_compile(request):
+            yield None, None, None, None, ("**Compiling** the network for this image size and alpha (the first "
+                                           "call of each; it takes longer, once), then stylising...")
+        else:
+            yield None, None, None, None, "stylising..."
         result = session.stylize(request)
     except PageError as error:
         yield None, None, None, None, (f"**Error:** {error}")

@@ -94,6 +94,10 @@ class Session:
         """Whether `request` at this content shape runs a program not compiled yet in this session."""
         return self._program_key(request, content_shape) not in self._compiled
 
+    def will_compile(self, request: Request) -> bool:
+        """`needs_compile` for the request's content at its size (read here; PageError for a bad file)."""
+        return self.needs_compile(request, load_input(request.content, "content", request.size).shape)
+
     def _program_key(self, request: Request, content_shape: tuple[int, ...]) -> tuple:
         # alpha is static in the programs (and a mix's weights are constants of its program): each value compiles
         mix = request.style_weights if len(request.styles) > 1 else None

@@ -114,7 +114,9 @@ def _browser():
         _missing("Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1500"):
+    # every host but the loopback unresolvable: the page must work offline (no CDN fonts, no analytics)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1500",
+                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=str(CHROMEDRIVER)))
 
@@ -148,6 +150,7 @@ def test_page_in_headless_chromium(app_url, tmp_path):
         driver.find_element(By.ID, "run").click()
         image = WebDriverWait(driver, 300).until(
             lambda d: next(iter(d.find_elements(By.CSS_SELECTOR, "#result img")), None))
+        resources = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         driver.execute_script("window.scrollTo(0, 0)")
         time.sleep(1)  # let the inputs' previews render for the screenshot
         driver.save_screenshot(str(tmp_path / "app.png"))
@@ -163,3 +166,5 @@ def test_page_in_headless_chromium(app_url, tmp_path):
     assert np.abs(stylized - content).mean() > 0.05, "the result is the content"
     assert stylized.std() > 0.05, "the result is blank"
     assert "stylised" in status
+    outside = [url for url in resources if not url.startswith(("http://127.0.0.1", "data:", "blob:"))]
+    assert not outside, f"the page fetched from outside the machine: {outside}"

@@ -9,6 +9,7 @@ Sub-packages, lowest first; a module imports only from its own sub-package and t
    `eval.score`      pair scoring: `eval.run` and its pairs, metrics, target cache, reports, figures, compare
 4. `eval.reproduce`  the paper's reproduction report                         (`python -m eval.reproduce`)
    `eval.deception`  the artist classifier and the deception rate            (`python -m eval.deception`)
+   `eval.app`        the local stylisation page (Gradio, optional)            (`python -m eval.app`)
 5. `eval.run`, `eval.compare`, `eval.artist_classifier`: thin entry points of the documented commands.
 
 Modules on one level never import each other's sub-packages (`eval.stylize` and `eval.score` are independent).

@@ -245,3 +245,16 @@ def test_weights_flag_keeps_checkpoint_as_its_older_name():
     for parser, rest in ((stylize.build_parser(), []), (run_parser(), run_flags)):
         new, old = (vars(parser.parse_args([flag, "w/params.npz", *rest])) for flag in ("--weights", "--checkpoint"))
         assert new == old and new["weights"] == "w/params.npz"
+
+
+def test_eval_run_takes_no_weights_for_installed_ones(tmp_path, capsys):
+    """`eval.run --arch magenta --variant mobile` needs no weight flag (the installed weights); other networks do."""
+    from eval.score.config import parse_config
+
+    rest = ["--style-dir", "s", "--content-dir", "c", "--pairs", "1", "--out", str(tmp_path / "o")]
+    assert parse_config(["--arch", "magenta", "--variant", "mobile", *rest]).weights is None
+    for arch in (["--arch", "magenta"], ["--arch", "linear"]):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_config([*arch, *rest])
+        assert exit_info.value.code == 2
+        assert "needs --weights" in capsys.readouterr().err

@@ -177,7 +177,7 @@ def test_list_archs(capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--arch", "adain"], r"no --weights, and --arch adain has no weights installed with jax-ast \(installed: "
-                          "--arch magenta --variant mobile\)"),
+                          r"--arch magenta --variant mobile\)"),
     (["--arch", "magenta"], "--arch magenta has no weights installed"),  # the default variant is inception
     (["--content", "{content}"], "missing --style: give --content and --style together"),
 ])

@@ -180,6 +180,7 @@ def test_list_archs(capsys):
                           r"--arch magenta --variant mobile\)"),
     (["--arch", "magenta"], "--arch magenta has no weights installed"),  # the default variant is inception
     (["--content", "{content}"], "missing --style: give --content and --style together"),
+    (["--arch", "wct"], "unknown --arch 'wct'; valid choices: adain, sanet, linear, magenta"),
 ])
 def test_runs_without_weights_need_installed_weights_and_both_inputs(argv, message, images, tmp_path, monkeypatch,
                                                                      capsys):

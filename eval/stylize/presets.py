@@ -99,10 +99,11 @@ def apply(parser: argparse.ArgumentParser, args: argparse.Namespace, preset: Pre
     preset = preset or BARE_RUN
     if args.arch is None and preset is not None:
         args.arch, args.variant = preset.arch, args.variant or preset.variant
-    release = loading.installed_release(args.arch, args.variant) if args.arch in ARCHS else None
+    if args.arch is not None and args.arch not in ARCHS:
+        parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(ARCHS)}")
+    release = loading.installed_release(args.arch, args.variant) if args.arch else None
     if release is None:
-        asked = (f"--arch {args.arch}" + (f" --variant {args.variant}" if args.variant else "") if args.arch
-                 else "no network")
+        asked = f"--arch {args.arch}" + (f" --variant {args.variant}" if args.variant else "") if args.arch else "none"
         parser.error(f"no --weights, and {asked} has no weights installed with jax-ast (installed: "
                      f"{loading.installed_flags()}); give --weights (`--list-archs` shows the files it takes)")
     if (args.content is None) != (args.style is None):

@@ -259,3 +259,28 @@ def test_eval_run_takes_no_weights_for_installed_ones(tmp_path, capsys):
             parse_config([*arch, *rest])
         assert exit_info.value.code == 2
         assert "needs --weights" in capsys.readouterr().err
+
+
+def test_contact_sheet_puts_styles_on_top_and_contents_on_the_left(tmp_path):
+    from eval.stylize import contact_sheet
+
+    colours = {"c1": 0.1, "c2": 0.3, "s1": 0.5, "s2": 0.7}
+    for folder, names in (("c", ("c1", "c2")), ("s", ("s1", "s2"))):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            _save(tmp_path / folder / f"{name}.png", np.full((20, 30, 3), colours[name]))
+    (tmp_path / "r").mkdir()
+    for c in ("c1", "c2"):
+        for s in ("s1", "s2"):
+            _save(tmp_path / "r" / f"{c}__{s}.png", np.full((20, 30, 3), 0.9))
+    out = tmp_path / "sheet.png"
+    assert contact_sheet.main(["--results", str(tmp_path / "r"), "--content", str(tmp_path / "c"), "--style",
+                               str(tmp_path / "s"), "--contents", "c1", "c2", "--styles", "s1", "s2", "--thumb", "16",
+                               "--out", str(out)]) == 0
+    sheet, gap = np.asarray(Image.open(out)), contact_sheet.GAP
+    side = 3 * 16 + 3 * gap  # header, double gap, thumb, gap, thumb
+    assert sheet.shape == (side, side, 3)
+    second = 16 + 2 * gap + 16 + gap  # the start of the second row/column
+    assert (sheet[:16, :16] == 255).all()  # blank corner
+    assert sheet[8, second + 8, 0] == int(0.7 * 255) and sheet[second + 8, 8, 0] == int(0.3 * 255)
+    assert sheet[second + 8, second + 8, 0] == int(0.9 * 255)

@@ -207,8 +207,8 @@ def test_bare_command_uses_the_installed_model(images, tmp_path, monkeypatch, ca
     assert stylize.main(["--no-progress", "--size", "32", "--style-size", "32"]) == 0
     assert [p.name for p in (tmp_path / "out" / "magenta-mobile").iterdir()] == ["content__a.png"]
     said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("no --weights")]
-    assert said == [f"no --weights: stylising the bundled samples with {archs.get('magenta').installed['mobile'].description}"
-                    f", as: {preset.command()}"]
+    description = archs.get("magenta").installed["mobile"].description
+    assert said == [f"no --weights: stylising the bundled samples with {description}, as: {preset.command()}"]
     readme = (REPO / "README.md").read_text()
     assert "\npython -m eval.stylize\n" in readme.replace(".venv/bin/", "")
     assert "docs/images/mobile_magenta_grid.jpg" in readme and (REPO / "docs/images/mobile_magenta_grid.jpg").is_file()

@@ -32,8 +32,8 @@ from jax_ast.pretrained.cache import register_files
 PLUGINS_ENV = "JAX_AST_PLUGINS"
 ENTRY_POINT_GROUP = "jax_ast.archs"
 
-__all__ = ["ARCHS", "Architecture", "InstalledRelease", "NoOptions", "ObjectiveInputs", "ObjectiveResult", "build", "default_augment",
-           "find_file", "get", "installed", "names", "options_fields", "register"]
+__all__ = ["ARCHS", "Architecture", "InstalledRelease", "NoOptions", "ObjectiveInputs", "ObjectiveResult", "build",
+           "default_augment", "find_file", "get", "installed", "names", "options_fields", "register"]
 
 _REGISTRY: dict[str, Architecture] = {}
 _discovered = False

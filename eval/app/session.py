@@ -113,9 +113,7 @@ class Session:
                 if not Path(weights).exists():
                     raise PageError(f"weights {weights} do not exist; give a params file, a release folder, or "
                                     "leave it empty for the installed model")
-                model, variables = loading.load_model(arch, weights, variant=variant)
-            else:
-                model, variables = loading.installed_model(arch, variant)
+            model, variables = loading.load_model(arch, weights or None, variant=variant)
         except CheckpointError as error:
             raise PageError(guards.printable(str(error))) from None
         self._model, self._variables = loading.with_attention_chunk(model, None), variables

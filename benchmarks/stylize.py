@@ -18,6 +18,10 @@ starts unless XLA_FLAGS sets that flag (`jax_ast.xla_flags`, docs/performance.md
 With ``magenta`` among the networks, Magenta's mobile model (`--variant mobile`, installed with jax-ast) is
 also timed against onnxruntime running the wheel's int8 graph and its float copy at 256/512/1024 px
 (`benchmarks.mobile_onnx`; at ``--size`` only when given; ``--no-mobile`` skips it).
+
+With jax2onnx installed (docs/export.md), each batch-1 float32 setting of a network that exports also times
+its `eval.export` graph in onnxruntime (same images and weights, ``intra_op_num_threads`` = the CPU count, the
+threads XLA uses), interleaved with JAX; ``--no-onnx`` skips it.
 """
 
 from __future__ import annotations
@@ -91,8 +95,23 @@ def _torch_runner(arch: str, variables: dict, content: np.ndarray, style: np.nda
     return call, first, time.perf_counter() - start
 
 
+def _onnx_runner(arch: str, model: Any, variables: dict, content: np.ndarray, style: np.ndarray) -> dict | None:
+    """The exported whole-stylisation graph in onnxruntime on the CPU, or None where it cannot run."""
+    from eval.export import graphs
+    if arch in graphs.UNSUPPORTED or not graphs.converter_installed() or content.shape[0] != 1:
+        return None
+    import onnxruntime as ort
+    whole = graphs.export_graphs(model, variables, size=content.shape[1:3], style_size=style.shape[1:3],
+                                 meta={"arch": arch}, split=False)[0]
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = os.cpu_count() or 1
+    session = ort.InferenceSession(whole.proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feed = {"content_image": content, "style_image": style}
+    return {"call": lambda: session.run(None, feed), "first": session.run(None, feed)[0]}
+
+
 def bench_setting(arch: str, side: int, batch: int, *, rounds: int, runs: int, torch_device: str | None,
-                  channels_last: bool, weights: str = "imagenet", dtype: str = "float32") -> dict:
+                  channels_last: bool, weights: str = "imagenet", dtype: str = "float32", onnx: bool = True) -> dict:
     """Times one (network, size, batch) setting with `weights` VGGs in `dtype`, against torch on
     `torch_device` (None: jax-ast alone); returns a result row with its `report.summary_row` as "summary"."""
     style_side = max(side, archs.get(arch).min_crop)  # e.g. Magenta's Inception needs >= 43 px
@@ -107,11 +126,16 @@ def bench_setting(arch: str, side: int, batch: int, *, rounds: int, runs: int, t
             arch, variables, content, style, channels_last=channels_last, device=torch_device, dtype=dtype)
         row["max_abs_diff"] = float(np.abs(jax_run["first"] - torch_first).max())
         row["max_abs_output"] = float(np.abs(jax_run["first"]).max())
-    times = {"jax": [], "torch": []}
+    onnx_run = _onnx_runner(arch, model, variables, content, style) if onnx and dtype == "float32" else None
+    if onnx_run is not None:
+        row["onnx_max_abs_diff"] = float(np.abs(jax_run["first"] - onnx_run["first"]).max())
+    times = {"jax": [], "torch": [], "onnx": []}
     for _ in range(rounds):  # interleaved, so machine drift hits both frameworks alike
         times["jax"] += time_calls(jax_run["call"], runs)
         if torch_call is not None:
             times["torch"] += time_calls(torch_call, runs)
+        if onnx_run is not None:
+            times["onnx"] += time_calls(onnx_run["call"], runs)
     for name, values in times.items():
         if values:
             row[f"{name}_median_s"], row[f"{name}_min_s"] = statistics.median(values), min(values)
@@ -134,6 +158,9 @@ def format_row(row: dict) -> str:
                  f"min {row['torch_min_s']:.3f} s) | JAX/torch median {row['jax_over_torch_median']:.2f}, "
                  f"min {row['jax_over_torch_min']:.2f} | max |diff| {row['max_abs_diff']:.1e} "
                  f"(of {row['max_abs_output']:.1e})")
+    if "onnx_median_s" in row:
+        text += (f" | onnxruntime {row['onnx_img_per_s']:7.2f} img/s (median {row['onnx_median_s']:.3f} s, "
+                 f"min {row['onnx_min_s']:.3f} s, max |diff| {row['onnx_max_abs_diff']:.1e})")
     return text
 
 
@@ -179,6 +206,7 @@ def main(argv=None) -> int:
                              "avoid OpenMP spin-wait stalls (seen: 30x slower with 2 threads on 2 busy cores)")
     parser.add_argument("--no-mobile", action="store_true",
                         help="skip Magenta mobile vs onnxruntime (timed when magenta is among --archs)")
+    parser.add_argument("--no-onnx", action="store_true", help="skip the exported graph in onnxruntime")
     parser.add_argument("--json", help="also write the result rows to this JSON file")
     args = parser.parse_args(argv)
     settings = _settings(args, parser)
@@ -206,7 +234,8 @@ def main(argv=None) -> int:
             continue
         for side, batch in settings:
             row = bench_setting(arch, side, batch, rounds=rounds, runs=runs, torch_device=torch_device,
-                                channels_last=not args.no_channels_last, weights=args.vgg_weights, dtype=args.dtype)
+                                channels_last=not args.no_channels_last, weights=args.vgg_weights, dtype=args.dtype,
+                                onnx=not args.no_onnx)
             print(format_row(row), flush=True)
             rows.append(row)
     mobile_sides = (args.size,) if args.size else mobile_onnx.QUICK_SIDES if args.quick else mobile_onnx.SIDES

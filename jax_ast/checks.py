@@ -17,6 +17,6 @@ def check_images(images: Any, name: str, *, min_size: int = 0, model: str | None
     prefix = f"{model}: " if model else ""
     if images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"{prefix}{name} must be RGB images of shape [B, H, W, 3], got shape {tuple(images.shape)}")
-    if min(images.shape[1:3]) < min_size:
+    if any(side < min_size for side in images.shape[1:3]):  # per side: decidable for symbolic export sides too
         raise ValueError(f"{prefix}{name} images of at least {min_size}x{min_size} pixels are needed, "
                          f"got {images.shape[1]}x{images.shape[2]}")

@@ -92,7 +92,7 @@ class WeightsConfig:
     vgg_weights: str | None = None  # the network's own encoder
     loss_vgg_weights: str | None = None  # weights of `loss_network` (default: the installed ImageNet VGG-16)
     native_loss_weights: str | None = None  # native loss network: LST vgg_r51.pth / Magenta slim vgg_16
-    pretrained: str | None = None  # directory of the original release files, or a native params file
+    pretrained: str | None = None  # directory of the original release files, or a params file (params.npz)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,7 +16,8 @@ LAYERS = ("jax_ast", "train", "eval", "benchmarks")  # a package imports only fr
 # eval's sub-packages by level: a module imports only from its own sub-package and those on a lower level, so
 # two sub-packages on one level (stylize and score; reproduce and deception) never import each other. Level 4
 # is the thin entry modules at eval's top (`eval.run`, `eval.compare`, `eval.artist_classifier`).
-EVAL_ORDER = {"common": 0, "inference": 1, "stylize": 2, "score": 2, "reproduce": 3, "deception": 3}
+EVAL_ORDER = {"common": 0, "inference": 1, "stylize": 2, "score": 2, "export": 2, "reproduce": 3, "deception": 3,
+              "app": 3}
 EVAL_ENTRY_LEVEL = 4
 
 def _module_name(path: Path) -> str:

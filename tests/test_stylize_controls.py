@@ -1,9 +1,10 @@
 """Several styles in one image (interpolation, masks), `--list-archs` and the bare `eval.stylize` command.
 
 Random weights (`eval.loading.random_model`): the checks are identities of the plumbing, which hold for any
-weights. Images are 32-40 px.
+weights. Images are 32-40 px. The runs without --weights use the installed Magenta mobile model, at 32-128 px.
 """
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -21,7 +22,6 @@ from jax_ast.archs import ARCHS
 from jax_ast.archs import build
 from jax_ast.models.magenta import Magenta
 from jax_ast.models.mixing import blend_regions, mix_codes, normalise_weights
-from jax_ast.pretrained.params_file import save_params
 
 REPO = Path(__file__).resolve().parents[1]
 CONTENT = np.random.default_rng(0).random((1, 32, 40, 3), dtype=np.float32)
@@ -157,8 +157,8 @@ def test_cli_errors_exit_2_before_loading(flags, message, images, tmp_path, caps
     flags = [flag.format(**fill) for flag in flags]
     argv = ["--arch", "adain", "--checkpoint", "random", "--content", images["content"],
             "--style", images["a"], images["b"], "--out", str(tmp_path / "out"), *flags]
-    if message is None:  # only some run flags: the error names the missing ones
-        argv, message = argv[:2] + flags, "missing --weights, --content, --style: give all of"
+    if message is None:  # --weights with only some run flags: the error names the missing ones
+        argv, message = argv[:4] + flags, "missing --content, --style: give all of"
     with pytest.raises(SystemExit) as exit_info:
         stylize.main(argv)
     err = capsys.readouterr().err
@@ -177,31 +177,59 @@ def test_list_archs(capsys):
     assert f"--weights W/{presets.PARAMS_FILE}" in out
 
 
-def test_bare_command_says_what_to_train(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("argv, message", [
+    (["--arch", "adain"], r"no --weights, and --arch adain has no weights installed with jax-ast \(installed: "
+                          r"--arch magenta --variant mobile\)"),
+    (["--arch", "magenta"], "--arch magenta has no weights installed"),  # the default variant is inception
+    (["--content", "{content}"], "missing --style: give --content and --style together"),
+    (["--arch", "wct"], "unknown --arch 'wct'; valid choices: adain, sanet, linear, magenta"),
+])
+def test_runs_without_weights_need_installed_weights_and_both_inputs(argv, message, images, tmp_path, monkeypatch,
+                                                                     capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_info:
-        stylize.main([])
+        stylize.main([flag.format(**images) for flag in argv])
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2
-    assert f"\n    {presets.README_TRAIN_COMMAND}\n" in err
-    assert presets.README_TRAIN_COMMAND.replace("python ", "") in (REPO / "README.md").read_text()
-    assert not list(tmp_path.iterdir())
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert re.search(message, err), err
+    assert not (tmp_path / "out").exists()
 
 
-def test_bare_command_uses_the_trained_model(images, tmp_path, monkeypatch, capsys):
-    """With the README model present, a bare run stylises the preset's images into the preset's folder."""
+def test_bare_command_uses_the_installed_model(images, tmp_path, monkeypatch, capsys):
+    """A bare run stylises the preset's images with the installed weights (Magenta mobile) into the preset's
+    folder, and says so in one line; README shows that command and its picture."""
     monkeypatch.chdir(tmp_path)
-    _, variables = loading.random_model("linear")
-    checkpoint = save_params(tmp_path / "w" / "params.npz", variables, meta={"arch": "linear"})
     content_dir, style_dir = tmp_path / "c", tmp_path / "s"
     for folder, image in ((content_dir, "content"), (style_dir, "a")):
         folder.mkdir()
         Path(images[image]).rename(folder / Path(images[image]).name)
-    preset = presets.Preset("linear", checkpoint, content_dir, style_dir, tmp_path / "out", 32, "train it")
-    monkeypatch.setattr(presets, "README_MODEL", preset)
-    assert stylize.main(["--no-progress"]) == 0
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["content__a.png"]
-    assert preset.command() in capsys.readouterr().err
+    preset = dataclasses.replace(presets.BARE_RUN, content=content_dir, style=style_dir)
+    assert (preset.arch, preset.variant, preset.out) == ("magenta", "mobile", Path("out/magenta-mobile"))
+    monkeypatch.setattr(presets, "BARE_RUN", preset)
+    assert stylize.main(["--no-progress", "--size", "32", "--style-size", "32"]) == 0
+    assert [p.name for p in (tmp_path / "out" / "magenta-mobile").iterdir()] == ["content__a.png"]
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("no --weights")]
+    description = archs.get("magenta").installed["mobile"].description
+    assert said == [f"no --weights: stylising the bundled samples with {description}, as: {preset.command()}"]
+    readme = (REPO / "README.md").read_text()
+    assert "\npython -m eval.stylize\n" in readme.replace(".venv/bin/", "")
+    assert "docs/images/mobile_magenta_grid.jpg" in readme and (REPO / "docs/images/mobile_magenta_grid.jpg").is_file()
+    jax.clear_caches()
+
+
+def test_no_weights_gives_real_stylised_images(tmp_path, capsys):
+    """Given --content and --style only, the run uses the installed Magenta mobile model: the output is neither
+    the content nor blank."""
+    content = REPO / "jax_ast/samples/content/chelsea_cat.jpg"
+    style = REPO / "jax_ast/samples/style/van_gogh_starry_night.jpg"
+    out = tmp_path / "out"
+    assert stylize.main(["--content", str(content), "--style", str(style), "--out", str(out), "--size", "64",
+                         "--style-size", "128", "--no-progress"]) == 0
+    assert "no --weights: stylising your images with Magenta's mobile model" in capsys.readouterr().err
+    stylised = np.asarray(Image.open(out / "chelsea_cat__van_gogh_starry_night.png"), np.float32) / 255
+    original = np.asarray(Image.open(content).convert("RGB").resize(stylised.shape[1::-1], Image.Resampling.BILINEAR),
+                          np.float32) / 255
+    assert np.abs(stylised - original).mean() > 0.05 and stylised.std() > 0.02
     jax.clear_caches()
 
 
@@ -220,3 +248,41 @@ def test_weights_flag_keeps_checkpoint_as_its_older_name():
     for parser, rest in ((stylize.build_parser(), []), (run_parser(), run_flags)):
         new, old = (vars(parser.parse_args([flag, "w/params.npz", *rest])) for flag in ("--weights", "--checkpoint"))
         assert new == old and new["weights"] == "w/params.npz"
+
+
+def test_eval_run_takes_no_weights_for_installed_ones(tmp_path, capsys):
+    """`eval.run --arch magenta --variant mobile` needs no weight flag (the installed weights); other networks do."""
+    from eval.score.config import parse_config
+
+    rest = ["--style-dir", "s", "--content-dir", "c", "--pairs", "1", "--out", str(tmp_path / "o")]
+    assert parse_config(["--arch", "magenta", "--variant", "mobile", *rest]).weights is None
+    for arch in (["--arch", "magenta"], ["--arch", "linear"]):
+        with pytest.raises(SystemExit) as exit_info:
+            parse_config([*arch, *rest])
+        assert exit_info.value.code == 2
+        assert "needs --weights" in capsys.readouterr().err
+
+
+def test_contact_sheet_puts_styles_on_top_and_contents_on_the_left(tmp_path):
+    from eval.stylize import contact_sheet
+
+    colours = {"c1": 0.1, "c2": 0.3, "s1": 0.5, "s2": 0.7}
+    for folder, names in (("c", ("c1", "c2")), ("s", ("s1", "s2"))):
+        (tmp_path / folder).mkdir()
+        for name in names:
+            _save(tmp_path / folder / f"{name}.png", np.full((20, 30, 3), colours[name]))
+    (tmp_path / "r").mkdir()
+    for c in ("c1", "c2"):
+        for s in ("s1", "s2"):
+            _save(tmp_path / "r" / f"{c}__{s}.png", np.full((20, 30, 3), 0.9))
+    out = tmp_path / "sheet.png"
+    assert contact_sheet.main(["--results", str(tmp_path / "r"), "--content", str(tmp_path / "c"), "--style",
+                               str(tmp_path / "s"), "--contents", "c1", "c2", "--styles", "s1", "s2", "--thumb", "16",
+                               "--out", str(out)]) == 0
+    sheet, gap = np.asarray(Image.open(out)), contact_sheet.GAP
+    side = 3 * 16 + 3 * gap  # header, double gap, thumb, gap, thumb
+    assert sheet.shape == (side, side, 3)
+    second = 16 + 2 * gap + 16 + gap  # the start of the second row/column
+    assert (sheet[:16, :16] == 255).all()  # blank corner
+    assert sheet[8, second + 8, 0] == int(0.7 * 255) and sheet[second + 8, 8, 0] == int(0.3 * 255)
+    assert sheet[second + 8, second + 8, 0] == int(0.9 * 255)

@@ -55,7 +55,7 @@ HELP = {
     "loss_vgg_weights": "weights of --loss-network: a file or 'random'; default: the installed ImageNet VGG-16",
     "native_loss_weights": "native loss network (LinearTransfer vgg_r51.pth; Magenta and --encoder vgg16_normalised: "
                            "the installed ImageNet VGG-16)",
-    "pretrained": "original release files (directory) or a native params .npz to start from",
+    "pretrained": "original release files (directory) or a params file (params.npz) to start from",
     "content_dir": "folder of content images (recursive); default: bundled samples",
     "style_dir": "folder of style images (recursive), e.g. Painter by Numbers train/; default: bundled samples",
     "content_tfds": "tfds dataset for content images, e.g. coco/2017 (needs tensorflow for coco)",

@@ -6,7 +6,7 @@
 * Loss networks: the VGG-16 of classic/balanced (`--loss-network`, default the installed ImageNet weights)
   and the native one of LinearTransfer and Magenta (`TrainConfig.native_loss_network`).
 * `--pretrained` starts from released weights: a directory holding the original files by their
-  canonical names, or a native params file (`jax_ast.pretrained.save_params`, e.g. the export of a
+  canonical names, or a params file (`jax_ast.pretrained.save_params`, e.g. the export of a
   `--stage decoder` run). LinearTransfer needs a decoder this way; `train.loop` pre-trains one first
   when none is given.
 * Magenta's style predictor starts from ImageNet Inception-v3 when `--inception-weights` is given.
@@ -114,7 +114,7 @@ def _load_pretrained(cfg: TrainConfig, params: dict, batch_stats: dict) -> tuple
         _, variables = plugin.load_release(path)
         return dict(variables["params"]), dict(variables.get("batch_stats", batch_stats))
     if not path.is_dir():
-        raise WeightsError(f"--pretrained must be a directory of original files or a native .npz, got {path}")
+        raise WeightsError(f"--pretrained must be a directory of original files or a params .npz, got {path}")
     return {**params, **_load_original_parts(cfg, path, params)}, batch_stats
 
 

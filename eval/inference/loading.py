@@ -1,8 +1,9 @@
-"""Model loading for every eval entry point: release files, a params file, or seeded random weights.
+"""Model loading for every eval entry point: release files, a params file, seeded random weights, or (no
+``--weights``) the trained weights installed with jax-ast.
 
 `load_model` is the one way `eval.stylize`, `eval.run`, `eval.reproduce`, the benchmarks and the tests turn
 ``--arch`` and ``--weights`` into ``(model, variables)``; the inference options of a network
-(`with_attention_chunk`) and its default stylisation size (`DEFAULT_SIZES`) live here too.
+(`with_attention_chunk`) and its default stylisation sizes (`DEFAULT_SIZES`, `default_style_size`) live here too.
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ DEFAULT_ATTENTION_CHUNK = 4096
 PROBE_SIZE = 64  # init probe: a multiple of 16 (SANet) and large enough for Magenta's Inception
 
 
-def load_model(arch: str, weights: str, *, variant: str | None = None, seed: int = 0) -> tuple[Any, Any]:
-    """(model, variables) for `arch` from release files, a params file, or 'random'.
+def load_model(arch: str, weights: str | None, *, variant: str | None = None, seed: int = 0) -> tuple[Any, Any]:
+    """(model, variables) for `arch` from release files, a params file, 'random', or None: the variant's
+    weights installed with jax-ast (`installed_release`).
 
     Loaded weights are checked once here, so that a bad file gives one `CheckpointError` instead of black
     images or a flax error per batch: every value must be finite, and a params file must hold exactly the
@@ -44,6 +46,10 @@ def load_model(arch: str, weights: str, *, variant: str | None = None, seed: int
     try:
         if weights == "random":
             return _random_model(arch, config, seed)
+        if weights is None:
+            model, variables = _load_installed(arch, variant)
+            check_finite(variables, installed_release(arch, variant).description)
+            return model, variables
         path = Path(weights)
         if path.is_file() and params_file.is_params_file(path):
             model, variables = _load_params_file(arch, path, config)
@@ -54,8 +60,35 @@ def load_model(arch: str, weights: str, *, variant: str | None = None, seed: int
     except (ValueError, TypeError, OSError, KeyError, ImportError) as error:
         if isinstance(error, CheckpointError):
             raise
-        raise CheckpointError(f"cannot load --arch {arch} --weights {weights}: {type(error).__name__}: "
-                              f"{error}") from error
+        given = f"--weights {weights}" if weights is not None else "(the weights installed with jax-ast)"
+        raise CheckpointError(f"cannot load --arch {arch} {given}: {type(error).__name__}: {error}") from error
+
+
+def installed_release(arch: str, variant: str | None = None) -> archs.InstalledRelease | None:
+    """The trained weights of `arch` (`variant`, default the network's default) installed with jax-ast, or None."""
+    plugin = archs.get(arch)
+    return plugin.installed.get(variant or plugin.default_variant)
+
+
+def installed_flags() -> str:
+    """The ``--arch A [--variant V]`` flags of every network variant with installed weights, for messages."""
+    return " or ".join(f"--arch {arch}" + (f" --variant {variant}" if variant else "")
+                       for arch, variant in archs.installed()) or "none"
+
+
+def _load_installed(arch: str, variant: str | None) -> tuple[Any, Any]:
+    release = installed_release(arch, variant)
+    if release is None:
+        variant_flag = f" --variant {variant or archs.get(arch).default_variant}" if archs.get(arch).variants else ""
+        raise CheckpointError(f"--arch {arch}{variant_flag} has no weights installed with jax-ast: give --weights "
+                              f"(`--list-archs` shows the files each network takes); installed: {installed_flags()}")
+    return release.load()
+
+
+def default_style_size(arch: str, variant: str | None, size: int) -> int:
+    """Default style shorter side of `eval.stylize`: the plug-in's own for the variant, else the content `size`."""
+    plugin = archs.get(arch)
+    return plugin.stylize_style_sizes.get(variant or plugin.default_variant, size)
 
 
 def random_model(arch: str, *, seed: int = 0, **config: Any) -> tuple[Any, Any]:
@@ -136,3 +169,4 @@ def with_attention_chunk(model: Any, chunk: int | None) -> Any:
         return model
     chunk = DEFAULT_ATTENTION_CHUNK if chunk is None else chunk
     return model.clone(chunk_size=chunk or None)
+

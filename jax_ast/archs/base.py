@@ -5,7 +5,8 @@ A plug-in module defines `PLUGIN = Architecture(...)`; `jax_ast.archs.get(name)`
 stylisation and the benchmarks read everything network-specific from it: the model factory, the frozen
 encoder and its deepest tap, the native objective, its style terms and the loss network it runs on, the
 network's own options (a typed dataclass: one config field and one flag each), the inference options, the
-data augmentation, the original training recipe, and the release files with their importer.
+data augmentation, the original training recipe, the release files with their importer, and the trained
+weights installed with jax-ast (`InstalledRelease`), which eval uses when no weights are given.
 docs/architecture.md shows where a new network plugs in.
 """
 
@@ -70,6 +71,21 @@ def options_fields(plugin: "Architecture") -> dict[str, dataclasses.Field]:
 
 
 @dataclasses.dataclass(frozen=True)
+class InstalledRelease:
+    """Trained weights of one variant that come installed with jax-ast (no download, no training): what
+    `eval.stylize` and `eval.run` use when no ``--weights`` is given.
+
+    Attributes:
+      load: ``() -> (model, variables)``; raises `jax_ast.errors.LoadError` (a ValueError) when the files are
+        missing or damaged, with a message that says how to reinstall them.
+      description: what they are, in messages ("Magenta's mobile model from the PyPI wheel ...").
+    """
+
+    load: Callable[[], tuple[Any, Any]]
+    description: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Architecture:
     """One network's plug-in. Sizes in pixels; `recipe` uses `TrainConfig` field names.
 
@@ -95,6 +111,8 @@ class Architecture:
       min_crop, min_crop_why: the smallest training crop and the reason.
       init_size: side of the probe image used to initialise the parameters.
       stylize_size: default content shorter side of `eval.stylize`.
+      stylize_style_sizes: ``{variant: px}``, the default style shorter side of `eval.stylize` for variants
+        whose style encoder was trained at one size (Magenta mobile: 256); absent variants use the content size.
       recipe: the original training settings (`TrainConfig` fields).
       augment: ``(crop) -> (content CropSpec, style CropSpec)`` of the original data pipeline.
       pretrains_decoder: True when training without a pretrained decoder first trains one as an
@@ -111,6 +129,8 @@ class Architecture:
       load_release: ``(*files, **model_kwargs) -> (model, variables)``.
       initialise: ``(variables, cfg) -> variables``: network-specific changes to the initial variables
         (Magenta's Inception-v3 weights); None when there are none.
+      installed: ``{variant: InstalledRelease}`` of the trained weights installed with jax-ast (the key is
+        None for a network without variants); empty when every run needs ``--weights``.
       downloads: {file name: `jax_ast.pretrained.cache.RemoteFile`} of its release files, known to
         `jax_ast.pretrained.fetch` once the plug-in is registered.
       order: position in listings (help texts, benchmarks), then the name.
@@ -144,6 +164,8 @@ class Architecture:
     variants: tuple[str, ...] = ()
     init_size: int = 64
     stylize_size: int = 512
+    stylize_style_sizes: Mapping[str | None, int] = dataclasses.field(default_factory=dict)
+    installed: Mapping[str | None, InstalledRelease] = dataclasses.field(default_factory=dict)
     pretrains_decoder: bool = False
 
     def __post_init__(self):

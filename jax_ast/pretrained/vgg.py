@@ -103,7 +103,7 @@ def _deepest_tap(variant: str, taps: Sequence[str] | None) -> str:
 
 
 def _read_source(weights: Any, variant: str) -> tuple[dict[str, np.ndarray] | None, dict | None, str]:
-    """-> (flat source dict, native params, description); the ImageNet VGG-16 files come adapted to `variant`."""
+    """-> (flat source dict, params in the params-file layout, description); the ImageNet VGG-16 files come adapted to `variant`."""
     if isinstance(weights, Mapping):
         return {str(k): np.asarray(v) for k, v in weights.items()}, None, "the given weights dict"
     path = Path(weights)
@@ -162,7 +162,7 @@ def _convert(variant: str, source: Mapping[str, Any], description: str, needed: 
         raise WeightsError(f"{err}{_layout_hint(variant, source)}") from None
 
 
-def _from_native(variant: str, stored: dict, description: str, expected: Any) -> dict:
+def _from_params_file(variant: str, stored: dict, description: str, expected: Any) -> dict:
     saved_variant = stored["meta"].get("variant")
     if saved_variant not in (None, variant):
         raise WeightsError(f"{description} holds {saved_variant!r} VGG params, not {variant!r}")
@@ -216,7 +216,7 @@ def load_vgg(variant: str, weights: Any = None, *, taps: Sequence[str] | None = 
         source, stored, description = _read_source(weights, variant)
     needed = [t.replace("relu", "conv") for t in tap_names(variant)[: tap_names(variant).index(deepest) + 1]]
     if stored is not None:
-        params = _from_native(variant, stored, description, expected)
+        params = _from_params_file(variant, stored, description, expected)
     else:
         params = _convert(variant, source, description, needed, expected)
     check_finite(params, description)

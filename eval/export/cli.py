@@ -1,0 +1,85 @@
+"""`python -m eval.export --arch A [--variant V] --weights P --out model.onnx`: a network as ONNX files.
+
+Writes ``--out`` (the whole stylisation: content_image, style_image -> stylized_image) and, unless
+``--no-split``, ``<stem>.encode_style.onnx`` and ``<stem>.stylize_with_code.onnx`` beside it. Every check
+(unknown arch or variant, a network without export support, weights of another network, an existing output
+without ``--overwrite``, the converter missing) ends in one message and exit 2 before anything is written.
+docs/export.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from eval.common import guards
+from eval.export import graphs
+from eval.inference.loading import load_model
+from jax_ast import archs
+from jax_ast.archs import ARCHS
+from jax_ast.errors import CheckpointError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m eval.export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", required=True, help=f"network: {', '.join(ARCHS)}")
+    parser.add_argument("--variant", default=None, help="the network's variant (default: its first)")
+    parser.add_argument("--weights", required=True, help="release directory, params file, or 'random'")
+    parser.add_argument("--out", required=True, type=Path, help="the .onnx file of the whole stylisation")
+    parser.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"),
+                        help="content height and width the graphs take (default 512 512)")
+    parser.add_argument("--style-size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="style height and width (default: --size)")
+    parser.add_argument("--no-split", action="store_true", help="write only the whole-stylisation graph")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    return parser
+
+
+def output_paths(out: Path, split: bool) -> list[Path]:
+    """--out, then the split pair beside it: <stem>.encode_style.onnx, <stem>.stylize_with_code.onnx."""
+    stem = out.with_suffix("")
+    return [out, *([Path(f"{stem}.encode_style.onnx"), Path(f"{stem}.stylize_with_code.onnx")] if split else [])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.arch not in ARCHS:
+        parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(ARCHS)}")
+    variants = archs.get(args.arch).variants
+    if args.variant is not None and args.variant not in variants:
+        valid = ", ".join(variants) if variants else "none (it has no variants)"
+        parser.error(f"unknown --variant {args.variant!r} for --arch {args.arch}; valid: {valid}")
+    if args.arch in graphs.UNSUPPORTED:
+        parser.error(f"--arch {args.arch} cannot be exported yet: {graphs.UNSUPPORTED[args.arch]}")
+    if min(*args.size, *(args.style_size or args.size)) < 16:
+        parser.error("--size and --style-size must be at least 16 pixels per side")
+    paths = output_paths(args.out, not args.no_split)
+    for path in paths:
+        problem = guards.output_file_problem(path, overwrite=args.overwrite)
+        if problem:
+            parser.error(guards.printable(f"--out {problem}"))
+    if not graphs.converter_installed():
+        parser.error(f"the ONNX converter {graphs.CONVERTER} is not installed; pip install 'jax-ast[export]'")
+    try:
+        model, variables = load_model(args.arch, args.weights, variant=args.variant)
+    except CheckpointError as error:
+        parser.error(guards.printable(str(error)))
+    meta = {"arch": args.arch, "variant": args.variant or str(archs.get(args.arch).default_variant),
+            "weights": args.weights}
+    exported = graphs.export_graphs(model, variables, size=tuple(args.size),
+                                    style_size=tuple(args.style_size or args.size), meta=meta,
+                                    split=not args.no_split)
+    for path, graph in zip(paths, exported):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(graph.proto.SerializeToString())
+        tmp.replace(path)
+        print(f"wrote {path} ({graph.name}: {', '.join(graph.inputs)} -> {', '.join(graph.outputs)})")
+    return guards.EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -171,11 +171,18 @@ def test_compare_unknown_extra_metric_is_a_usage_error(tmp_path, capsys):
     ("eval.compare", ["--labels"]),
     ("eval.deception", ["--bogus-flag"]),
     ("eval.artist_classifier", ["--bogus-flag"]),
+    ("eval.export", ["--arch", "adain"]),
+    ("eval.app", ["--bogus-flag"]),
+    ("eval.stylize.contact_sheet", ["--bogus-flag"]),
 ])
 def test_eval_usage_errors_print_one_line_and_a_help_hint(module, argv, capsys):
     from eval.deception import classifier, rate
+    import importlib
     main = {"eval.run": eval_run.main, "eval.stylize": stylize.main, "eval.compare": compare.main,
-            "eval.deception": rate.main, "eval.artist_classifier": classifier.main}[module]
+            "eval.deception": rate.main, "eval.artist_classifier": classifier.main}.get(module)
+    if main is None:  # eval.export, eval.app, eval.stylize.contact_sheet
+        main = importlib.import_module({"eval.export": "eval.export.cli", "eval.app": "eval.app.__main__"}
+                                       .get(module, module)).main
     code = _exit_code(main, argv)
     err = capsys.readouterr().err
     assert code == guards.EXIT_USAGE

@@ -9,7 +9,7 @@ weight.
 
 Every network normalises the content features by their statistics (AdaIN, SANet's mean-variance norm,
 LinearTransfer's mean and covariance, Magenta's instance norms). A tile alone sees only its part of the
-content, so by default (``statistics="auto"``) the tiles share the whole image's statistics, gathered in a
+content, so by default (``statistics="exact"``) the tiles share the whole image's statistics, gathered in a
 first pass over the tiles (`eval.inference.tile_statistics`); ``"per-tile"`` lets each tile use its own.
 docs/high_resolution.md gives the measured differences to the untiled image.
 
@@ -35,12 +35,12 @@ class TileConfig:
     """Tile size and overlap in pixels; ``overlap`` must leave a positive stride (``overlap < tile``).
 
     ``statistics``: where the tiles' normalisation statistics come from, one of
-    `eval.inference.tile_statistics.STATISTICS` (``auto``, ``exact``, ``downscaled``, ``per-tile``).
+    `eval.inference.tile_statistics.STATISTICS` (``exact``, ``downscaled``, ``per-tile``).
     """
 
     tile: int
     overlap: int = 32
-    statistics: str = "auto"
+    statistics: str = "exact"
 
     def __post_init__(self):
         if self.tile < 1:

@@ -182,3 +182,11 @@ def test_tiles_with_shared_statistics_approach_the_untiled_image(visible_adain):
 def test_config_rejects_an_unknown_statistics_mode():
     with pytest.raises(ValueError, match="statistics must be one of"):
         TileConfig(64, 16, statistics="global")
+
+
+def test_cli_tile_statistics_flag(tmp_path):
+    rng = np.random.default_rng(0)
+    imageio.save_image(tmp_path / "content.png", rng.random((80, 120, 3), dtype=np.float32))
+    imageio.save_image(tmp_path / "style.png", rng.random((32, 32, 3), dtype=np.float32))
+    assert _run(tmp_path, "--tile", "64", "--tile-overlap", "16", "--tile-statistics", "downscaled") == 0
+    assert imageio.load_image(tmp_path / "out" / "content__style.png").shape == (80, 120, 3)

@@ -42,14 +42,19 @@ def channel_mean_std(feats: jax.Array, *, ddof: int = 1, eps: float = 1e-5) -> t
     return mean, jnp.sqrt(var + eps)
 
 
-def mean_variance_norm(feats: jax.Array, *, ddof: int = 1, eps: float = 1e-5) -> jax.Array:
-    """(x - mean) / std per sample and channel; the `norm` of SANet and the content side of AdaIN."""
-    mean, std = channel_mean_std(feats, ddof=ddof, eps=eps)
+def mean_variance_norm(feats: jax.Array, *, ddof: int = 1, eps: float = 1e-5,
+                       stats: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
+    """(x - mean) / std per sample and channel; the `norm` of SANet and the content side of AdaIN.
+
+    `stats`: (mean, std) broadcastable to [B, 1, 1, C] to use instead of the features' own (tiled
+    stylisation injects whole-image statistics, `jax_ast.shared_stats`); None computes them.
+    """
+    mean, std = channel_mean_std(feats, ddof=ddof, eps=eps) if stats is None else stats
     return ((feats.astype(mean.dtype) - mean) / std).astype(feats.dtype)
 
 
 def adain_with_stats(content: jax.Array, mean: jax.Array, std: jax.Array, *, ddof: int = 1,
-                     eps: float = 1e-5) -> jax.Array:
+                     eps: float = 1e-5, content_stats: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
     """std * (x - mean(x)) / std(x) + mean: content normalised per sample and channel, then re-scaled.
 
     The one normalise-and-rescale of the library: AdaIN (target = a style's statistics) and Magenta's
@@ -59,11 +64,14 @@ def adain_with_stats(content: jax.Array, mean: jax.Array, std: jax.Array, *, ddo
       content: [B, H, W, C] features.
       mean, std: target statistics broadcastable to [B, 1, 1, C] (e.g. `channel_mean_std` of a style).
       ddof, eps: as in `channel_mean_std`, for the content's own statistics.
+      content_stats: (mean, std) to use instead of the content's own (as in `mean_variance_norm`).
 
     Returns:
       float32 [B, H, W, C] (float64 for float64 input).
     """
-    content_mean, content_std = channel_mean_std(content, ddof=ddof, eps=eps)
+    if content_stats is None:
+        content_stats = channel_mean_std(content, ddof=ddof, eps=eps)
+    content_mean, content_std = content_stats
     normalized = (content.astype(content_mean.dtype) - content_mean) / content_std
     return normalized * std + mean
 

@@ -7,9 +7,11 @@ overlap a tile's weight rises from ~0 at its edge to 1 ``overlap`` pixels in, so
 showing, and the tile borders (where the decoder sees its own padding) count least. Image borders take full
 weight.
 
-The result is not the untiled one: every network normalises the content features by their own statistics
-(AdaIN, SANet's mean-variance norm, LinearTransfer's covariance, Magenta's instance norm), and a tile only
-sees its own part of the content. docs/high_resolution.md gives the measured difference.
+Every network normalises the content features by their statistics (AdaIN, SANet's mean-variance norm,
+LinearTransfer's mean and covariance, Magenta's instance norms). A tile alone sees only its part of the
+content, so by default (``statistics="exact"``) the tiles share the whole image's statistics, gathered in a
+first pass over the tiles (`eval.inference.tile_statistics`); ``"per-tile"`` lets each tile use its own.
+docs/high_resolution.md gives the measured differences to the untiled image.
 
 Memory: one step of `Stylizer.step_size` tiles is on the device at a time, plus three float32 host copies
 of the image (content, weighted sum, output), so peak memory follows the tile size, not the image size.
@@ -23,21 +25,30 @@ from typing import Any, Callable, Iterator, Sequence
 import jax
 import numpy as np
 
+from eval.inference.tile_statistics import STATISTICS, SharedStatistics, core_windows
+
 Tree = Any
 
 
 @dataclasses.dataclass(frozen=True)
 class TileConfig:
-    """Tile size and overlap in pixels; ``overlap`` must leave a positive stride (``overlap < tile``)."""
+    """Tile size and overlap in pixels; ``overlap`` must leave a positive stride (``overlap < tile``).
+
+    ``statistics``: where the tiles' normalisation statistics come from, one of
+    `eval.inference.tile_statistics.STATISTICS` (``exact``, ``downscaled``, ``per-tile``).
+    """
 
     tile: int
     overlap: int = 32
+    statistics: str = "exact"
 
     def __post_init__(self):
         if self.tile < 1:
             raise ValueError(f"tile must be a positive number of pixels, got {self.tile}")
         if not 0 <= self.overlap < self.tile:
             raise ValueError(f"overlap must be in [0, tile) = [0, {self.tile}), got {self.overlap}")
+        if self.statistics not in STATISTICS:
+            raise ValueError(f"statistics must be one of {STATISTICS}, got {self.statistics!r}")
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -127,6 +138,7 @@ class TiledStylizer:
         self.config = config
         self.n_devices = stylizer.n_devices
         self.step_size = stylizer.step_size
+        self.shared = None if config.statistics == "per-tile" else SharedStatistics(stylizer, config.statistics)
 
     def encode_styles(self, styles: np.ndarray) -> Tree:
         return self.inner.encode_styles(styles)
@@ -144,13 +156,28 @@ class TiledStylizer:
         for row, content in enumerate(contents):
             code = jax.tree.map(lambda leaf, row=row: np.asarray(leaf)[row], codes)
 
-            def run(batch: np.ndarray, code=code) -> np.ndarray:
-                repeated = jax.tree.map(lambda leaf: np.broadcast_to(leaf, (len(batch),) + leaf.shape), code)
-                return self.inner.stylize_with_codes(batch, repeated, alpha=alpha)
+            content = np.asarray(content, np.float32)
+            injected = self._whole_image_statistics(content, code, alpha)
 
-            outputs.append(stylize_tiled(run, np.asarray(content, np.float32), self.config,
-                                         tiles_per_call=self.step_size))
+            def run(batch: np.ndarray, code=code, injected=injected) -> np.ndarray:
+                repeated = jax.tree.map(lambda leaf: np.broadcast_to(leaf, (len(batch),) + leaf.shape), code)
+                if injected is None:
+                    return self.inner.stylize_with_codes(batch, repeated, alpha=alpha)
+                return self.shared.stylize(batch, repeated, injected, alpha=alpha)
+
+            outputs.append(stylize_tiled(run, content, self.config, tiles_per_call=self.step_size))
         return np.stack(outputs)
+
+    def _whole_image_statistics(self, content: np.ndarray, code: Tree, alpha: float) -> tuple | None:
+        """Per-site statistics of the whole [H, W, 3] content to inject, or None (per-tile, or one tile)."""
+        height, width = content.shape[:2]
+        layout = tiles(height, width, self.config)
+        if self.shared is None or len(layout) == 1:
+            return None
+        tile_h, tile_w = layout[0][2].shape
+        windows = core_windows(tile_starts(height, tile_h, self.config.overlap),
+                               tile_starts(width, tile_w, self.config.overlap), tile_h, tile_w, height, width)
+        return self.shared.gather(content, code, layout, windows, alpha=alpha)
 
     def stylize_pairs(self, contents: Sequence[np.ndarray], codes: Sequence[Tree],
                       pairs: Sequence[tuple[int, int]], *, alpha: float = 1.0

@@ -53,6 +53,7 @@ from PIL import Image
 from eval.common import guards
 from eval.inference import loading
 from eval.inference.batching import Stylizer
+from eval.inference.tile_statistics import STATISTICS
 from eval.inference.tiling import TileConfig, TiledStylizer
 from eval.stylize import images, presets
 from eval.stylize import mixing as style_mixing
@@ -114,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     high_res.add_argument("--tile", type=int, default=0, metavar="PX",
                           help="stylise each content in PX x PX tiles (PX >= 16) blended over --tile-overlap, the style "
                                "encoded once (default 0: whole image)")
+    high_res.add_argument("--tile-statistics", choices=STATISTICS, default="exact",
+                          help="normalisation statistics of the tiles: the whole image's, gathered exactly in passes "
+                               "over the tiles (exact, default) or estimated from a downscaled copy (downscaled), "
+                               "or each tile's own (per-tile, the older behaviour); docs/high_resolution.md")
     high_res.add_argument("--tile-overlap", type=int, default=64, metavar="PX",
                           help="minimum overlap of neighbouring tiles, feathered linearly (default 64)")
     high_res.add_argument("--attention-chunk", type=int, default=None, metavar="N",
@@ -255,7 +260,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     model = loading.with_attention_chunk(model, args.attention_chunk)
     stylizer = Stylizer(model, variables, batch_size=args.batch_size)
     if args.tile:
-        stylizer = TiledStylizer(stylizer, TileConfig(args.tile, args.tile_overlap))
+        stylizer = TiledStylizer(stylizer, TileConfig(args.tile, args.tile_overlap, args.tile_statistics))
     if source is not None:
         print(f"{args.arch}: {stylize_video.describe(source)} x {len(style_paths)} styles, size {size or 'unresized'}",
               file=sys.stderr)

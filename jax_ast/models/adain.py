@@ -28,6 +28,7 @@ from jax_ast.models.mixing import blend_regions, masks_to_grid, mix_codes
 from jax_ast.models.vgg import VGG, check_encoder
 from jax_ast.checks import check_images
 from jax_ast.ops import adain_with_stats, channel_mean_std
+from jax_ast.shared_stats import site_moments
 
 ENCODER_VARIANT = "vgg19_normalised"
 # Encoders AdaIN can be trained on: the original normalised VGG-19, or the ImageNet VGG-16 installed from PyPI.
@@ -41,7 +42,9 @@ StyleCode = dict[str, jax.Array]  # {"mean": f32[B,1,1,C], "std": f32[B,1,1,C]}
 
 def adain_with_code(content_feats: jax.Array, code: StyleCode) -> jax.Array:
     """AdaIN(c, s) given the style's code: sigma_s * (c - mu_c) / sigma_c + mu_s, float32 [B,h,w,C]."""
-    return adain_with_stats(content_feats, code["mean"], code["std"], ddof=STAT_DDOF, eps=STAT_EPS)
+    shared = site_moments(content_feats, ddof=STAT_DDOF, eps=STAT_EPS)  # None unless tiled (shared_stats)
+    return adain_with_stats(content_feats, code["mean"], code["std"], ddof=STAT_DDOF, eps=STAT_EPS,
+                            content_stats=shared)
 
 
 def mix_style_codes(codes: Sequence[StyleCode], weights: Any) -> StyleCode:

@@ -45,6 +45,7 @@ from jax_ast.models.mixing import blend_regions, masks_to_grid, normalise_weight
 from jax_ast.models.vgg import VGG, check_encoder
 from jax_ast.checks import check_images
 from jax_ast.ops import gram
+from jax_ast.shared_stats import site_gram, site_mean
 
 _HIGHEST = jax.lax.Precision.HIGHEST
 ENCODER_VARIANT = "vgg19_lst"
@@ -103,14 +104,16 @@ class CovarianceNet(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, centred_feats: jax.Array) -> jax.Array:
+    def __call__(self, centred_feats: jax.Array, content: bool = False) -> jax.Array:
         x = centred_feats.astype(self.dtype)
         for index, features in enumerate((*self.widths, self.matrix_size)):
             if index:
                 x = nn.relu(x)
             x = padded_conv(x, features, 3, name=f"conv{index + 1}", padding="zero", dtype=self.dtype,
                             torch_init=True)
-        covariance = gram(x, "hw")  # float32 [B, m, m]; not re-centred, as in the original
+        shared = site_gram(x) if content else None  # whole-image covariance when tiled (jax_ast.shared_stats)
+        covariance = gram(x, "hw") if shared is None else jnp.broadcast_to(shared, (x.shape[0],) + shared.shape[1:])
+        # float32 [B, m, m]; not re-centred, as in the original
         flat = covariance.reshape(covariance.shape[0], -1)  # row-major, like torch .view
         out = nn.Dense(self.matrix_size**2, name="fc", precision=_HIGHEST, kernel_init=TORCH_KERNEL_INIT,
                        bias_init=torch_bias_init(flat.shape[-1]))(flat)
@@ -164,8 +167,10 @@ class MulLayer(nn.Module):
                                  "(a style batch of 1 is broadcast)")
             style_matrix = jnp.broadcast_to(style_matrix, (batch, *style_matrix.shape[1:]))
             style_mean = jnp.broadcast_to(style_mean, (batch, *style_mean.shape[1:]))
-        centred = content_feats - jnp.mean(content_feats, axis=(1, 2), keepdims=True)
-        content_matrix = self.cnet(centred)
+        shared_mean = site_mean(content_feats)  # None unless tiled (jax_ast.shared_stats)
+        mean = jnp.mean(content_feats, axis=(1, 2), keepdims=True) if shared_mean is None else shared_mean
+        centred = content_feats - mean
+        content_matrix = self.cnet(centred, content=True)
         transform_matrix = jnp.einsum("bij,bjk->bik", style_matrix, content_matrix, precision=_HIGHEST)
         compressed = self.compress(centred.astype(self.dtype)).astype(jnp.float32)
         # NCHW original: (T @ Z) with Z of shape [m, h*w]; here Z is [B, h, w, m].

@@ -36,6 +36,7 @@ from jax_ast.models.space_to_depth import conv_space_to_depth, upsample_conv3
 from jax_ast.models.mixing import blend_regions, mix_codes
 from jax_ast.checks import check_images
 from jax_ast.ops import adain_with_stats
+from jax_ast.shared_stats import site_moments
 
 CSN_EPSILON = 1e-5  # `conditional_style_norm`: tf.nn.moments (biased) + 1e-5
 CONTRACT_BN_EPSILON = 1e-3  # slim batch_norm defaults
@@ -82,7 +83,9 @@ def conditional_style_norm(feats: jax.Array, beta: jax.Array, gamma: jax.Array) 
       feats: [B, H, W, C].
       beta, gamma: [B, C] or [1, C] (broadcast over the batch).
     """
-    styled = adain_with_stats(feats, beta[:, None, None, :], gamma[:, None, None, :], ddof=0, eps=CSN_EPSILON)
+    shared = site_moments(feats, ddof=0, eps=CSN_EPSILON)  # None unless tiled (jax_ast.shared_stats)
+    styled = adain_with_stats(feats, beta[:, None, None, :], gamma[:, None, None, :], ddof=0, eps=CSN_EPSILON,
+                              content_stats=shared)
     return styled.astype(feats.dtype)
 
 

@@ -29,6 +29,7 @@ from jax_ast.models.mixing import blend_regions, masks_to_grid, normalise_weight
 from jax_ast.models.vgg import VGG, check_encoder
 from jax_ast.checks import check_images
 from jax_ast.ops import mean_variance_norm
+from jax_ast.shared_stats import site_moments
 
 ENCODER_VARIANT = "vgg19_normalised"
 ENCODER_VARIANTS = ("vgg19_normalised", "vgg16_normalised")  # the original, or the ImageNet VGG-16 from PyPI
@@ -39,9 +40,12 @@ CHANNELS = 512
 StyleCode = dict[str, jax.Array]  # {"relu4_1": s4, "relu5_1": s5}
 
 
-def _norm(feats: jax.Array) -> jax.Array:
-    """SANet's norm: per-channel (x - mean) / sqrt(unbiased var + 1e-5), float32."""
-    return mean_variance_norm(feats.astype(jnp.float32), ddof=1, eps=1e-5)
+def _norm(feats: jax.Array, *, content: bool = False) -> jax.Array:
+    """SANet's norm: per-channel (x - mean) / sqrt(unbiased var + 1e-5), float32. A `content` norm is a
+    `jax_ast.shared_stats` site (whole-image statistics when tiled)."""
+    feats = feats.astype(jnp.float32)
+    shared = site_moments(feats, ddof=1, eps=1e-5) if content else None
+    return mean_variance_norm(feats, ddof=1, eps=1e-5, stats=shared)
 
 
 def _flatten(feats: jax.Array) -> jax.Array:
@@ -92,7 +96,7 @@ class SANetAttention(nn.Module):
         self.out_conv = nn.Conv(self.channels, (1, 1), dtype=self.dtype)
 
     def _project(self, content_feats, style_feats):
-        queries = _flatten(self.f(_norm(content_feats).astype(self.dtype))).astype(jnp.float32)
+        queries = _flatten(self.f(_norm(content_feats, content=True).astype(self.dtype))).astype(jnp.float32)
         keys = _flatten(self.g(_norm(style_feats).astype(self.dtype))).astype(jnp.float32)
         values = _flatten(self.h(style_feats.astype(self.dtype))).astype(jnp.float32)  # raw style (not normed)
         return queries, keys, values

@@ -25,8 +25,10 @@ def atomic_writer(path: str | os.PathLike) -> Iterator[BinaryIO]:
         with open(temp, "xb") as stream:
             yield stream
         os.replace(temp, path)
-    except BaseException:
+    except BaseException as error:
         temp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename in (None, str(temp)):
+            error.filename = str(path)  # a full disk's bare "[Errno 28]" then names the file it was writing
         raise
 
 

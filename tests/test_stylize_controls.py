@@ -129,9 +129,11 @@ def test_cli_mix_and_mask(images, tmp_path, capsys):
     styles = ["--style", images["a"], images["b"]]
     assert stylize.main([*common, *styles, "--style-weights", "7", "3", "--out", str(tmp_path / "mix")]) == 0
     assert [p.name for p in (tmp_path / "mix").iterdir()] == ["content__a@0.7+b@0.3.png"]
-    with pytest.raises(SystemExit) as exit_info:  # never overwritten silently
-        stylize.main([*common, *styles, "--style-weights", "7", "3", "--out", str(tmp_path / "mix")])
-    assert exit_info.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    written = (tmp_path / "mix" / "content__a@0.7+b@0.3.png").stat().st_mtime_ns
+    capsys.readouterr()  # a rerun resumes: the complete output is kept, not overwritten
+    assert stylize.main([*common, *styles, "--style-weights", "7", "3", "--out", str(tmp_path / "mix")]) == 0
+    assert "resuming: 1 of the 1 outputs" in capsys.readouterr().err
+    assert (tmp_path / "mix" / "content__a@0.7+b@0.3.png").stat().st_mtime_ns == written
     # an all-white mask puts the first style everywhere: the plain single-style output
     assert stylize.main([*common, *styles, "--mask", images["white"], "--out", str(tmp_path / "mask")]) == 0
     assert stylize.main([*common, "--style", images["a"], "--out", str(tmp_path / "single")]) == 0

@@ -22,7 +22,7 @@ def free_port() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.app", description=__doc__)
+    parser = guards.Parser(prog="python -m eval.app", description=__doc__)
     parser.add_argument("--port", type=int, default=None, help="port on 127.0.0.1 (default: a free one)")
     args = parser.parse_args(argv)
     if args.port is not None and not 0 < args.port < 65536:

@@ -13,6 +13,7 @@ Exit codes of ``eval.stylize``, ``eval.run`` and ``eval.compare``:
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
 from pathlib import Path
@@ -26,6 +27,15 @@ EXIT_OK, EXIT_NOTHING_DONE, EXIT_USAGE, EXIT_WRITE_FAILED = 0, 1, 2, 3
 # Errors after which every further write fails too, so a run stops instead of skipping file after file.
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _MAX_LISTED = 8
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, ``prog: error: message (--help for usage)``, exit 2, instead of
+    the whole usage block before the line that matters. Sub-command parsers inherit the class."""
+
+    def error(self, message: str):
+        line = " ".join(printable(str(message)).split())
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {line} (--help for usage)\n")
 
 
 def printable(text: str) -> str:
@@ -64,6 +74,14 @@ def output_file_problem(path: str | os.PathLike, *, overwrite: bool) -> str | No
         return f"{printable(str(path))} already exists; pass --overwrite to replace it"
     problem = output_dir_problem(path.parent)
     return problem and f"{printable(str(path))} cannot be created: {problem}"
+
+
+def write_failure(error: OSError, where: str | os.PathLike) -> str:
+    """The one line of exit 3: the file (else the folder `where`) that could not be written, why, and that a rerun
+    resumes."""
+    target = error.filename or where
+    return printable(f"cannot write {target}: {error.strerror or error}; what was written before is whole, "
+                     "rerun the same command to resume")
 
 
 def _leaves(tree: Any) -> dict[str, Any]:

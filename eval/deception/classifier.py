@@ -285,7 +285,7 @@ def _flag_kind(name: str) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.artist_classifier", description=__doc__.split("\n\n")[0])
+    parser = guards.Parser(prog="python -m eval.artist_classifier", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     trainer = commands.add_parser("train", help="train (or resume) an artist classifier")
     trainer.add_argument("--workdir", type=Path, required=True, help="checkpoints, metrics, classifier.npz")

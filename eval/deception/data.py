@@ -77,8 +77,9 @@ def _works_from_csv(root: Path, paths: Sequence[Path], info_csv) -> dict[str, li
             if missing:
                 raise DataError(f"{info_csv} has no columns {missing}; it has {reader.fieldnames}")
             artist_of = {row["filename"]: row["artist"] for row in reader if row["artist"]}
-    except OSError as error:
-        raise DataError(f"cannot read {info_csv}: {error.strerror or error}") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as error:  # missing, not UTF-8 text, malformed
+        reason = getattr(error, "strerror", None) or f"{type(error).__name__}: {error}"
+        raise DataError(f"cannot read {info_csv}: {reason}") from None
     by_artist: dict[str, list[Path]] = collections.defaultdict(list)
     for path in paths:
         artist = artist_of.get(path.name)

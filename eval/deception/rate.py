@@ -152,10 +152,15 @@ def stylized_pairs(eval_dir: Path, *, batch: int = 32):
     if (len(content), len(style)) != (settings["n_contents"], settings["n_styles"]):
         raise DataError(f"the images of {eval_dir} changed since eval.run ({len(content)} contents, {len(style)} "
                         f"styles now, {settings['n_contents']} and {settings['n_styles']} then); rerun eval.run")
+    weights = settings["checkpoint"]
+    if weights not in (None, "random") and not Path(weights).exists():
+        raise DataError(f"the model of {eval_dir} is gone: its run.json names weights {weights}, which do not "
+                        "exist; restore them, or rerun eval.run with the weights you have")
     pairing = pairing_lib.Pairing(len(content), len(style), settings["seed"])
     caches = (pairing_lib.ImageCache(content, settings["size"], 64), pairing_lib.ImageCache(style, settings["size"], 64))
     args = argparse.Namespace(arch=settings["arch"], weights=settings["checkpoint"], variant=settings["variant"],
-                              model_seed=settings["model_seed"], size=settings["size"], alpha=settings["alpha"])
+                              model_seed=settings["model_seed"], size=settings["size"], alpha=settings["alpha"],
+                              dtype=settings.get("dtype", eval_run.RESUME_DEFAULTS["dtype"]))
     stylizer = eval_run.make_stylizer(args, batch)
     done = records.read_columns(eval_dir / layout.PAIRS_CSV, ["pair"])["pair"].astype(np.int64).tolist()
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
@@ -168,7 +173,7 @@ def stylized_pairs(eval_dir: Path, *, batch: int = 32):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.deception", description=__doc__.split("\n\n")[0])
+    parser = guards.Parser(prog="python -m eval.deception", description=__doc__.split("\n\n")[0])
     parser.add_argument("--classifier", required=True, help="classifier workdir or classifier.npz; or CompVis's "
                                                             "model.ckpt-790000 (or .npz) with --class-list")
     parser.add_argument("--class-list", help="CompVis's split.hdf5 (or a JSON/text list) for a CompVis checkpoint")

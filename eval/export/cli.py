@@ -22,8 +22,8 @@ from jax_ast.errors import CheckpointError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.export", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = guards.Parser(prog="python -m eval.export", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", required=True, help=f"network: {', '.join(ARCHS)}")
     parser.add_argument("--variant", default=None, help="the network's variant (default: its first)")
     parser.add_argument("--weights", required=True, help="release directory, params file, or 'random'")

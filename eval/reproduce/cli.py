@@ -28,7 +28,7 @@ from typing import Iterable
 import numpy as np
 
 from eval.inference.baselines import BASELINES
-from eval.common import layout, records
+from eval.common import guards, layout, records
 from eval.reproduce import report
 from jax_ast.configs import LOSSES
 FIGURE_ROWS = 6  # held-out styles shown in the outputs figure
@@ -67,7 +67,7 @@ SCALES = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.reproduce", description=__doc__.split("\n\n")[0])
+    parser = guards.Parser(prog="python -m eval.reproduce", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("docs/reproduction"),
                         help="report <out>.md; CSVs and figures in <out>/")
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu", help="preset sizes (see SCALES)")

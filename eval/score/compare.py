@@ -7,8 +7,9 @@ into the folder, and a second table of the per-layer Pearson r of
 the classic loss against its bound. Runs are labelled by arch and checkpoint name, or by ``--labels``.
 
 Exit status (`eval.common.guards`): 0 done; 2 for a usage or input error (a folder without a readable, well-formed
-``summary.json``; ``--out`` naming a folder, or an existing file without ``--overwrite``), with one message
-naming the file; 3 when ``--out`` could not be written (it is replaced atomically, so it is never half-written).
+``summary.json``; ``--out`` naming a folder, or an existing file without ``--overwrite``; an ``--extra`` metric
+that no summary holds), with one message naming the file or the known metrics; 3 when ``--out`` could not be
+written (it is replaced atomically, so it is never half-written).
 """
 
 from __future__ import annotations
@@ -110,11 +111,12 @@ def comparison_markdown(summaries: Sequence[dict], labels: Sequence[str] | None 
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.compare", description=__doc__.split("\n\n")[0])
+    parser = guards.Parser(prog="python -m eval.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="eval.run output folders")
     parser.add_argument("--labels", help="comma-separated row labels, one per folder")
-    parser.add_argument("--extra", default=",".join(DEFAULT_EXTRA), help="comma-separated metrics whose mean is "
-                                                                         "added as columns ('' for none)")
+    parser.add_argument("--extra", default=None, help="comma-separated metrics whose mean is added as columns "
+                                                      f"('' for none; default {','.join(DEFAULT_EXTRA)}); each must "
+                                                      "be in some run's summary")
     parser.add_argument("--out", type=Path, help="write the markdown here instead of printing it")
     parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     args = parser.parse_args(None if argv is None else list(argv))
@@ -128,7 +130,13 @@ def main(argv: Iterable[str] | None = None) -> int:
         summaries = [load_summary(run) for run in args.runs]
     except records.RecordsError as error:
         parser.error(guards.printable(str(error)))
-    extra = [name.strip() for name in args.extra.split(",") if name.strip()]
+    given = args.extra is not None  # the defaults may be absent from a summary (a column of n/a); a typo may not
+    extra = [name.strip() for name in (args.extra if given else ",".join(DEFAULT_EXTRA)).split(",") if name.strip()]
+    known = list(dict.fromkeys(name for summary in summaries for name in summary["stats"]))
+    unknown = [name for name in extra if given and name not in known]
+    if unknown:  # a typo would otherwise be a silent column of n/a
+        parser.error(guards.printable(f"--extra names unknown metrics: {', '.join(unknown)}; known metrics: "
+                                      f"{', '.join(known)}"))
     text = comparison_markdown(summaries, labels, extra)
     if not args.out:
         sys.stdout.write(guards.printable(text))

@@ -76,7 +76,7 @@ def parse_config(argv: list[str] | None = None) -> EvalConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m eval.run", description=__doc__.split("\n\n")[0],
+    parser = guards.Parser(prog="python -m eval.run", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--arch", required=True, help=f"one of: {', '.join(ALL_ARCHS)}")
     parser.add_argument("--weights", "--checkpoint", dest="weights",

@@ -464,7 +464,9 @@ def main(argv: Iterable[str] | None = None) -> int:
         print(guards.printable(f"error: {error}"), file=sys.stderr)
         return guards.EXIT_USAGE
     except OSError as error:  # records.WriteError, or a summary/figure that could not be written
-        print(guards.printable(f"error: {error}"), file=sys.stderr)
+        line = guards.printable(str(error)) if isinstance(error, records.WriteError) else \
+            guards.write_failure(error, cfg.out)  # a WriteError names its CSV and its intact rows itself
+        print(f"error: {line}", file=sys.stderr)
         return guards.EXIT_WRITE_FAILED
     print(guards.printable(report.summary_markdown(summary)))
     return guards.EXIT_OK if summary["pairs"]["done"] else guards.EXIT_NOTHING_DONE

@@ -7,16 +7,18 @@ A video file as ``--content`` (or a folder of frames with ``--video-frames``) gi
 style (`eval.stylize.video_cli`, docs/video.md); ``--tile PX`` stylises large contents in feathered tiles
 (`eval.inference.tiling`, docs/high_resolution.md).
 
-Outputs are ``<out>/<content-stem>__<style-stem>.png``. Existing outputs are never replaced silently: the
-run stops before loading the model unless ``--overwrite`` is given. A bad image is converted or skipped with a
+Outputs are ``<out>/<content-stem>__<style-stem>.png``, each written whole (a temporary file, then a rename). A
+rerun into the same ``--out`` resumes: outputs already there that read back as images are kept (``--overwrite``
+redoes them) and the missing ones are written; an unreadable file under an output name is not one of ours and
+stops the run before the model loads, unless ``--overwrite``. A bad image is converted or skipped with a
 warning naming the file and the reason; one bad file never ends the run. An output holding NaN or inf is not
 written (a black image would hide the fault) and counted as skipped. A summary (written, skipped with
 reasons, images/s) is printed at the end.
 
 Exit status (`eval.common.guards`): 0 when at least one image was written; 1 when none was; 2 for a usage or
-input error (bad flag, missing input, ``--out`` not a folder or holding outputs, weights that cannot be loaded,
+input error (bad flag, missing input, ``--out`` not a folder or holding unreadable files under output names, weights that cannot be loaded,
 do not match the model or hold non-finite values), before any model runs; 3 when the disk is full (or
-the file-size limit is hit): the run stops, and the images written before are whole.
+the file-size limit is hit): the run stops, the images written before are whole, and a rerun resumes.
 
 ``--weights`` (older name ``--checkpoint``, still accepted) is one of: a directory holding the original
 release files under their canonical names (listed below), a params file written by
@@ -39,12 +41,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+import glob
 import os
 import sys
 from pathlib import Path
 from typing import Iterable
 
 import jax
+from PIL import Image
 
 from eval.common import guards
 from eval.inference import loading
@@ -62,7 +66,7 @@ from jax_ast.errors import CheckpointError
 
 def build_parser() -> argparse.ArgumentParser:
     release = "\n".join(f"  {arch:8s} {archs.get(arch).release_files}" for arch in ARCHS)
-    parser = argparse.ArgumentParser(prog="python -m eval.stylize", description=__doc__,
+    parser = guards.Parser(prog="python -m eval.stylize", description=__doc__,
                                      epilog=f"release files per --arch:\n{release}",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     bare = presets.BARE_RUN
@@ -87,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="image whose white foreground gets the first of two --style images and black "
                              "background the second (grey levels blend)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace output files that already exist in --out (default: stop before running)")
+                        help="redo output files that already exist in --out (default: keep the complete ones and "
+                             "resume; a video output stops the run instead)")
     parser.add_argument("--alpha", type=float, default=1.0,
                         help="content-style trade-off in [0, 1] (default 1: full style)")
     parser.add_argument("--preserve-color", choices=color.PRESERVE_COLOR_METHODS, default="none",
@@ -108,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(compilation_cache.FLAG, action="store_true", help=compilation_cache.FLAG_HELP)
     high_res = parser.add_argument_group("high resolution (docs/high_resolution.md)")
     high_res.add_argument("--tile", type=int, default=0, metavar="PX",
-                          help="stylise each content in PX x PX tiles blended over --tile-overlap, the style encoded "
-                               "once (default 0: whole image)")
+                          help="stylise each content in PX x PX tiles (PX >= 16) blended over --tile-overlap, the style "
+                               "encoded once (default 0: whole image)")
     high_res.add_argument("--tile-statistics", choices=STATISTICS, default="exact",
                           help="normalisation statistics of the tiles: the whole image's, gathered exactly in passes "
                                "over the tiles (exact, default) or estimated from a downscaled copy (downscaled), "
@@ -174,6 +179,9 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace,
 def _validate_high_res(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.tile < 0:
         parser.error(f"--tile must be 0 (off) or a tile side in pixels, got {args.tile}")
+    if 0 < args.tile < imageio.DEFAULT_MIN_SIDE:  # the deepest features of a smaller tile are 1 px: no statistics
+        parser.error(f"--tile must be at least {imageio.DEFAULT_MIN_SIDE} px, the smallest image the networks take, "
+                     f"got {args.tile}")
     if args.tile and not 0 <= args.tile_overlap < args.tile:
         parser.error(f"--tile-overlap must be in [0, --tile) = [0, {args.tile}), got {args.tile_overlap}")
     with_attention = loading.attention_archs()
@@ -186,7 +194,7 @@ def _validate_high_res(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 def _check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace, content_paths: list[Path],
                    style_paths: list[Path]) -> None:
-    """Stops (exit 2) when two pairs share an output name, or outputs exist in --out without --overwrite."""
+    """Stops (exit 2) when two pairs share an output name; sets `args.done`, the outputs a rerun keeps."""
     if args.mix is None:
         names = output_names(content_paths, style_paths, f".{args.format}")
     else:
@@ -197,12 +205,39 @@ def _check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace, co
     if shared:
         parser.error(guards.printable(f"{len(shared)} output names would be written by more than one pair "
                                       f"(e.g. {shared[0]}); rename the inputs involved"))
-    existing = set(os.listdir(args.out)) & set(names) if args.out.is_dir() and not args.overwrite else set()
-    if existing:
-        example = ", ".join(sorted(existing)[:3])
-        parser.error(guards.printable(f"--out {args.out} already holds {len(existing)} of the {len(names)} output "
-                                      f"files ({example}{', ...' if len(existing) > 3 else ''}); pass --overwrite "
-                                      "to replace them, or choose another --out"))
+    args.done = frozenset() if args.overwrite else _complete_outputs(parser, args.out, names)
+
+
+def _complete_outputs(parser: argparse.ArgumentParser, out: Path, names: list[str]) -> frozenset[str]:
+    """The output names already in `out` as readable images: a rerun keeps them (one line says so) and resumes.
+
+    Outputs are written atomically (`jax_ast.files`), so an unreadable file under an output name is not one of
+    ours: it stops the run (exit 2) unless --overwrite. Temporary files a killed run left are removed.
+    """
+    if not out.is_dir():
+        return frozenset()
+    for name in names:
+        for stale in out.glob(f".{glob.escape(name)}.*.tmp"):
+            stale.unlink(missing_ok=True)
+    done, foreign = set(), []
+    for name in sorted(set(os.listdir(out)) & set(names)):
+        try:
+            with Image.open(out / name) as image:
+                image.load()
+        except (OSError, ValueError, Image.DecompressionBombError):
+            foreign.append(name)
+        else:
+            done.add(name)
+    if foreign:
+        example = ", ".join(foreign[:3])
+        parser.error(guards.printable(f"--out {out} already holds {len(foreign)} of the {len(names)} output files "
+                                      f"({example}{', ...' if len(foreign) > 3 else ''}) as unreadable images, not "
+                                      "written by eval.stylize (it writes whole files); pass --overwrite to replace "
+                                      "them, or choose another --out"))
+    if done:
+        print(guards.printable(f"resuming: {len(done)} of the {len(names)} outputs are already in --out {out} and "
+                               "kept (--overwrite redoes them)"), file=sys.stderr)
+    return frozenset(done)
 
 
 def main(argv: Iterable[str] | None = None) -> int:
@@ -235,7 +270,8 @@ def main(argv: Iterable[str] | None = None) -> int:
           f"{jax.default_backend()} device(s), step {stylizer.step_size}, size {size or 'unresized'}, "
           f"style size {style_size or 'unresized'}", file=sys.stderr)
     options = images.Options(out_dir=args.out, alpha=args.alpha, preserve_color=args.preserve_color, size=size or None,
-                      style_size=style_size or None, extension=f".{args.format}", progress=not args.no_progress)
+                             style_size=style_size or None, extension=f".{args.format}", progress=not args.no_progress,
+                             done=args.done)
     try:
         if args.mix is None:
             summary = images.stylize_all(stylizer, content_paths, style_paths, options)
@@ -246,5 +282,5 @@ def main(argv: Iterable[str] | None = None) -> int:
         print(guards.printable(f"error: {error}"), file=sys.stderr)
         return guards.EXIT_WRITE_FAILED
     print(summary.report())
-    return guards.EXIT_OK if summary.written else guards.EXIT_NOTHING_DONE
+    return guards.EXIT_OK if summary.written or summary.kept else guards.EXIT_NOTHING_DONE
 

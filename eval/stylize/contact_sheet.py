@@ -62,8 +62,8 @@ def _find(folder: Path, stem: str, what: str) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.stylize.contact_sheet", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = guards.Parser(prog="python -m eval.stylize.contact_sheet", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, required=True, help="the --out folder of an eval.stylize run")
     parser.add_argument("--content", type=Path, required=True, help="the folder of its content images")
     parser.add_argument("--style", type=Path, required=True, help="the folder of its style images")

@@ -28,12 +28,15 @@ class Summary:
     written: list[Path] = dataclasses.field(default_factory=list)
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
+    kept: int = 0  # outputs already complete in the output folder (a resumed run), not redone
 
     def report(self) -> str:
         rate = len(self.written) / self.seconds if self.seconds > 0 else 0.0
         speed = f"{rate:.2f} img/s" if rate >= 0.1 or rate == 0 else f"{1 / rate:.1f} s/img"
         lines = [f"written: {len(self.written)} images in {self.seconds:.1f} s ({speed}, including compilation)",
                  f"skipped: {len(self.skipped)}"]
+        if self.kept:
+            lines.insert(1, f"kept: {self.kept} complete images already in the output folder")
         lines += [f"  {guards.printable(name)}: {guards.printable(reason)}" for name, reason in self.skipped]
         return "\n".join(lines)
 
@@ -59,6 +62,7 @@ class Options:
     style_size: int | None = 512
     extension: str = ".png"
     progress: bool = True
+    done: frozenset[str] = frozenset()  # output file names already complete in `out_dir`: kept, not redone
 
 
 class DiskFullError(OSError):
@@ -110,18 +114,22 @@ def stylize_all(stylizer: Any, content_paths: Sequence[Path], style_paths: Seque
     if options.preserve_color != "coral":  # coral recolours each style per content: encode per pair instead
         shared_codes = _encode(stylizer, styles, {i: str(style_paths[i]) for i in styles}, summary, progress)
         progress.update((len(styles) - len(shared_codes)) * len(content_paths))
+    todo = {c: [s for s in styles if f"{content_names[c]}__{style_names[s]}{options.extension}" not in options.done]
+            for c in range(len(content_paths))}
+    summary.kept = sum(len(styles) - len(todo[c]) for c in todo)
+    progress.update(summary.kept)
     for chunk_start in range(0, len(content_paths), CONTENT_CHUNK):
-        chunk = range(chunk_start, min(chunk_start + CONTENT_CHUNK, len(content_paths)))
+        chunk = [c for c in range(chunk_start, min(chunk_start + CONTENT_CHUNK, len(content_paths))) if todo[c]]
         contents = _load_all([content_paths[i] for i in chunk], options.size, summary, progress, "content")
         contents = {chunk[i]: image for i, image in contents.items()}
-        progress.update((len(chunk) - len(contents)) * len(styles))
+        progress.update(sum(len(todo[c]) for c in chunk if c not in contents))
         if options.preserve_color == "coral":
-            recoloured = {(c, s): color.coral(styles[s], contents[c]) for c in contents for s in styles}
+            recoloured = {(c, s): color.coral(styles[s], contents[c]) for c in contents for s in todo[c]}
             names = {(c, s): f"{style_paths[s]} (coral to {content_paths[c]})" for c, s in recoloured}
             codes = _encode(stylizer, recoloured, names, summary, progress)
             progress.update(len(recoloured) - len(codes))
         else:
-            codes = {(c, s): shared_codes[s] for c in contents for s in shared_codes}
+            codes = {(c, s): shared_codes[s] for c in contents for s in todo[c] if s in shared_codes}
         _stylize_chunk(stylizer, contents, codes, (content_names, style_names), options, summary, progress)
     summary.seconds = time.perf_counter() - start
     progress.close()
@@ -143,8 +151,12 @@ def stylize_mixed_all(mixer: style_mixing.Mixer, content_paths: Sequence[Path], 
     codes = mixer.encode(styles) if content_paths and options.preserve_color != "coral" else None
     style_names = unique_stems(style_paths)
     for path, name in zip(content_paths, unique_stems(content_paths)):
-        content = _load_all([path], options.size, summary, progress, "content").get(0)
         label = style_mixing.output_label(name, mixer.spec, style_names)
+        if f"{label}{options.extension}" in options.done:
+            summary.kept += 1
+            progress.update(1)
+            continue
+        content = _load_all([path], options.size, summary, progress, "content").get(0)
         try:
             stylized = None if content is None else mixer(content, styles, codes)
         except Exception as error:  # e.g. a content too small for the network; reported, the run continues
@@ -195,6 +207,6 @@ def _save(stylized: np.ndarray, content: np.ndarray, label: str, options: Option
         if error.errno in guards.DISK_FULL_ERRNOS:  # every further image would fail the same way
             raise DiskFullError(f"cannot write {label}{options.extension} in {options.out_dir}: "
                                 f"{error.strerror}; stopped after {len(summary.written)} images (each written "
-                                "whole)") from error
+                                "whole); rerun the same command to resume") from error
         summary.skipped.append((label, f"could not write: {error}"))
         progress.write(f"warning: could not write {label}: {error}")

@@ -38,8 +38,8 @@ class LinearOptions:
     def __post_init__(self):
         if self.decoder_iterations <= 0:
             raise ValueError(f"decoder_iterations must be positive, got {self.decoder_iterations}")
-        if self.decoder_learning_rate is not None and not self.decoder_learning_rate > 0:
-            raise ValueError(f"decoder_learning_rate must be positive, got {self.decoder_learning_rate}")
+        if self.decoder_learning_rate is not None and not 0 < self.decoder_learning_rate <= 1:  # as learning_rate
+            raise ValueError(f"decoder_learning_rate must be a number in (0, 1], got {self.decoder_learning_rate!r}")
 
 
 def linear_native_loss(*, output_feats: Feats, content_feats: Feats, style_feats: Feats | None,

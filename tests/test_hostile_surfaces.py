@@ -5,6 +5,7 @@ Each case: one clear message, a documented exit code (`eval.common.guards`), not
 no hang. Tiny images, `--weights random`; a subprocess only where an exit code or a file-size limit matters.
 """
 
+import fractions
 import os
 import subprocess
 import sys
@@ -329,6 +330,35 @@ def test_unusable_video_is_refused_before_the_model_loads(folders, tmp_path, cap
     line = _one_error_line(capsys.readouterr().err)
     assert code == guards.EXIT_USAGE and str(clip) in line and message in line, line
     assert not (tmp_path / "o").exists()
+
+
+def test_variable_frame_rate_clip_keeps_each_frames_time(folders, tmp_path, capsys):
+    """A clip whose frame gaps vary (0.1 s to 0.6 s): every frame is stylised once, at its own presentation
+    time, so the output lasts as long as the source instead of being squeezed to the average rate."""
+    av = pytest.importorskip("av")
+    times_ms = [0, 100, 200, 500, 550, 600, 1200, 1300]
+    clip = tmp_path / "vfr.mkv"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
+        stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        for index, ms in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(
+                np.random.default_rng(index).integers(0, 256, (16, 16, 3), dtype=np.uint8), format="rgb24")
+            frame.pts, frame.time_base = ms, fractions.Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    argv = ["--arch", "adain", "--weights", "random", "--content", str(clip), "--style", str(folders[1] / "s0.png"),
+            "--out", str(tmp_path / "o"), "--size", "0", "--no-progress"]
+    code = _exit_code(stylize.main, argv)
+    captured = capsys.readouterr()
+    assert code == guards.EXIT_OK and "Traceback" not in captured.err, captured.err
+    with av.open(str(tmp_path / "o" / "vfr__s0.mp4")) as container:
+        stream = container.streams.video[0]
+        times = [round(float(frame.pts * frame.time_base) * 1000) for frame in container.decode(stream)]
+    assert [t - times[0] for t in times] == times_ms
 
 
 def test_video_reader_streams_frames():

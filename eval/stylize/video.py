@@ -2,7 +2,8 @@
 
 Frames are decoded, stylised and encoded a step at a time (`Stylizer.step_size` frames), so memory does not
 grow with the length of the clip. Every frame uses the same style code, encoded once. The output keeps the
-source's frame rate (a folder of frames gets ``fps``).
+source's frame rate (a folder of frames gets ``fps``); a clip with a variable frame rate keeps each frame's
+presentation time (read from its packets before decoding), so the output lasts as long as the source.
 
 Temporal blending (``blend > 0``) mixes each stylised frame with the previous *output* frame,
 ``out_t = w * out_{t-1} + (1 - w) * stylized_t`` per pixel, where ``w = blend`` on pixels whose source is
@@ -78,8 +79,10 @@ class VideoSource:
     """Frames of a video file, decoded one at a time.
 
     Attributes:
-      path: the video file. fps: its frame rate. frames: the container's frame count (0 if unknown).
-      height, width: the frame size of the source.
+      path: the video file. fps: its frame rate (the average one for a variable rate). frames: the container's
+        frame count (0 if unknown). height, width: the frame size of the source.
+      timestamps: each frame's presentation time in seconds from the first, in order, when the frame rate varies;
+        None for a constant rate.
     """
 
     path: Path
@@ -87,6 +90,7 @@ class VideoSource:
     frames: int
     height: int
     width: int
+    timestamps: tuple[float, ...] | None = None
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> "VideoSource":
@@ -104,7 +108,8 @@ class VideoSource:
                 rate = stream.average_rate or stream.guessed_rate
                 if not rate:
                     raise VideoError(f"{path}: the video has no frame rate")
-                return cls(path, fractions.Fraction(rate), int(stream.frames or 0), first.height, first.width)
+                return cls(path, fractions.Fraction(rate), int(stream.frames or 0), first.height, first.width,
+                           _variable_timestamps(path, fractions.Fraction(rate)))
         except av.error.FFmpegError as error:
             raise VideoError(f"{path}: cannot read video: {error.strerror or error}") from None
 
@@ -125,6 +130,22 @@ class VideoSource:
             raise VideoError(f"{self.path}: decoding failed: {error.strerror or error}") from None
 
 
+def _variable_timestamps(path: Path, fps: fractions.Fraction) -> tuple[float, ...] | None:
+    """Each frame's presentation time (s, from the first) read from the packets without decoding, or None when
+    every gap is one frame at `fps` (within 1 ms)."""
+    av = _av()
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        times = sorted(float(packet.pts * stream.time_base) for packet in container.demux(stream)
+                       if packet.pts is not None and packet.size)
+    if len(times) < 2:
+        return None
+    step = 1 / float(fps)
+    if all(abs(later - earlier - step) < 1e-3 for earlier, later in zip(times, times[1:])):
+        return None
+    return tuple(t - times[0] for t in times)
+
+
 def _natural_key(path: Path) -> list:
     """Sort key that orders frame_2 before frame_10."""
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
@@ -138,6 +159,7 @@ class FrameFolderSource:
     fps: fractions.Fraction
     height: int
     width: int
+    timestamps: None = None  # frames are evenly spaced at `fps`
 
     @classmethod
     def open(cls, folder: str | os.PathLike, fps: float = DEFAULT_FRAMES_FPS) -> "FrameFolderSource":
@@ -174,7 +196,10 @@ class VideoWriter:
     an existing one.
     """
 
-    def __init__(self, path: str | os.PathLike, fps: fractions.Fraction, *, crf: int = CRF):
+    def __init__(self, path: str | os.PathLike, fps: fractions.Fraction, *, crf: int = CRF,
+                 timestamps: tuple[float, ...] | None = None):
+        """`timestamps`: each frame's presentation time (s) for a variable frame rate; None: one frame per 1/fps.
+        Frames past the last timestamp (none for a source read whole) follow it at 1/fps."""
         av = _av()
         self.path = Path(path)
         self.partial = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
@@ -183,14 +208,23 @@ class VideoWriter:
         self._stream = self._container.add_stream("libx264", rate=fps)
         self._stream.pix_fmt = "yuv420p"
         self._stream.options = {"crf": str(crf)}
+        self._timestamps = timestamps
+        if timestamps is not None:  # presentation times in ms
+            self._stream.codec_context.time_base = fractions.Fraction(1, 1000)
+        self._fps = fps
         self._av = av
         self.frames = 0
 
     def write(self, frame: np.ndarray) -> None:
         if self.frames == 0:
             self._stream.height, self._stream.width = frame.shape[:2]
-        quantised = imageio.to_uint8(frame)
-        for packet in self._stream.encode(self._av.VideoFrame.from_ndarray(quantised, format="rgb24")):
+        encoded = self._av.VideoFrame.from_ndarray(imageio.to_uint8(frame), format="rgb24")
+        if self._timestamps is not None:
+            times = self._timestamps
+            seconds = (times[self.frames] if self.frames < len(times)
+                       else times[-1] + (self.frames - len(times) + 1) / float(self._fps))
+            encoded.pts, encoded.time_base = round(seconds * 1000), fractions.Fraction(1, 1000)
+        for packet in self._stream.encode(encoded):
             self._container.mux(packet)
         self.frames += 1
 

@@ -91,7 +91,7 @@ def run(stylizer: Any, source: Source, style_paths: Sequence[Path], args: argpar
         progress = progress_lib.Progress(source.frames or None, unit="frame", enabled=not args.no_progress)
         start = time.perf_counter()
         try:
-            with video.VideoWriter(out_path, source.fps) as writer:
+            with video.VideoWriter(out_path, source.fps, timestamps=source.timestamps) as writer:
                 flicker = video.stylize_frames(stylizer, source.read(size), code, writer, alpha=args.alpha,
                                                blend=args.temporal_blend, postprocess=postprocess,
                                                on_frames=progress.update)

@@ -253,6 +253,16 @@ def test_benchmark_rows_against_onnxruntime():
     assert "ort_float" in mobile_onnx.format_row(row)
 
 
+def _assert_same_values_and_gradients(fast, direct, x, kernel):
+    """`fast(x, kernel)` equals `direct(x, kernel)` in value and in both gradients, to 1e-4 of each's largest."""
+    want = direct(x, kernel)
+    np.testing.assert_allclose(jax.jit(fast)(x, kernel), want, atol=1e-4 * float(jnp.max(jnp.abs(want))))
+    grads = [jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(jnp.sin(f(x, w))), argnums=(0, 1)))(x, kernel)
+             for f in (direct, fast)]
+    for got, ref in zip(grads[1], grads[0]):
+        np.testing.assert_allclose(got, ref, atol=1e-4 * float(jnp.max(jnp.abs(ref))))
+
+
 @pytest.mark.parametrize("kernel_size, block, shape", [(9, 4, (2, 29, 35, 3)), (9, 2, (1, 20, 17, 8)), (3, 4, (1, 11, 9, 5))])
 def test_space_to_depth_conv_equals_the_direct_conv(kernel_size, block, shape):
     """The blocked conv (mobile's 9x9 convs) gives the direct conv's values and gradients at any size."""
@@ -263,12 +273,7 @@ def test_space_to_depth_conv_equals_the_direct_conv(kernel_size, block, shape):
     kernel = jax.random.normal(jax.random.key(2), (kernel_size, kernel_size, shape[-1], 4))
     direct = lambda x, w: conv_hwio(x, w, 1, [(0, 0), (0, 0)])  # noqa: E731
     blocked = lambda x, w: conv_space_to_depth(x, w, block)  # noqa: E731
-    want = direct(x, kernel)
-    np.testing.assert_allclose(jax.jit(blocked)(x, kernel), want, atol=1e-4 * float(jnp.max(jnp.abs(want))))
-    grads = [jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(jnp.sin(f(x, w))), argnums=(0, 1)))(x, kernel)
-             for f in (direct, blocked)]
-    for got, ref in zip(grads[1], grads[0]):
-        np.testing.assert_allclose(got, ref, atol=1e-4 * float(jnp.max(jnp.abs(ref))))
+    _assert_same_values_and_gradients(blocked, direct, x, kernel)
 
 
 def test_fused_upsampling_conv_equals_upsample_then_conv():
@@ -280,9 +285,4 @@ def test_fused_upsampling_conv_equals_upsample_then_conv():
     x = jax.random.normal(jax.random.key(3), (2, 7, 10, 6))
     kernel = jax.random.normal(jax.random.key(4), (3, 3, 6, 5))
     direct = lambda x, w: conv_hwio(reflect_pad(upsample_nearest(x, 2), 1), w, 1, [(0, 0), (0, 0)])  # noqa: E731
-    want = direct(x, kernel)
-    np.testing.assert_allclose(jax.jit(upsample_conv3)(x, kernel), want, atol=1e-4 * float(jnp.max(jnp.abs(want))))
-    grads = [jax.jit(jax.grad(lambda x, w, f=f: jnp.sum(jnp.sin(f(x, w))), argnums=(0, 1)))(x, kernel)
-             for f in (direct, upsample_conv3)]
-    for got, ref in zip(grads[1], grads[0]):
-        np.testing.assert_allclose(got, ref, atol=1e-4 * float(jnp.max(jnp.abs(ref))))
+    _assert_same_values_and_gradients(upsample_conv3, direct, x, kernel)

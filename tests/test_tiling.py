@@ -68,21 +68,27 @@ def visible_adain():
 MEAN_TOLERANCE, MAX_TOLERANCE = 0.01, 0.05
 
 
-def test_tiled_adain_stays_within_tolerance_of_untiled(visible_adain):
-    content = imageio.load_image(bundled_dir("content") / "golden_gate_bridge_fog.jpg", size=(96, 96), mode="exact")
+def _untiled_bridge(model_and_variables, size):
+    """(stylizer, content [1, h, w, 3], style code, untiled output) for the bundled bridge at `size` with Starry
+    Night at 64 px."""
+    content = imageio.load_image(bundled_dir("content") / "golden_gate_bridge_fog.jpg", size=size, mode="exact")
     style = imageio.load_image(bundled_dir("style") / "van_gogh_starry_night.jpg", size=(64, 64), mode="exact")
-    stylizer = Stylizer(*visible_adain)
+    stylizer = Stylizer(*model_and_variables)
     code = stylizer.encode_styles(style[None])
-    untiled = stylizer.stylize_with_codes(content[None], code)
+    return stylizer, content[None], code, stylizer.stylize_with_codes(content[None], code)
+
+
+def test_tiled_adain_stays_within_tolerance_of_untiled(visible_adain):
+    stylizer, content, code, untiled = _untiled_bridge(visible_adain, (96, 96))
     assert untiled.std() > 0.02  # a visible image, so the tolerance means something
     tiled_stylizer = TiledStylizer(stylizer, TileConfig(64, 16, statistics="per-tile"))
-    tiled = tiled_stylizer.stylize_with_codes(content[None], code)
+    tiled = tiled_stylizer.stylize_with_codes(content, code)
     assert tiled.shape == untiled.shape
     difference = np.abs(tiled - untiled)
     assert difference.mean() < MEAN_TOLERANCE and difference.max() < MAX_TOLERANCE
     assert difference.mean() > 1e-4  # tiles really see local statistics (not a silent untiled run)
     # The pair interface the CLI uses gives the same image, and encodes the style once on the whole image.
-    (positions, result), = tiled_stylizer.stylize_pairs([content], [jax.tree.map(lambda x: x[0], code)], [(0, 0)])
+    (positions, result), = tiled_stylizer.stylize_pairs([content[0]], [jax.tree.map(lambda x: x[0], code)], [(0, 0)])
     assert positions == [0]
     np.testing.assert_allclose(result, tiled, rtol=1e-5, atol=1e-6)
 
@@ -166,14 +172,10 @@ SHARED_MEAN_TOLERANCE, SHARED_MAX_TOLERANCE = 0.0015, 0.02
 
 
 def test_tiles_with_shared_statistics_approach_the_untiled_image(visible_adain):
-    content = imageio.load_image(bundled_dir("content") / "golden_gate_bridge_fog.jpg", size=(64, 96), mode="exact")
-    style = imageio.load_image(bundled_dir("style") / "van_gogh_starry_night.jpg", size=(64, 64), mode="exact")
-    stylizer = Stylizer(*visible_adain)
-    code = stylizer.encode_styles(style[None])
-    untiled = stylizer.stylize_with_codes(content[None], code)
+    stylizer, content, code, untiled = _untiled_bridge(visible_adain, (64, 96))
     errors = {}
     for mode in ("per-tile", "exact"):
-        tiled = TiledStylizer(stylizer, TileConfig(64, 16, statistics=mode)).stylize_with_codes(content[None], code)
+        tiled = TiledStylizer(stylizer, TileConfig(64, 16, statistics=mode)).stylize_with_codes(content, code)
         errors[mode] = np.abs(tiled - untiled)
     assert errors["exact"].mean() < SHARED_MEAN_TOLERANCE and errors["exact"].max() < SHARED_MAX_TOLERANCE
     assert errors["exact"].mean() < 0.6 * errors["per-tile"].mean()

@@ -5,6 +5,9 @@ Graphs (NHWC float32 in [0, 1], batch 1, sides fixed at export time; docs/export
 * ``stylize``: content [1,H,W,3], style [1,Hs,Ws,3] -> stylized [1,H,W,3] (the model's ``__call__``, alpha 1);
 * ``encode_style``: style [1,Hs,Ws,3] -> the style code's leaves, one output each (``code/<key>``);
 * ``stylize_with_code``: content [1,H,W,3] + the code's leaves -> stylized [1,H,W,3].
+
+Magenta's split pair takes the names and shapes of the mobile release's ``arbitrary_predict.onnx`` /
+``arbitrary_transform.onnx`` (`MAGENTA_CODE`, `MAGENTA_OUTPUT`), so programs written for those files run it.
 """
 
 from __future__ import annotations
@@ -16,14 +19,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from eval.export.lowering import onnx_friendly
+from jax_ast.models.magenta import Magenta
+
 OPSET = 21  # ReduceMean etc. with axes as inputs (opset >= 18); onnxruntime >= 1.18 runs it
 CONVERTER = "jax2onnx"
 INPUT_CONVENTION = "NHWC float32 RGB in [0, 1], batch 1; output NHWC float32 in [0, 1]"
-# Networks jax2onnx 0.17.1 cannot convert yet (docs/export.md, What does not export).
-UNSUPPORTED = {
-    "magenta": "jax2onnx 0.17.1 lowers Magenta's Inception/MobileNet style predictor to graphs onnxruntime "
-               "rejects (MaxPool 'Unsupported pooling size'; a Concat with mismatched shapes)",
-}
+# Networks jax2onnx 0.17.1 cannot convert yet (docs/export.md): {arch: why}; none at present.
+UNSUPPORTED: dict[str, str] = {}
+# The tensor names of the mobile Magenta release's pair: the code [1, 1, 1, 100] and the stylized image.
+MAGENTA_CODE = "mobilenet_conv/Conv/BiasAdd"
+MAGENTA_OUTPUT = "transformer/expand/conv3/conv/Sigmoid"
 
 
 class ConverterMissing(RuntimeError):
@@ -49,7 +55,8 @@ def _to_onnx(fn: Any, specs: list, name: str, inputs: list[str], outputs: list[s
         raise ConverterMissing(f"the ONNX converter {CONVERTER} is not installed; pip install 'jax-ast[export]'")
     from jax2onnx import to_onnx  # optional extra: imported only when exporting
 
-    proto = to_onnx(fn, specs, model_name=name, opset=OPSET, input_names=inputs, output_names=outputs)
+    with onnx_friendly():
+        proto = to_onnx(fn, specs, model_name=name, opset=OPSET, input_names=inputs, output_names=outputs)
     for key, value in {**meta, "graph": name, "opset": str(OPSET), "input_convention": INPUT_CONVENTION}.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -78,7 +85,27 @@ def export_graphs(model: Any, variables: Any, *, size: tuple[int, int], style_si
                        ["stylized_image"], meta)]
     if not split:
         return graphs
+    encode, with_code, code_names, code_specs, output = _split(model, variables, style_spec)
+    graphs.append(_to_onnx(encode, [style_spec], "encode_style", ["style_image"], code_names, meta))
+    graphs.append(_to_onnx(with_code, [content_spec, *code_specs], "stylize_with_code",
+                           ["content_image", *code_names], [output], meta))
+    return graphs
+
+
+def _split(model: Any, variables: Any, style_spec: jax.ShapeDtypeStruct):
+    """(encode(style) -> code leaves, with_code(content, *leaves) -> stylized, leaf names, leaf specs, output
+    name): ``code/<key>`` per leaf of `encode_style`'s tree, or the mobile Magenta release's names."""
     code_shape = jax.eval_shape(lambda s: model.apply(variables, s, method="encode_style"), style_spec)
+    if isinstance(model, Magenta):  # code [1, 100] carried as [1, 1, 1, 100], as the release does
+        spec = jax.ShapeDtypeStruct((code_shape.shape[0], 1, 1, code_shape.shape[1]), code_shape.dtype)
+
+        def encode_magenta(style):
+            return model.apply(variables, style, method="encode_style")[:, None, None, :]
+
+        def magenta_with_code(content, code):
+            return model.apply(variables, content, code[:, 0, 0, :], method="stylize_with_code")
+
+        return encode_magenta, magenta_with_code, [MAGENTA_CODE], [spec], MAGENTA_OUTPUT
     leaves, treedef = jax.tree_util.tree_flatten_with_path(code_shape)
     code_names = ["code/" + "/".join(str(getattr(k, "key", k)) for k in path) for path, _ in leaves]
 
@@ -89,7 +116,4 @@ def export_graphs(model: Any, variables: Any, *, size: tuple[int, int], style_si
         code = jax.tree_util.tree_unflatten(treedef, code_leaves)
         return model.apply(variables, content, code, method="stylize_with_code")
 
-    graphs.append(_to_onnx(encode, [style_spec], "encode_style", ["style_image"], code_names, meta))
-    graphs.append(_to_onnx(with_code, [content_spec, *[leaf for _, leaf in leaves]], "stylize_with_code",
-                           ["content_image", *code_names], ["stylized_image"], meta))
-    return graphs
+    return encode, with_code, code_names, [leaf for _, leaf in leaves], "stylized_image"

@@ -1,6 +1,7 @@
 """A jax-ast network as ONNX graphs, converted by jax2onnx, with the input convention in the metadata.
 
-Graphs (NHWC float32 in [0, 1], batch 1, sides fixed at export time; docs/export.md says why):
+Graphs (NHWC float32 in [0, 1], batch 1; the sides are fixed at export time, except Magenta's content
+height and width, which can stay dynamic: docs/export.md says why):
 
 * ``stylize``: content [1,H,W,3], style [1,Hs,Ws,3] -> stylized [1,H,W,3] (the model's ``__call__``, alpha 1);
 * ``encode_style``: style [1,Hs,Ws,3] -> the style code's leaves, one output each (``code/<key>``);
@@ -25,11 +26,10 @@ from jax_ast.models.magenta import Magenta
 OPSET = 21  # ReduceMean etc. with axes as inputs (opset >= 18); onnxruntime >= 1.18 runs it
 CONVERTER = "jax2onnx"
 INPUT_CONVENTION = "NHWC float32 RGB in [0, 1], batch 1; output NHWC float32 in [0, 1]"
-# Networks jax2onnx 0.17.1 cannot convert yet (docs/export.md): {arch: why}; none at present.
-UNSUPPORTED: dict[str, str] = {}
 # The tensor names of the mobile Magenta release's pair: the code [1, 1, 1, 100] and the stylized image.
 MAGENTA_CODE = "mobilenet_conv/Conv/BiasAdd"
 MAGENTA_OUTPUT = "transformer/expand/conv3/conv/Sigmoid"
+MIN_DYNAMIC_SIDE = 16  # smallest content side a dynamic graph is traced for (the CLI's smallest --size)
 
 
 class ConverterMissing(RuntimeError):
@@ -67,16 +67,32 @@ def _image(height: int, width: int) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct((1, height, width, 3), jnp.float32)
 
 
-def export_graphs(model: Any, variables: Any, *, size: tuple[int, int], style_size: tuple[int, int],
+def _dynamic_image() -> jax.ShapeDtypeStruct:
+    """[1, H, W, 3] with symbolic sides H, W >= `MIN_DYNAMIC_SIDE` (ONNX dim_params "H", "W")."""
+    shape = jax.export.symbolic_shape("1, H, W, 3", constraints=(f"H >= {MIN_DYNAMIC_SIDE}",
+                                                                 f"W >= {MIN_DYNAMIC_SIDE}"))
+    return jax.ShapeDtypeStruct(shape, jnp.float32)
+
+
+def dynamic_sides(model: Any) -> bool:
+    """Whether `model`'s content height and width can stay dynamic in the graphs (Magenta only: the other
+    networks reflect-pad the content to a multiple of their stride by a side-dependent width, docs/export.md)."""
+    return isinstance(model, Magenta)
+
+
+def export_graphs(model: Any, variables: Any, *, size: tuple[int, int] | None, style_size: tuple[int, int],
                   meta: dict[str, str], split: bool = True) -> list[Graph]:
     """The whole-stylisation graph and, with `split`, the style-encoder and stylise-with-code graphs.
 
     Args:
       model, variables: a jax-ast network and its variables (`eval.inference.loading.load_model`).
-      size, style_size: (height, width) of the content and the style the graphs take.
+      size: (height, width) of the content the graphs take; None: dynamic (`dynamic_sides` models only).
+      style_size: (height, width) of the style.
       meta: extra metadata_props (arch, variant, weights).
     """
-    content_spec, style_spec = _image(*size), _image(*style_size)
+    if size is None and not dynamic_sides(model):
+        raise ValueError(f"{type(model).__name__} exports at fixed sizes only: give size=(height, width)")
+    content_spec, style_spec = (_dynamic_image() if size is None else _image(*size)), _image(*style_size)
 
     def stylize(content, style):
         return model.apply(variables, content, style, train=False)[0]

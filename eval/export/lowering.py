@@ -1,16 +1,21 @@
 """Trace-time rewrites that make jax-ast networks convert with jax2onnx 0.17.1 (docs/export.md, Own lowerings).
 
 Only `eval.export.graphs` enters `onnx_friendly()`, and only while it traces; the networks, their numerics and
-their parity tests are untouched outside it. Inside, Inception-v3's pools (Magenta, inception variant) are
-written without ``flax.linen.max_pool`` / ``avg_pool``, which jax2onnx replaces by patches that turn explicit
-``(lo, hi)`` paddings into a string and fail:
+their parity tests are untouched outside it. Inside:
 
-* max pools (all VALID in Inception-v3) go through ``flax.linen.pooling.pool`` with ``"VALID"``, which jax2onnx
-  lowers to an NCHW ``MaxPool`` that onnxruntime runs (a bare ``lax.reduce_window_max`` becomes a 4-D
-  ``MaxPool`` that onnxruntime rejects: "Unsupported pooling size");
-* SAME average pools without the padded positions are a ``reduce_window`` sum (jax2onnx: a depthwise ``Conv``)
-  divided by the per-position count of real pixels, a NumPy constant (``nn.avg_pool(count_include_pad=False)``'s
-  formula, so equal up to float32 summation order).
+* the mobile Magenta transformer's 9x9 convs run directly instead of on space-to-depth blocks
+  (`jax_ast.models.space_to_depth`, an XLA-on-CPU speed-up): the blocks pad by an amount that depends on the
+  side, which a symbolic (dynamic) side cannot give ``jnp.pad``. Same sums, another float32 order.
+* Inception-v3's pools (Magenta, inception variant) are written without ``flax.linen.max_pool`` /
+  ``avg_pool``, which jax2onnx replaces by patches that turn explicit ``(lo, hi)`` paddings into a string and
+  fail:
+
+  - max pools (all VALID in Inception-v3) go through ``flax.linen.pooling.pool`` with ``"VALID"``, which jax2onnx
+    lowers to an NCHW ``MaxPool`` that onnxruntime runs (a bare ``lax.reduce_window_max`` becomes a 4-D
+    ``MaxPool`` that onnxruntime rejects: "Unsupported pooling size");
+  - SAME average pools without the padded positions are a ``reduce_window`` sum (jax2onnx: a depthwise
+    ``Conv``) divided by the per-position count of real pixels, a NumPy constant
+    (``nn.avg_pool(count_include_pad=False)``'s formula, so equal up to float32 summation order).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jax_ast.models import inception
+from jax_ast.models import inception, magenta
 
 
 def _window_counts(height: int, width: int, window: tuple[int, int], stride: int,
@@ -54,9 +59,9 @@ def _pool(x: jax.Array, unit: inception.PoolUnit) -> jax.Array:
 @contextlib.contextmanager
 def onnx_friendly() -> Iterator[None]:
     """Within: the networks trace to ops jax2onnx 0.17.1 converts to graphs onnxruntime accepts."""
-    original = inception._pool
-    inception._pool = _pool
+    pool, block = inception._pool, magenta.MOBILE_SPACE_TO_DEPTH
+    inception._pool, magenta.MOBILE_SPACE_TO_DEPTH = _pool, 0
     try:
         yield
     finally:
-        inception._pool = original
+        inception._pool, magenta.MOBILE_SPACE_TO_DEPTH = pool, block

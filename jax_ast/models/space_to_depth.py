@@ -65,14 +65,6 @@ def _phase_taps() -> np.ndarray:
     return taps
 
 
-def _pad_edge1(x: jax.Array) -> jax.Array:
-    """[B, H, W, C] -> [B, H + 2, W + 2, C], the edge row and column repeated once: ``jnp.pad(mode="edge")``'s
-    values, written as slices and concatenations because jax2onnx 0.17.1 lowers ``mode="edge"`` to a Concat
-    that onnxruntime rejects (docs/export.md)."""
-    x = jnp.concatenate([x[:, :1], x, x[:, -1:]], axis=1)
-    return jnp.concatenate([x[:, :, :1], x, x[:, :, -1:]], axis=2)
-
-
 def upsample_conv3(x: jax.Array, kernel: jax.Array, dtype: Any = jnp.float32) -> jax.Array:
     """Nearest x2 upsampling, reflect padding 1 and a VALID 3x3 conv, computed on the low-resolution grid.
 
@@ -85,6 +77,6 @@ def upsample_conv3(x: jax.Array, kernel: jax.Array, dtype: Any = jnp.float32) ->
     features = kernel.shape[-1]
     taps = _phase_taps()
     combined = jnp.einsum("rua,svb,uvco->abcrso", taps, taps, kernel).reshape(3, 3, channels, 4 * features)
-    y = conv_hwio(_pad_edge1(x), combined, 1, [(0, 0), (0, 0)], dtype)
+    y = conv_hwio(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge"), combined, 1, [(0, 0), (0, 0)], dtype)
     y = y.reshape(batch, height, width, 2, 2, features).transpose(0, 1, 3, 2, 4, 5)
     return y.reshape(batch, 2 * height, 2 * width, features)

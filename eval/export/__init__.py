@@ -2,5 +2,6 @@
 
 * `graphs`  the traced functions (whole stylisation; style encoder and stylise-with-code) and their conversion
             to ONNX with jax2onnx (the optional ``export`` extra), metadata included;
+* `lowering` trace-time rewrites (Inception pools, the mobile transformer's convs) that jax2onnx converts;
 * `cli`     the command: flag checks (exit 2, nothing written), load, export, write.
 """

@@ -1,9 +1,9 @@
-"""`python -m eval.export --arch A [--variant V] --weights P --out model.onnx`: a network as ONNX files.
+"""`python -m eval.export --arch A [--variant V] [--weights P] --out model.onnx`: a network as ONNX files.
 
 Writes ``--out`` (the whole stylisation: content_image, style_image -> stylized_image) and, unless
 ``--no-split``, ``<stem>.encode_style.onnx`` and ``<stem>.stylize_with_code.onnx`` beside it. Every check
-(unknown arch or variant, a network without export support, weights of another network, an existing output
-without ``--overwrite``, the converter missing) ends in one message and exit 2 before anything is written.
+(unknown arch or variant, weights of another network, an existing output without ``--overwrite``, the
+converter missing) ends in one message and exit 2 before anything is written.
 docs/export.md.
 """
 
@@ -20,18 +20,22 @@ from jax_ast import archs
 from jax_ast.archs import ARCHS
 from jax_ast.errors import CheckpointError
 
+DEFAULT_SIDE = 512  # --size where the sides cannot stay dynamic, and --style-size without --size
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = guards.Parser(prog="python -m eval.export", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", required=True, help=f"network: {', '.join(ARCHS)}")
     parser.add_argument("--variant", default=None, help="the network's variant (default: its first)")
-    parser.add_argument("--weights", required=True, help="release directory, params file, or 'random'")
+    parser.add_argument("--weights", default=None,
+                        help="release directory, params file, or 'random' (default: the weights installed with jax-ast)")
     parser.add_argument("--out", required=True, type=Path, help="the .onnx file of the whole stylisation")
-    parser.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"),
-                        help="content height and width the graphs take (default 512 512)")
+    parser.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="content height and width the graphs take (default: any, where the network allows "
+                             f"it (magenta), else {DEFAULT_SIDE} {DEFAULT_SIDE})")
     parser.add_argument("--style-size", type=int, nargs=2, default=None, metavar=("H", "W"),
-                        help="style height and width (default: --size)")
+                        help=f"style height and width (default: --size, else {DEFAULT_SIDE} {DEFAULT_SIDE})")
     parser.add_argument("--no-split", action="store_true", help="write only the whole-stylisation graph")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return parser
@@ -52,10 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.variant is not None and args.variant not in variants:
         valid = ", ".join(variants) if variants else "none (it has no variants)"
         parser.error(f"unknown --variant {args.variant!r} for --arch {args.arch}; valid: {valid}")
-    if args.arch in graphs.UNSUPPORTED:
-        parser.error(f"--arch {args.arch} cannot be exported yet: {graphs.UNSUPPORTED[args.arch]}")
-    if min(*args.size, *(args.style_size or args.size)) < 16:
-        parser.error("--size and --style-size must be at least 16 pixels per side")
+    if min(*(args.size or [DEFAULT_SIDE]), *(args.style_size or [DEFAULT_SIDE])) < graphs.MIN_DYNAMIC_SIDE:
+        parser.error(f"--size and --style-size must be at least {graphs.MIN_DYNAMIC_SIDE} pixels per side")
     paths = output_paths(args.out, not args.no_split)
     for path in paths:
         problem = guards.output_file_problem(path, overwrite=args.overwrite)
@@ -68,9 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as error:
         parser.error(guards.printable(str(error)))
     meta = {"arch": args.arch, "variant": args.variant or str(archs.get(args.arch).default_variant),
-            "weights": args.weights}
-    exported = graphs.export_graphs(model, variables, size=tuple(args.size),
-                                    style_size=tuple(args.style_size or args.size), meta=meta,
+            "weights": args.weights or "installed"}
+    size = tuple(args.size) if args.size else None if graphs.dynamic_sides(model) else (DEFAULT_SIDE,) * 2
+    style_size = tuple(args.style_size or args.size or (DEFAULT_SIDE,) * 2)
+    exported = graphs.export_graphs(model, variables, size=size, style_size=style_size, meta=meta,
                                     split=not args.no_split)
     for path, graph in zip(paths, exported):
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,14 @@
 """A jax-ast network as ONNX graphs, converted by jax2onnx, with the input convention in the metadata.
 
-Graphs (NHWC float32 in [0, 1], batch 1, sides fixed at export time; docs/export.md says why):
+Graphs (NHWC float32 in [0, 1], batch 1; the sides are fixed at export time, except Magenta's content
+height and width, which can stay dynamic: docs/export.md says why):
 
 * ``stylize``: content [1,H,W,3], style [1,Hs,Ws,3] -> stylized [1,H,W,3] (the model's ``__call__``, alpha 1);
 * ``encode_style``: style [1,Hs,Ws,3] -> the style code's leaves, one output each (``code/<key>``);
 * ``stylize_with_code``: content [1,H,W,3] + the code's leaves -> stylized [1,H,W,3].
+
+Magenta's split pair takes the names and shapes of the mobile release's ``arbitrary_predict.onnx`` /
+``arbitrary_transform.onnx`` (`MAGENTA_CODE`, `MAGENTA_OUTPUT`), so programs written for those files run it.
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from eval.export.lowering import onnx_friendly
+from jax_ast.models.magenta import Magenta
+
 OPSET = 21  # ReduceMean etc. with axes as inputs (opset >= 18); onnxruntime >= 1.18 runs it
 CONVERTER = "jax2onnx"
 INPUT_CONVENTION = "NHWC float32 RGB in [0, 1], batch 1; output NHWC float32 in [0, 1]"
-# Networks jax2onnx 0.17.1 cannot convert yet (docs/export.md, What does not export).
-UNSUPPORTED = {
-    "magenta": "jax2onnx 0.17.1 lowers Magenta's Inception/MobileNet style predictor to graphs onnxruntime "
-               "rejects (MaxPool 'Unsupported pooling size'; a Concat with mismatched shapes)",
-}
+# The tensor names of the mobile Magenta release's pair: the code [1, 1, 1, 100] and the stylized image.
+MAGENTA_CODE = "mobilenet_conv/Conv/BiasAdd"
+MAGENTA_OUTPUT = "transformer/expand/conv3/conv/Sigmoid"
+MIN_DYNAMIC_SIDE = 16  # smallest content side a dynamic graph is traced for (the CLI's smallest --size)
 
 
 class ConverterMissing(RuntimeError):
@@ -49,7 +55,8 @@ def _to_onnx(fn: Any, specs: list, name: str, inputs: list[str], outputs: list[s
         raise ConverterMissing(f"the ONNX converter {CONVERTER} is not installed; pip install 'jax-ast[export]'")
     from jax2onnx import to_onnx  # optional extra: imported only when exporting
 
-    proto = to_onnx(fn, specs, model_name=name, opset=OPSET, input_names=inputs, output_names=outputs)
+    with onnx_friendly():
+        proto = to_onnx(fn, specs, model_name=name, opset=OPSET, input_names=inputs, output_names=outputs)
     for key, value in {**meta, "graph": name, "opset": str(OPSET), "input_convention": INPUT_CONVENTION}.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -60,16 +67,35 @@ def _image(height: int, width: int) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct((1, height, width, 3), jnp.float32)
 
 
-def export_graphs(model: Any, variables: Any, *, size: tuple[int, int], style_size: tuple[int, int],
+def _dynamic_image() -> jax.ShapeDtypeStruct:
+    """[1, H, W, 3] with symbolic sides H, W >= `MIN_DYNAMIC_SIDE` (ONNX dim_params "H", "W")."""
+    shape = jax.export.symbolic_shape("1, H, W, 3", constraints=(f"H >= {MIN_DYNAMIC_SIDE}",
+                                                                 f"W >= {MIN_DYNAMIC_SIDE}"))
+    return jax.ShapeDtypeStruct(shape, jnp.float32)
+
+
+def dynamic_sides(model: Any) -> bool:
+    """Whether `model`'s content height and width can stay dynamic in the graphs (Magenta only: the other
+    networks reflect-pad the content to a multiple of their stride by a side-dependent width, docs/export.md)."""
+    return isinstance(model, Magenta)
+
+
+def export_graphs(model: Any, variables: Any, *, size: tuple[int, int] | None, style_size: tuple[int, int],
                   meta: dict[str, str], split: bool = True) -> list[Graph]:
     """The whole-stylisation graph and, with `split`, the style-encoder and stylise-with-code graphs.
 
     Args:
       model, variables: a jax-ast network and its variables (`eval.inference.loading.load_model`).
-      size, style_size: (height, width) of the content and the style the graphs take.
-      meta: extra metadata_props (arch, variant, weights).
+      size: (height, width) of the content the graphs take; None: dynamic (`dynamic_sides` models only).
+      style_size: (height, width) of the style.
+      meta: extra metadata_props (arch, variant, weights); content_size and style_size ("HxW" or "dynamic ...")
+        are added.
     """
-    content_spec, style_spec = _image(*size), _image(*style_size)
+    if size is None and not dynamic_sides(model):
+        raise ValueError(f"{type(model).__name__} exports at fixed sizes only: give size=(height, width)")
+    content_spec, style_spec = (_dynamic_image() if size is None else _image(*size)), _image(*style_size)
+    meta = {**meta, "content_size": f"dynamic, H and W >= {MIN_DYNAMIC_SIDE}" if size is None else "x".join(
+        map(str, size)), "style_size": "x".join(map(str, style_size))}
 
     def stylize(content, style):
         return model.apply(variables, content, style, train=False)[0]
@@ -78,7 +104,27 @@ def export_graphs(model: Any, variables: Any, *, size: tuple[int, int], style_si
                        ["stylized_image"], meta)]
     if not split:
         return graphs
+    encode, with_code, code_names, code_specs, output = _split(model, variables, style_spec)
+    graphs.append(_to_onnx(encode, [style_spec], "encode_style", ["style_image"], code_names, meta))
+    graphs.append(_to_onnx(with_code, [content_spec, *code_specs], "stylize_with_code",
+                           ["content_image", *code_names], [output], meta))
+    return graphs
+
+
+def _split(model: Any, variables: Any, style_spec: jax.ShapeDtypeStruct):
+    """(encode(style) -> code leaves, with_code(content, *leaves) -> stylized, leaf names, leaf specs, output
+    name): ``code/<key>`` per leaf of `encode_style`'s tree, or the mobile Magenta release's names."""
     code_shape = jax.eval_shape(lambda s: model.apply(variables, s, method="encode_style"), style_spec)
+    if isinstance(model, Magenta):  # code [1, 100] carried as [1, 1, 1, 100], as the release does
+        spec = jax.ShapeDtypeStruct((code_shape.shape[0], 1, 1, code_shape.shape[1]), code_shape.dtype)
+
+        def encode_magenta(style):
+            return model.apply(variables, style, method="encode_style")[:, None, None, :]
+
+        def magenta_with_code(content, code):
+            return model.apply(variables, content, code[:, 0, 0, :], method="stylize_with_code")
+
+        return encode_magenta, magenta_with_code, [MAGENTA_CODE], [spec], MAGENTA_OUTPUT
     leaves, treedef = jax.tree_util.tree_flatten_with_path(code_shape)
     code_names = ["code/" + "/".join(str(getattr(k, "key", k)) for k in path) for path, _ in leaves]
 
@@ -89,7 +135,4 @@ def export_graphs(model: Any, variables: Any, *, size: tuple[int, int], style_si
         code = jax.tree_util.tree_unflatten(treedef, code_leaves)
         return model.apply(variables, content, code, method="stylize_with_code")
 
-    graphs.append(_to_onnx(encode, [style_spec], "encode_style", ["style_image"], code_names, meta))
-    graphs.append(_to_onnx(with_code, [content_spec, *[leaf for _, leaf in leaves]], "stylize_with_code",
-                           ["content_image", *code_names], ["stylized_image"], meta))
-    return graphs
+    return encode, with_code, code_names, [leaf for _, leaf in leaves], "stylized_image"

@@ -332,7 +332,9 @@ class Magenta(nn.Module):
     def _render(self, content: jax.Array, code: jax.Array, train: bool) -> jax.Array:
         """Transformer output cropped from [B, 4*ceil(H/4), 4*ceil(W/4), 3] back to the content's size."""
         stylized = self.transformer(content, self.style_params(code), train)
-        return stylized[:, : content.shape[1], : content.shape[2], :]
+        # lax.slice rather than indexing: with symbolic sides (ONNX export, docs/export.md) indexing traces to a
+        # gather jax2onnx cannot convert; the values are the same.
+        return jax.lax.slice(stylized, (0, 0, 0, 0), stylized.shape[:1] + content.shape[1:3] + stylized.shape[3:])
 
     def _mix_identity(self, content: jax.Array, code: jax.Array, alpha: Any, train: bool,
                       identity_code: Optional[jax.Array]) -> jax.Array:

@@ -73,6 +73,9 @@ class Scale:
     arch: str = "magenta"
     variant: str | None = "mobile"
     from_release: bool = True
+    scratch_losses: tuple[str, ...] = ()  # also trained from random init (released style predictor, frozen)
+    scratch_iterations: int = 0
+    scratch_learning_rate: float = 1e-3
     stress_size: int = 256  # side of the generated stress styles
     classifier_steps: int = 300  # artist classifier (eval.deception.classifier defaults otherwise)
     classifier_size: int = 64
@@ -83,12 +86,15 @@ SCALES = {
     "tiny": Scale(crop_size=48, batch_size=2, iterations=2, learning_rate=1e-5, lr_decay=0.0, eval_size=32,
                   analysis_size=32, test_contents=2, test_styles=2, max_contents=4, max_styles=4, figures=False,
                   stress_size=32, classifier_steps=2, classifier_size=32),
-    # A quiet 2-core CPU in about an hour: Magenta's own learning rate, 128 px crops, batch 4, 120 steps per loss.
+    # A quiet 2-core CPU in about an hour: Magenta's own learning rate, 128 px crops, batch 4, 120 steps per loss;
+    # the transformer from scratch with the balanced loss for as long, at a from-scratch learning rate.
     "cpu": Scale(crop_size=128, batch_size=4, iterations=120, learning_rate=1e-5, lr_decay=0.0, eval_size=256,
-                 analysis_size=256, test_contents=4, test_styles=4),
-    # One GPU (estimated, not measured): Magenta's recipe (256 px crops, batch 8, lr 1e-5), 5000 steps per loss.
+                 analysis_size=256, test_contents=4, test_styles=4, scratch_losses=("balanced",),
+                 scratch_iterations=120),
+    # One GPU (estimated, not measured): Magenta's recipe (256 px crops, batch 8, lr 1e-5), 5000 steps per loss;
+    # from scratch with every loss for 20000 steps.
     "gpu": Scale(crop_size=256, batch_size=8, iterations=5000, learning_rate=1e-5, lr_decay=0.0, eval_size=256,
-                 analysis_size=256, test_contents=4, test_styles=4),
+                 analysis_size=256, test_contents=4, test_styles=4, scratch_losses=LOSSES, scratch_iterations=20000),
 }
 EVAL_SETS = {  # tag: (title, content folder key, style folder key)
     "test": ("held-out photos x held-out paintings", "test_content", "test_style"),
@@ -114,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-pairs", type=int,
                         help=f"held-out pairs per model and set (default: all, at most {MAX_PAIRS})")
     for name in ("iterations", "crop_size", "batch_size", "eval_size", "analysis_size", "test_contents",
-                 "test_styles", "classifier_steps"):
+                 "test_styles", "classifier_steps", "scratch_iterations"):
         parser.add_argument("--" + name.replace("_", "-"), type=int, help="override the scale's value")
     parser.add_argument("--learning-rate", type=float, help="override the scale's value")
     parser.add_argument("--lr-decay", type=float, help="override the scale's value (lr / (1 + decay * step))")
@@ -128,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="comma-separated further training seeds (same split and pairs), reported apart")
     parser.add_argument("--no-stress", action="store_true", help="leave out the generated stress styles")
     parser.add_argument("--no-deception", action="store_true", help="skip the artist classifier and deception rate")
+    parser.add_argument("--classifier", type=Path,
+                        help="an artist classifier (eval.artist_classifier workdir or classifier.npz) for the "
+                             "deception rate; default: one trained here with one class per bundled painting "
+                             "(needed with --style-dir)")
+    parser.add_argument("--artist-from", choices=("stem", "subfolder", "csv"), default="stem",
+                        help="how eval.deception finds a style image's artist (with --classifier)")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     parser.add_argument("--report-only", action="store_true",
                         help="only rewrite <out>.md from the CSVs in <out>/ (e.g. after editing discussion.md)")
@@ -198,24 +210,37 @@ def run_eval(arch: str, out: Path, content: Path, style: Path, size: int, pairs:
     return out / layout.PAIRS_CSV
 
 
-def train_model(loss: str, scale: Scale, folders: dict[str, Path], workdir: Path, seed: int) -> Path:
-    """`scale.arch` trained with `loss` (from its release unless `from_release` is off); returns its params.npz."""
+SCRATCH = "scratch-"  # model name prefix of the from-scratch runs
+
+
+def train_model(loss: str, scale: Scale, folders: dict[str, Path], workdir: Path, seed: int, *,
+                scratch: bool = False) -> Path:
+    """`scale.arch` trained with `loss` (from its release unless `from_release` is off); returns its params.npz.
+
+    scratch: the mobile Magenta's transformer and style parameters from random init with the released style
+    predictor frozen, for `scale.scratch_iterations` steps at `scale.scratch_learning_rate`.
+    """
     from jax_ast import archs  # noqa: PLC0415
     from jax_ast.configs import default_config  # noqa: PLC0415
     from jax_ast.pretrained.params_file import PARAMS_FILE  # noqa: PLC0415
     from train.loop import train  # noqa: PLC0415
     options = {}
-    if not scale.from_release:
+    if scratch:
+        options = dict(reinitialise="style_params,transformer", freeze="style_predictor",
+                       iterations=scale.scratch_iterations, learning_rate=scale.scratch_learning_rate)
+    elif not scale.from_release:
         options = {name: "random" for name in ("mobile_weights",) if scale.variant == "mobile"}
     elif scale.arch != "magenta" or scale.variant != "mobile":
         raise SystemExit(f"error: only the mobile Magenta is installed with released weights; train "
                          f"{archs.get(scale.arch).display_name} with --from-scratch")
+    schedule = dict(iterations=scale.iterations, learning_rate=scale.learning_rate)
+    schedule.update((k, options.pop(k)) for k in list(schedule) if k in options)
+    every = schedule["iterations"]
     cfg = default_config(scale.arch, loss, variant=scale.variant, crop_size=scale.crop_size,
-                         batch_size=scale.batch_size, iterations=scale.iterations,
-                         learning_rate=scale.learning_rate, lr_decay=scale.lr_decay,
+                         batch_size=scale.batch_size, lr_decay=scale.lr_decay,
                          content_dir=str(folders["train_content"]), style_dir=str(folders["train_style"]),
-                         seed=seed, log_every=max(1, scale.iterations // 24), sample_every=scale.iterations,
-                         checkpoint_every=scale.iterations, **options)
+                         seed=seed, log_every=max(1, every // 24), sample_every=every, checkpoint_every=every,
+                         **schedule, **options)
     train(cfg, workdir)
     return workdir / PARAMS_FILE
 
@@ -242,14 +267,14 @@ def style_weight_of(metrics: Path) -> float | None:
     return None
 
 
-def deception(classifier: Path, eval_dir: Path) -> dict:
+def deception(classifier: Path, eval_dir: Path, artist_from: str) -> dict:
     """`eval.deception` on one eval.run folder (kept from an earlier run of the same workdir)."""
     from eval.deception import rate  # noqa: PLC0415
     result_path = eval_dir / layout.DECEPTION_JSON
     if not result_path.exists():
         with open(eval_dir.with_suffix(".deception.log"), "w") as log, contextlib.redirect_stdout(log):
             status = rate.main(["--classifier", str(classifier), "--pairs-from", str(eval_dir),
-                                "--artist-from", "stem"])
+                                "--artist-from", artist_from])
         if status != 0:
             raise SystemExit(f"error: eval.deception on {eval_dir} failed with status {status}")
     return records.read_json(result_path)
@@ -359,8 +384,10 @@ def run(args: argparse.Namespace, scale: Scale, argv: list[str]) -> Path:
         shutil.copyfile(identity_scatter, out / layout.FIGURES_DIR / layout.IDENTITY_SCATTER_PNG)
 
     # 2-4. fine-tune with each loss, evaluate, deception rate; appendix seeds afterwards, timed apart
-    classifier = None
-    if not args.no_deception:
+    classifier = args.classifier
+    if args.style_dir and classifier is None and not args.no_deception:
+        print("note: no deception rate: with --style-dir, give --classifier (one trained on those artists)")
+    elif classifier is None and not args.no_deception:
         done = timed("artist classifier")
         classifier = train_classifier(scale, folders["all_style"], work / "classifier", args.seed)
         done()
@@ -375,6 +402,13 @@ def run(args: argparse.Namespace, scale: Scale, argv: list[str]) -> Path:
             models[loss] = train_model(loss, scale, folders, run_dir, seed)
             results.curves += read_curves(f"{loss}{suffix}", run_dir / "metrics.jsonl")
             info[f"style weight {loss}{suffix}"] = f"{style_weight_of(run_dir / 'metrics.jsonl') or 'fixed'}"
+            done()
+        scratch_ok = main_seed and scale.scratch_iterations > 0 and scale.arch == "magenta" and scale.variant == "mobile"
+        for loss in scale.scratch_losses if scratch_ok else ():
+            done = timed(f"train {SCRATCH}{loss}")
+            run_dir = work / layout.WORK_TRAIN_DIR / f"{SCRATCH}{loss}"
+            models[SCRATCH + loss] = train_model(loss, scale, folders, run_dir, seed, scratch=True)
+            results.curves += read_curves(SCRATCH + loss, run_dir / "metrics.jsonl")
             done()
         if main_seed:
             weights = dict(models)
@@ -392,9 +426,9 @@ def run(args: argparse.Namespace, scale: Scale, argv: list[str]) -> Path:
                 results.record(f"{model}{suffix} ({tag})", model, title, scale.eval_size, csv_path,
                                seed=seed if model != "identity" else "")
                 done()
-                if classifier is not None and tag in DECEPTION_SETS and main_seed:
+                if classifier is not None and not args.no_deception and tag in DECEPTION_SETS and main_seed:
                     done = timed("deception")
-                    result = deception(classifier, eval_dir)
+                    result = deception(classifier, eval_dir, args.artist_from)
                     results.deception.append(report.deception_row(model, title, result))
                     done()
         if main_seed:
@@ -419,6 +453,9 @@ def run(args: argparse.Namespace, scale: Scale, argv: list[str]) -> Path:
                          f"{'from the released weights' if scale.from_release else 'from random initialisation'}; "
                          f"evaluated at {scale.eval_size} px",
                 network=f"{scale.arch}" + (f" --variant {scale.variant}" if scale.variant else ""),
+                scratch=(f"{', '.join(scale.scratch_losses)}: {scale.scratch_iterations} steps at Adam lr "
+                         f"{scale.scratch_learning_rate:g}, transformer and style parameters from random init, the "
+                         "released style predictor frozen" if any(m.startswith(SCRATCH) for m in weights) else ""),
                 wall_time=f"{(wall - appendix) / 60:.1f} min", wall_seconds=f"{wall - appendix:.0f}",
                 appendix_seeds=",".join(str(s) for s in args.appendix_seeds),
                 appendix_time=f"{appendix / 60:.1f} min",
@@ -457,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     scale = SCALES[args.scale]
     overrides = {k: getattr(args, k) for k in ("iterations", "crop_size", "batch_size", "eval_size", "analysis_size",
                                                "test_contents", "test_styles", "learning_rate", "lr_decay",
-                                               "classifier_steps", "arch", "variant")
+                                               "classifier_steps", "scratch_iterations", "arch", "variant")
                  if getattr(args, k) is not None}
     if args.from_scratch:
         overrides["from_release"] = False

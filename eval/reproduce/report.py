@@ -220,7 +220,7 @@ def _claims(by_model: Mapping[str, Mapping]) -> list[str]:
     if not {"classic", "balanced"} <= set(by_model):
         return []
     bal, cla = by_model["balanced"], by_model["classic"]
-    trained = [r for m, r in by_model.items() if m not in ("identity", "copy-style")]
+    trained = [r for m, r in by_model.items() if m not in ("identity", "copy-style") and not m.startswith("scratch-")]
     claims = [
         ["balanced-trained has a lower mean balanced loss than classic-trained",
          _yes(_num(bal["balanced_mean"]) < _num(cla["balanced_mean"]))],
@@ -345,6 +345,8 @@ def markdown(out_dir: Path, rel: str, info: Mapping[str, str], discussion: str |
                        [[role, ", ".join(s["name"] for s in split if s["role"] == role and s["set"] == "train"),
                          ", ".join(s["name"] for s in split if s["role"] == role and s["set"] == "test")]
                         for role in ("content", "style")]), "",
+        *([f"**From scratch** (`scratch-` rows): {info['scratch']}. Same data, crops and batch as the fine-tunes.",
+           ""] if info.get("scratch") else []),
         *(["Loss curves (each term divided by its first logged value; `curves.csv`):", ""]
           if (out_dir / layout.FIGURES_DIR / layout.LOSS_CURVES_PNG).exists() else []),
         *_figure(out_dir, rel, layout.LOSS_CURVES_PNG, "loss curves"),

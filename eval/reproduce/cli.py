@@ -489,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--appendix-seeds must differ from --seed {args.seed}")
     if args.report_only:
         info = {row["key"]: row["value"] for row in records.read_table(args.out / layout.RUN_INFO_CSV)}
+        if (args.out / layout.FIGURES_DIR).is_dir() and not args.no_figures:
+            report.write_figures(args.out, main_seed=args.seed)
         print(f"wrote {write_markdown(args.out, info)}")
         return 0
     scale = SCALES[args.scale]

@@ -98,16 +98,20 @@ def loss_curves(path: Path, curves: Sequence[Mapping[str, str]]) -> Path:
     return _save(fig, path)
 
 
-def magnitude_scatter(path: Path, magnitude: Mapping[str, float], left: Mapping[str, Mapping[str, float]],
-                      title: str) -> Path:
-    """Per style: its classic-loss magnitude (x, log) against the share of it a model leaves (y, log)."""
+def magnitude_scatter(path: Path, magnitude: Mapping[str, float], balanced: Mapping[str, Mapping[str, float]],
+                      left: Mapping[str, Mapping[str, float]], title: str) -> Path:
+    """Per style, against its classic-loss magnitude (x, log): each model's balanced loss (left panel) and the
+    share of the classic loss it leaves (right panel, log). `balanced`, `left`: {model: {style: value}}."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 3.8))
-    for model, per_style in left.items():
-        styles = [s for s in per_style if s in magnitude]
-        ax.scatter([magnitude[s] for s in styles], [per_style[s] for s in styles], label=model, s=18)
-    ax.set_xscale("log"), ax.set_yscale("log")
-    ax.set_xlabel("style's classic loss (hw) for the unstylised photo"), ax.set_ylabel("share of it left by the model")
-    ax.set_title(title, fontsize=10), ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 3.8))
+    for ax, values, ylabel in ((axes[0], balanced, "mean balanced loss"),
+                               (axes[1], left, "share of the classic loss left")):
+        for model, per_style in values.items():
+            styles = [s for s in per_style if s in magnitude]
+            ax.scatter([magnitude[s] for s in styles], [per_style[s] for s in styles], label=model, s=18)
+        ax.set_xscale("log"), ax.set_ylabel(ylabel), ax.legend(fontsize=8)
+        ax.set_xlabel("style's classic loss (hw) for the unstylised photo")
+    axes[1].set_yscale("log")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return _save(fig, path)

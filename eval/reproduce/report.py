@@ -189,14 +189,17 @@ def write_figures(out_dir: Path, main_seed: int) -> None:
         main = [r for r in runs if r["pairs_set"] == pairs_set and r["seed"] in ("", str(main_seed))]
         bars = {r["model"]: {s["style"]: _num(s["balanced_mean"]) for s in per_style if s["run"] == r["run"]}
                 for r in main}
-        figures.per_style_bars(fig_dir / layout.PER_STYLE_PNG.format(tag=_tag(pairs_set)), bars,
-                               f"mean balanced loss per style: {pairs_set}", "balanced loss (0 to 4)")
-        left = {r["model"]: {i["style"]: _num(i["left"]) for i in imbalance if i["run"] == r["run"]}
-                for r in main if r["model"] != "identity"}
+        if not pairs_set.startswith("all pairs"):  # the analysis has its per-style tables
+            figures.per_style_bars(fig_dir / layout.PER_STYLE_PNG.format(tag=_tag(pairs_set)), bars,
+                                   f"mean balanced loss per style: {pairs_set}", "balanced loss (0 to 4)")
+        models = [r for r in main if r["model"] != "identity"]
+        left = {r["model"]: {i["style"]: _num(i["left"]) for i in imbalance if i["run"] == r["run"]} for r in models}
+        balanced = {r["model"]: {i["style"]: _num(i["balanced_mean"]) for i in imbalance if i["run"] == r["run"]}
+                    for r in models}
         magnitude = {i["style"]: _num(i["magnitude"]) for i in imbalance if i["pairs_set"] == pairs_set}
         if left and magnitude:
-            figures.magnitude_scatter(fig_dir / layout.IMBALANCE_PNG.format(tag=_tag(pairs_set)), magnitude, left,
-                                      pairs_set)
+            figures.magnitude_scatter(fig_dir / layout.IMBALANCE_PNG.format(tag=_tag(pairs_set)), magnitude,
+                                      balanced, left, pairs_set)
     curves = [c for c in records.read_table(out_dir / layout.CURVES_CSV) if "seed" not in c["run"]]
     if curves:
         figures.loss_curves(fig_dir / layout.LOSS_CURVES_PNG, curves)
@@ -314,6 +317,8 @@ def markdown(out_dir: Path, rel: str, info: Mapping[str, str], discussion: str |
                                    *(fmt(_num(v[m]["balanced_mean"])) if m in v else "" for m in models)]
                                   for style, v in by_style.items()]), ""]
     lines += _spearman_table(imbalance, [r for r in analysis if r["model"] == "released"], label="run")
+    lines += _figure(out_dir, rel, layout.IMBALANCE_PNG.format(tag=_tag("all pairs + stress styles")),
+                     "released network: balanced loss and share left against magnitude, paintings and stress styles")
     lines += [
         "**(b) Pearson r between the classic layer loss and its bound** (paper: nearly 1, values not retrieved).", "",
         markdown_table(["run", *layers], [[p["run"], *(fmt(_num(p[layer])) for layer in layers)] for p in pearson

@@ -8,10 +8,10 @@ Sub-packages, lowest first; a module imports only from its own sub-package and t
 3. `eval.stylize`    the stylise CLI: images, mixes, masks, video, presets   (`python -m eval.stylize`)
    `eval.score`      pair scoring: `eval.run` and its pairs, metrics, target cache, reports, figures, compare
    `eval.export`     ONNX export of a network with jax2onnx                 (`python -m eval.export`)
-4. `eval.reproduce`  the paper's reproduction report                         (`python -m eval.reproduce`)
-   `eval.deception`  the artist classifier and the deception rate            (`python -m eval.deception`)
+4. `eval.deception`  the artist classifier and the deception rate            (`python -m eval.deception`)
    `eval.app`        the local stylisation page (Gradio, optional)            (`python -m eval.app`)
-5. `eval.run`, `eval.compare`, `eval.artist_classifier`: thin entry points of the documented commands.
+5. `eval.reproduce`  the paper's reproduction report (uses the deception rate) (`python -m eval.reproduce`)
+6. `eval.run`, `eval.compare`, `eval.artist_classifier`: thin entry points of the documented commands.
 
 Modules on one level never import each other's sub-packages (`eval.stylize`, `eval.score` and `eval.export` are independent).
 """

@@ -240,6 +240,30 @@ def test_training_starts_from_the_release(tmp_path, mobile):
     assert np.isfinite(metrics["loss"]) and Checkpointer(tmp_path / "checkpoints").latest_step() == 2
 
 
+
+def test_reinitialise_and_freeze_parts(mobile):
+    """`--reinitialise style_params,transformer --freeze style_predictor`: training from scratch with the released
+    style predictor fixed (the reproduction's from-scratch runs). Unknown parts are one clear error."""
+    from jax_ast.configs import default_config  # noqa: PLC0415
+    from train.factory import create_run  # noqa: PLC0415
+
+    cfg = default_config("magenta", "balanced", variant="mobile", vgg_weights="random", loss_vgg_weights="random",
+                         native_loss_weights="random", style_weight="2", batch_size=8, crop_size=48,
+                         reinitialise="style_params, transformer", freeze="style_predictor")
+    run = create_run(cfg)
+    released = jax.tree.map(np.asarray, mobile[1]["params"])
+    assert set(run.state.params) == {"style_params", "transformer"} and set(run.frozen) == {"style_predictor"}
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, run.frozen["style_predictor"]),
+                 released["style_predictor"])
+    for part in ("style_params", "transformer"):
+        fresh, old = (jax.tree.leaves(tree) for tree in (run.state.params[part], released[part]))
+        assert not any(np.allclose(np.asarray(a), b) for a, b in zip(fresh, old) if b.size > 1), part
+    with pytest.raises(ValueError, match="unknown parts decoder"):
+        default_config("magenta", variant="mobile", freeze="decoder")
+    with pytest.raises(ValueError, match="nothing to train"):
+        default_config("magenta", variant="mobile", freeze="style_predictor,style_params,transformer")
+
+
 def test_benchmark_rows_against_onnxruntime():
     """`benchmarks.stylize` rows for the mobile model: img/s and ratios against both onnxruntime graphs."""
     pytest.importorskip("benchmarks.mobile_onnx")

@@ -55,6 +55,8 @@ def create_run(cfg: TrainConfig) -> Run:
     trainable, frozen = models.split_trainable(model, params)
     if cfg.model.stage == "decoder":  # auto-encoder pre-training trains the decoder only
         trainable, frozen = {"decoder": params["decoder"]}, {k: v for k, v in params.items() if k != "decoder"}
+    for part in cfg.plugin.frozen_parts(cfg) if cfg.plugin.frozen_parts else ():  # e.g. Magenta's --freeze
+        frozen[part] = trainable.pop(part)
     optimizer = make_optimizer(cfg)
     state = create_train_state(trainable, batch_stats, optimizer)
     constants = {"frozen": frozen, **loss_network_params(cfg), "style_weight": jnp.float32(0.0)}

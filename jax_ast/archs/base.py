@@ -129,6 +129,8 @@ class Architecture:
       load_release: ``(*files, **model_kwargs) -> (model, variables)``.
       initialise: ``(variables, cfg) -> variables``: network-specific changes to the initial variables
         (Magenta's Inception-v3 weights); None when there are none.
+      frozen_parts: ``(cfg) -> top-level parameter parts`` kept fixed in this run on top of the model's
+        non-TRAINABLE ones (Magenta's `--freeze`); None when a run cannot freeze more.
       installed: ``{variant: InstalledRelease}`` of the trained weights installed with jax-ast (the key is
         None for a network without variants); empty when every run needs ``--weights``.
       downloads: {file name: `jax_ast.pretrained.cache.RemoteFile`} of its release files, known to
@@ -161,6 +163,7 @@ class Architecture:
     order: int = 100
     optional_parts: tuple[str, ...] = ()
     initialise: Callable[[dict, Any], dict] | None = None
+    frozen_parts: Callable[[Any], tuple[str, ...]] | None = None
     variants: tuple[str, ...] = ()
     init_size: int = 64
     stylize_size: int = 512

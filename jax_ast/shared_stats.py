@@ -37,6 +37,9 @@ class SiteHook:
       record: site numbers whose window sums to record (None: none).
       recorded: filled while tracing: site number -> dict of per-sample sums (see `_window_sums`).
       kinds: filled while tracing: site number -> (kind, ddof, eps).
+      stage: features [B, ...] to use instead of the network's own at `stage_output` (a copy kept by an
+        earlier pass over the same samples), so the layers before it drop out of the program; None: its own.
+      kept: filled while tracing: the features seen at `stage_output` (None if the network has none).
     """
 
     injected: tuple = ()
@@ -45,6 +48,8 @@ class SiteHook:
     recorded: dict = dataclasses.field(default_factory=dict)
     kinds: dict = dataclasses.field(default_factory=dict)
     count: int = 0
+    stage: Any = None
+    kept: Any = None
 
     def visit(self, feats: jax.Array, kind: str, ddof: int = 0, eps: float = 0.0) -> Any:
         site, self.count = self.count, self.count + 1
@@ -52,6 +57,11 @@ class SiteHook:
         if self.record is not None and site in self.record:
             self.recorded[site] = _window_sums(feats, self.windows, gram=kind == "gram")
         return self.injected[site] if site < len(self.injected) else None
+
+
+    def visit_stage(self, feats: jax.Array) -> jax.Array:
+        self.kept = feats
+        return feats if self.stage is None else self.stage.astype(feats.dtype)
 
 
 @contextlib.contextmanager
@@ -80,6 +90,13 @@ def site_gram(feats: jax.Array) -> jax.Array | None:
     """Whole-image uncentred covariance F^T F / (H W), [1, C, C], or None (use its own)."""
     hook = _HOOK.get()
     return None if hook is None else hook.visit(feats, "gram")
+
+
+def stage_output(feats: jax.Array) -> jax.Array:
+    """`feats` [B, ...], the output of the layers before a network's first site (they have no site, so their
+    output is the same in every pass over the tiles), or the copy an earlier pass kept (`SiteHook.stage`)."""
+    hook = _HOOK.get()
+    return feats if hook is None else hook.visit_stage(feats)
 
 
 def _window_sums(feats: jax.Array, windows: jax.Array, *, gram: bool) -> dict[str, jax.Array]:

@@ -64,18 +64,18 @@ class SharedStatistics:
         method = type(model).stylize_with_code
         self.kinds: dict[int, tuple] = {}
 
-        def record(variables, batch, code, windows, injected, alpha, sites):
-            hook = SiteHook(injected=injected, windows=windows, record=sites)
+        def record(variables, batch, code, windows, stage, injected, alpha, sites, keep):
+            hook = SiteHook(injected=injected, windows=windows, record=sites, stage=stage)
             with collecting(hook):
                 model.apply(variables, batch, code, alpha=alpha, method=method)
             self.kinds.update(hook.kinds)  # at trace time: the kind, ddof and eps of each site seen
-            return hook.recorded
+            return hook.recorded, hook.kept if keep else None
 
         def stylize(variables, batch, code, injected, alpha):
             with collecting(SiteHook(injected=injected)):
                 return model.apply(variables, batch, code, alpha=alpha, method=method)
 
-        self._record = parallel.pmap(record, in_axes=(None, 0, 0, 0, None), static_broadcasted_argnums=(5, 6))
+        self._record = parallel.pmap(record, in_axes=(None, 0, 0, 0, 0, None), static_broadcasted_argnums=(6, 7, 8))
         self._stylize = parallel.pmap(stylize, in_axes=(None, 0, 0, None), static_broadcasted_argnums=(4,))
 
     def stylize(self, batch: np.ndarray, code: Tree, injected: tuple, *, alpha: float) -> np.ndarray:
@@ -93,8 +93,11 @@ class SharedStatistics:
         if self.mode == "downscaled":
             return self._downscaled(content, code, tile_layout[0][2].shape, alpha)
         injected: list = []
+        stage = None  # the first pass keeps each tile's `stage_output` features; the later passes start from them
         for site in range(self._count_sites(content, code, tile_layout, alpha)):
-            sums = self._record_tiles(content, code, tile_layout, windows, tuple(injected), alpha, frozenset({site}))
+            sums, kept = self._record_tiles(content, code, tile_layout, windows, tuple(injected), alpha,
+                                            frozenset({site}), stage=stage, keep=site == 0)
+            stage = kept if site == 0 else stage
             injected.append(combine(sums[site], *self.kinds[site]))
         return tuple(injected)
 
@@ -102,20 +105,24 @@ class SharedStatistics:
         if not self.kinds:  # trace only (no compilation, no run) to learn the sites
             tile_h, tile_w = tile_layout[0][2].shape
             batch = np.zeros((self.step_size, tile_h, tile_w, 3), np.float32)
-            jax.eval_shape(lambda v, b, c, w: self._record(v, b, c, w, (), alpha, frozenset()), self.variables,
+            jax.eval_shape(lambda v, b, c, w: self._record(v, b, c, w, None, (), alpha, frozenset(), False),
+                           self.variables,
                            *parallel.shard((batch, _repeat(code, self.step_size),
                                             np.zeros((self.step_size, 4), np.float32)), jax.local_device_count()))
         return len(self.kinds)
 
-    def _record_tiles(self, content, code, tile_layout, windows, injected, alpha, sites) -> dict:
+    def _record_tiles(self, content, code, tile_layout, windows, injected, alpha, sites, *, stage=None,
+                      keep=False) -> tuple[dict, np.ndarray | None]:
+        """(site -> per-tile sums, per-tile `stage_output` features if `keep` else None), in tile order."""
         tile_h, tile_w = tile_layout[0][2].shape
         parts = []
         for start in range(0, len(tile_layout), self.step_size):
-            group = tile_layout[start:start + self.step_size]
-            batch = np.stack([content[top:top + tile_h, left:left + tile_w] for top, left, _ in group])
+            group = slice(start, start + self.step_size)
+            batch = np.stack([content[top:top + tile_h, left:left + tile_w] for top, left, _ in tile_layout[group]])
             parts.append(parallel.run_in_steps(
-                lambda v, b, c, w: self._record(v, b, c, w, injected, alpha, sites), self.variables,
-                (batch, _repeat(code, len(group)), windows[start:start + len(group)]), self.step_size))
+                lambda v, b, c, w, f: self._record(v, b, c, w, f, injected, alpha, sites, keep), self.variables,
+                (batch, _repeat(code, len(batch)), windows[group], None if stage is None else stage[group]),
+                self.step_size))
         return jax.tree.map(lambda *leaves: np.concatenate(leaves), *parts)
 
     def _downscaled(self, content, code, tile_shape, alpha) -> tuple:
@@ -123,8 +130,8 @@ class SharedStatistics:
         scale = min(1.0, max(tile_shape) / max(height, width))
         size = (max(16, round(height * scale / 16) * 16), max(16, round(width * scale / 16) * 16))
         small = np.asarray(jax.image.resize(content, (*size, 3), "linear", antialias=True), np.float32)
-        sums = self._record_tiles(small, code, [(0, 0, np.ones(size, np.float32))],
-                                  np.array([[0, 1, 0, 1]], np.float32), (), alpha, ALL_SITES)
+        sums, _ = self._record_tiles(small, code, [(0, 0, np.ones(size, np.float32))],
+                                     np.array([[0, 1, 0, 1]], np.float32), (), alpha, ALL_SITES)
         return tuple(combine(sums[site], *self.kinds[site]) for site in sorted(sums))
 
 

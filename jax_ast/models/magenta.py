@@ -36,7 +36,7 @@ from jax_ast.models.space_to_depth import conv_space_to_depth, upsample_conv3
 from jax_ast.models.mixing import blend_regions, mix_codes
 from jax_ast.checks import check_images
 from jax_ast.ops import adain_with_stats
-from jax_ast.shared_stats import site_moments
+from jax_ast.shared_stats import site_moments, stage_output
 
 CSN_EPSILON = 1e-5  # `conditional_style_norm`: tf.nn.moments (biased) + 1e-5
 CONTRACT_BN_EPSILON = 1e-3  # slim batch_norm defaults
@@ -151,6 +151,7 @@ class Transformer(nn.Module):
             conv = ReflectConv(width(features, self.alpha), kernel, stride, not folded, self.dtype, folded, block,
                                name=name)
             h = nn.relu(conv(h, train))
+        h = stage_output(h)  # tiled with shared statistics: kept once, reused by every record pass (shared_stats)
         channels = h.shape[-1]
         for r in range(1, NUM_RESIDUAL_BLOCKS + 1):
             residual = h

@@ -63,19 +63,22 @@ class SharedStatistics:
         model = stylizer.model
         method = type(model).stylize_with_code
         self.kinds: dict[int, tuple] = {}
+        self.stages_before: dict[int, int] = {}
 
-        def record(variables, batch, code, windows, stage, injected, alpha, sites, keep):
-            hook = SiteHook(injected=injected, windows=windows, record=sites, stage=stage)
+        def record(variables, batch, code, windows, stage, injected, alpha, sites, stage_index, keep):
+            hook = SiteHook(injected=injected, windows=windows, record=sites, keep=keep,
+                            stage=None if stage is None else (stage_index, stage))
             with collecting(hook):
                 model.apply(variables, batch, code, alpha=alpha, method=method)
             self.kinds.update(hook.kinds)  # at trace time: the kind, ddof and eps of each site seen
-            return hook.recorded, hook.kept if keep else None
+            self.stages_before.update(hook.stages_before)
+            return hook.recorded, hook.kept
 
         def stylize(variables, batch, code, injected, alpha):
             with collecting(SiteHook(injected=injected)):
                 return model.apply(variables, batch, code, alpha=alpha, method=method)
 
-        self._record = parallel.pmap(record, in_axes=(None, 0, 0, 0, 0, None), static_broadcasted_argnums=(6, 7, 8))
+        self._record = parallel.pmap(record, in_axes=(None, 0, 0, 0, 0, None), static_broadcasted_argnums=(6, 7, 8, 9))
         self._stylize = parallel.pmap(stylize, in_axes=(None, 0, 0, None), static_broadcasted_argnums=(4,))
 
     def stylize(self, batch: np.ndarray, code: Tree, injected: tuple, *, alpha: float) -> np.ndarray:
@@ -93,11 +96,13 @@ class SharedStatistics:
         if self.mode == "downscaled":
             return self._downscaled(content, code, tile_layout[0][2].shape, alpha)
         injected: list = []
-        stage = None  # the first pass keeps each tile's `stage_output` features; the later passes start from them
+        stage = None  # (number, per-tile features) of the latest `stage_output` kept: later passes start there
         for site in range(self._count_sites(content, code, tile_layout, alpha)):
+            latest = self.stages_before[site] - 1  # the last stage before the site (-1: none)
+            keep = latest if latest >= 0 and (stage is None or stage[0] < latest) else None
             sums, kept = self._record_tiles(content, code, tile_layout, windows, tuple(injected), alpha,
-                                            frozenset({site}), stage=stage, keep=site == 0)
-            stage = kept if site == 0 else stage
+                                            frozenset({site}), stage=stage, keep=keep)
+            stage = stage if keep is None else (keep, kept)
             injected.append(combine(sums[site], *self.kinds[site]))
         return tuple(injected)
 
@@ -105,24 +110,26 @@ class SharedStatistics:
         if not self.kinds:  # trace only (no compilation, no run) to learn the sites
             tile_h, tile_w = tile_layout[0][2].shape
             batch = np.zeros((self.step_size, tile_h, tile_w, 3), np.float32)
-            jax.eval_shape(lambda v, b, c, w: self._record(v, b, c, w, None, (), alpha, frozenset(), False),
+            jax.eval_shape(lambda v, b, c, w: self._record(v, b, c, w, None, (), alpha, frozenset(), None, None),
                            self.variables,
                            *parallel.shard((batch, _repeat(code, self.step_size),
                                             np.zeros((self.step_size, 4), np.float32)), jax.local_device_count()))
         return len(self.kinds)
 
     def _record_tiles(self, content, code, tile_layout, windows, injected, alpha, sites, *, stage=None,
-                      keep=False) -> tuple[dict, np.ndarray | None]:
-        """(site -> per-tile sums, per-tile `stage_output` features if `keep` else None), in tile order."""
+                      keep=None) -> tuple[dict, np.ndarray | None]:
+        """(site -> per-tile sums, per-tile features of stage `keep` or None), in tile order; `stage`: None or
+        (number, per-tile features) to start from."""
+        stage_index, features = (None, None) if stage is None else stage
         tile_h, tile_w = tile_layout[0][2].shape
         parts = []
         for start in range(0, len(tile_layout), self.step_size):
             group = slice(start, start + self.step_size)
             batch = np.stack([content[top:top + tile_h, left:left + tile_w] for top, left, _ in tile_layout[group]])
             parts.append(parallel.run_in_steps(
-                lambda v, b, c, w, f: self._record(v, b, c, w, f, injected, alpha, sites, keep), self.variables,
-                (batch, _repeat(code, len(batch)), windows[group], None if stage is None else stage[group]),
-                self.step_size))
+                lambda v, b, c, w, f: self._record(v, b, c, w, f, injected, alpha, sites, stage_index, keep),
+                self.variables, (batch, _repeat(code, len(batch)), windows[group],
+                                 None if features is None else features[group]), self.step_size))
         return jax.tree.map(lambda *leaves: np.concatenate(leaves), *parts)
 
     def _downscaled(self, content, code, tile_shape, alpha) -> tuple:

@@ -151,14 +151,14 @@ class Transformer(nn.Module):
             conv = ReflectConv(width(features, self.alpha), kernel, stride, not folded, self.dtype, folded, block,
                                name=name)
             h = nn.relu(conv(h, train))
-        h = stage_output(h)  # tiled with shared statistics: kept once, reused by every record pass (shared_stats)
         channels = h.shape[-1]
         for r in range(1, NUM_RESIDUAL_BLOCKS + 1):
-            residual = h
+            residual = h = stage_output(h)  # tiled: later statistics passes start here (jax_ast.shared_stats)
             h = ReflectConv(channels, 3, dtype=self.dtype, name=f"residual{r}_conv1")(h)
             h = nn.relu(conditional_style_norm(h, *norm_params[f"residual{r}_conv1"]))
             h = ReflectConv(channels, 3, dtype=self.dtype, name=f"residual{r}_conv2")(h)
             h = residual + conditional_style_norm(h, *norm_params[f"residual{r}_conv2"])  # no ReLU after the add
+        h = stage_output(h)
         for name, factor, kernel in EXPAND_CONVS:
             features, block = width(SITE_DEPTHS[name], self.alpha), self.space_to_depth if kernel == 9 else 0
             fused = self.space_to_depth > 1 and factor == 2 and features <= FUSED_UPSAMPLING_MAX_FEATURES

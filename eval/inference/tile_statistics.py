@@ -8,8 +8,10 @@ tile with them injected:
   records site k's window sums over each tile's *core* (its share of the image, the overlaps split at their
   middle, so every pixel counts once); sums, sums of squares and outer products add up across tiles
   (`jax_ast.shared_stats.combine`). The record pass returns only site k's sums, so XLA drops the layers
-  after it: pass k costs the network up to site k. AdaIN has 1 site, SANet 2, LinearTransfer 2 (mean,
-  covariance), Magenta 13 (every conditional instance norm: 10 residual, 3 expand).
+  after it: pass k costs the network up to site k, or less where the network marks stages
+  (`jax_ast.shared_stats.stage_output`, Magenta's residual block inputs): a pass keeps each tile's features at
+  the last stage before its site and the later passes start there. AdaIN has 1 site, SANet 2, LinearTransfer
+  2 (mean, covariance), Magenta 13 (every conditional instance norm: 10 residual, 3 expand).
 - ``downscaled``: one forward pass of the whole image resized to fit in one tile, recording every site: an
   estimate, cheap but poor (a smaller image has less fine detail, so its features' spread differs: mobile
   Magenta at 512 px, 0.040 mean error against untiled where exact gives 0.0025, docs/high_resolution.md).

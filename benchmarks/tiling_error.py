@@ -8,6 +8,8 @@ the mobile Magenta with its released weights (`jax_ast.pretrained.magenta_mobile
 ``--statistics`` mode; prints per mode the mean and max absolute difference of the clamped outputs (pixel values
 in [0, 1]), the seconds, and the seam ratio (`seam_ratio`) of the tiled and of the whole output.
 ``--no-whole`` skips the untiled run (for sizes where it does not fit) and reports seconds and seam ratios only.
+``--content NAME`` picks another bundled photo; ``--save DIR`` writes the outputs (``whole.png``, ``<mode>.png``)
+for looking at the tile borders.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -63,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overlap", type=int, default=64)
     parser.add_argument("--statistics", nargs="+", choices=STATISTICS, default=["per-tile", "exact", "downscaled"])
     parser.add_argument("--no-whole", action="store_true", help="skip the untiled run")
+    parser.add_argument("--content", default="golden_gate_bridge_fog.jpg", help="bundled content photo")
+    parser.add_argument("--save", help="folder for the outputs (whole.png, <mode>.png)")
     args = parser.parse_args(argv)
     if args.weights == "imagenet":
         from benchmarks.inputs import variables_for
@@ -73,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         model, variables = loading.load_model(args.arch, args.weights)
     size = (args.size, args.width or args.size)
-    content = imageio.load_image(bundled_dir("content") / "golden_gate_bridge_fog.jpg", size=size, mode="exact")
+    content = imageio.load_image(bundled_dir("content") / args.content, size=size, mode="exact")
     style = imageio.load_image(bundled_dir("style") / "van_gogh_starry_night.jpg", size=min(args.size, 256))
     stylizer = Stylizer(model, variables, batch_size=1)
     code = stylizer.encode_styles(style[None])
@@ -81,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     whole = None
     if not args.no_whole:
         whole = np.clip(stylizer.stylize_with_codes(content[None], code), 0, 1)
+        _save(args.save, "whole", whole[0])
         seams = seam_ratio(whole[0], args.tile, args.overlap)
         print(f"{label}: whole output std {whole.std():.4f}, seam ratio {seams:.3f}", flush=True)
     for mode in args.statistics:
@@ -89,12 +95,18 @@ def main(argv: list[str] | None = None) -> int:
         tiled = tiled_stylizer.stylize_with_codes(content[None], code)
         seconds = time.perf_counter() - start
         tiled = np.clip(tiled, 0, 1)
+        _save(args.save, mode, tiled[0])
         line = f"{label}, {mode}: {seconds:.1f} s, seam ratio {seam_ratio(tiled[0], args.tile, args.overlap):.3f}"
         if whole is not None:
             difference = np.abs(tiled - whole)
             line += f", mean |tiled - whole| {difference.mean():.4f}, max {difference.max():.4f}"
         print(line, flush=True)
     return 0
+
+
+def _save(folder: str | None, name: str, image: np.ndarray) -> None:
+    if folder:
+        imageio.save_image(Path(folder) / f"{name}.png", image)
 
 
 if __name__ == "__main__":

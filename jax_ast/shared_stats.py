@@ -37,6 +37,11 @@ class SiteHook:
       record: site numbers whose window sums to record (None: none).
       recorded: filled while tracing: site number -> dict of per-sample sums (see `_window_sums`).
       kinds: filled while tracing: site number -> (kind, ddof, eps).
+      stage: (j, features [B, ...]) to use instead of the network's own at its j-th `stage_output` (a copy kept
+        by an earlier pass over the same samples), so the layers before it drop out of the program; None: none.
+      keep: the number of the `stage_output` whose features to keep in `kept` (None: none).
+      kept: filled while tracing: the features of stage `keep`, or None.
+      stages_before: filled while tracing: site number -> how many `stage_output`s came before it.
     """
 
     injected: tuple = ()
@@ -45,13 +50,27 @@ class SiteHook:
     recorded: dict = dataclasses.field(default_factory=dict)
     kinds: dict = dataclasses.field(default_factory=dict)
     count: int = 0
+    stage: tuple | None = None
+    keep: int | None = None
+    kept: Any = None
+    stages_before: dict = dataclasses.field(default_factory=dict)
+    stage_count: int = 0
 
     def visit(self, feats: jax.Array, kind: str, ddof: int = 0, eps: float = 0.0) -> Any:
         site, self.count = self.count, self.count + 1
         self.kinds[site] = (kind, ddof, eps)
+        self.stages_before[site] = self.stage_count
         if self.record is not None and site in self.record:
             self.recorded[site] = _window_sums(feats, self.windows, gram=kind == "gram")
         return self.injected[site] if site < len(self.injected) else None
+
+    def visit_stage(self, feats: jax.Array) -> jax.Array:
+        index, self.stage_count = self.stage_count, self.stage_count + 1
+        if index == self.keep:
+            self.kept = feats
+        if self.stage is not None and self.stage[0] == index:
+            return self.stage[1].astype(feats.dtype)
+        return feats
 
 
 @contextlib.contextmanager
@@ -80,6 +99,13 @@ def site_gram(feats: jax.Array) -> jax.Array | None:
     """Whole-image uncentred covariance F^T F / (H W), [1, C, C], or None (use its own)."""
     hook = _HOOK.get()
     return None if hook is None else hook.visit(feats, "gram")
+
+
+def stage_output(feats: jax.Array) -> jax.Array:
+    """`feats` [B, ...] at a point a later pass over the tiles can start from (e.g. a residual block's input),
+    or the copy an earlier pass kept there (`SiteHook.stage`); outside `collecting`, `feats` itself."""
+    hook = _HOOK.get()
+    return feats if hook is None else hook.visit_stage(feats)
 
 
 def _window_sums(feats: jax.Array, windows: jax.Array, *, gram: bool) -> dict[str, jax.Array]:

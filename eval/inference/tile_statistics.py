@@ -8,8 +8,10 @@ tile with them injected:
   records site k's window sums over each tile's *core* (its share of the image, the overlaps split at their
   middle, so every pixel counts once); sums, sums of squares and outer products add up across tiles
   (`jax_ast.shared_stats.combine`). The record pass returns only site k's sums, so XLA drops the layers
-  after it: pass k costs the network up to site k. AdaIN has 1 site, SANet 2, LinearTransfer 2 (mean,
-  covariance), Magenta 16 (every conditional instance norm).
+  after it: pass k costs the network up to site k, or less where the network marks stages
+  (`jax_ast.shared_stats.stage_output`, Magenta's residual block inputs): a pass keeps each tile's features at
+  the last stage before its site and the later passes start there. AdaIN has 1 site, SANet 2, LinearTransfer
+  2 (mean, covariance), Magenta 13 (every conditional instance norm: 10 residual, 3 expand).
 - ``downscaled``: one forward pass of the whole image resized to fit in one tile, recording every site: an
   estimate, cheap but poor (a smaller image has less fine detail, so its features' spread differs: mobile
   Magenta at 512 px, 0.040 mean error against untiled where exact gives 0.0025, docs/high_resolution.md).
@@ -63,19 +65,22 @@ class SharedStatistics:
         model = stylizer.model
         method = type(model).stylize_with_code
         self.kinds: dict[int, tuple] = {}
+        self.stages_before: dict[int, int] = {}
 
-        def record(variables, batch, code, windows, injected, alpha, sites):
-            hook = SiteHook(injected=injected, windows=windows, record=sites)
+        def record(variables, batch, code, windows, stage, injected, alpha, sites, stage_index, keep):
+            hook = SiteHook(injected=injected, windows=windows, record=sites, keep=keep,
+                            stage=None if stage is None else (stage_index, stage))
             with collecting(hook):
                 model.apply(variables, batch, code, alpha=alpha, method=method)
             self.kinds.update(hook.kinds)  # at trace time: the kind, ddof and eps of each site seen
-            return hook.recorded
+            self.stages_before.update(hook.stages_before)
+            return hook.recorded, hook.kept
 
         def stylize(variables, batch, code, injected, alpha):
             with collecting(SiteHook(injected=injected)):
                 return model.apply(variables, batch, code, alpha=alpha, method=method)
 
-        self._record = parallel.pmap(record, in_axes=(None, 0, 0, 0, None), static_broadcasted_argnums=(5, 6))
+        self._record = parallel.pmap(record, in_axes=(None, 0, 0, 0, 0, None), static_broadcasted_argnums=(6, 7, 8, 9))
         self._stylize = parallel.pmap(stylize, in_axes=(None, 0, 0, None), static_broadcasted_argnums=(4,))
 
     def stylize(self, batch: np.ndarray, code: Tree, injected: tuple, *, alpha: float) -> np.ndarray:
@@ -93,8 +98,13 @@ class SharedStatistics:
         if self.mode == "downscaled":
             return self._downscaled(content, code, tile_layout[0][2].shape, alpha)
         injected: list = []
+        stage = None  # (number, per-tile features) of the latest `stage_output` kept: later passes start there
         for site in range(self._count_sites(content, code, tile_layout, alpha)):
-            sums = self._record_tiles(content, code, tile_layout, windows, tuple(injected), alpha, frozenset({site}))
+            latest = self.stages_before[site] - 1  # the last stage before the site (-1: none)
+            keep = latest if latest >= 0 and (stage is None or stage[0] < latest) else None
+            sums, kept = self._record_tiles(content, code, tile_layout, windows, tuple(injected), alpha,
+                                            frozenset({site}), stage=stage, keep=keep)
+            stage = stage if keep is None else (keep, kept)
             injected.append(combine(sums[site], *self.kinds[site]))
         return tuple(injected)
 
@@ -102,20 +112,26 @@ class SharedStatistics:
         if not self.kinds:  # trace only (no compilation, no run) to learn the sites
             tile_h, tile_w = tile_layout[0][2].shape
             batch = np.zeros((self.step_size, tile_h, tile_w, 3), np.float32)
-            jax.eval_shape(lambda v, b, c, w: self._record(v, b, c, w, (), alpha, frozenset()), self.variables,
+            jax.eval_shape(lambda v, b, c, w: self._record(v, b, c, w, None, (), alpha, frozenset(), None, None),
+                           self.variables,
                            *parallel.shard((batch, _repeat(code, self.step_size),
                                             np.zeros((self.step_size, 4), np.float32)), jax.local_device_count()))
         return len(self.kinds)
 
-    def _record_tiles(self, content, code, tile_layout, windows, injected, alpha, sites) -> dict:
+    def _record_tiles(self, content, code, tile_layout, windows, injected, alpha, sites, *, stage=None,
+                      keep=None) -> tuple[dict, np.ndarray | None]:
+        """(site -> per-tile sums, per-tile features of stage `keep` or None), in tile order; `stage`: None or
+        (number, per-tile features) to start from."""
+        stage_index, features = (None, None) if stage is None else stage
         tile_h, tile_w = tile_layout[0][2].shape
         parts = []
         for start in range(0, len(tile_layout), self.step_size):
-            group = tile_layout[start:start + self.step_size]
-            batch = np.stack([content[top:top + tile_h, left:left + tile_w] for top, left, _ in group])
+            group = slice(start, start + self.step_size)
+            batch = np.stack([content[top:top + tile_h, left:left + tile_w] for top, left, _ in tile_layout[group]])
             parts.append(parallel.run_in_steps(
-                lambda v, b, c, w: self._record(v, b, c, w, injected, alpha, sites), self.variables,
-                (batch, _repeat(code, len(group)), windows[start:start + len(group)]), self.step_size))
+                lambda v, b, c, w, f: self._record(v, b, c, w, f, injected, alpha, sites, stage_index, keep),
+                self.variables, (batch, _repeat(code, len(batch)), windows[group],
+                                 None if features is None else features[group]), self.step_size))
         return jax.tree.map(lambda *leaves: np.concatenate(leaves), *parts)
 
     def _downscaled(self, content, code, tile_shape, alpha) -> tuple:
@@ -123,8 +139,8 @@ class SharedStatistics:
         scale = min(1.0, max(tile_shape) / max(height, width))
         size = (max(16, round(height * scale / 16) * 16), max(16, round(width * scale / 16) * 16))
         small = np.asarray(jax.image.resize(content, (*size, 3), "linear", antialias=True), np.float32)
-        sums = self._record_tiles(small, code, [(0, 0, np.ones(size, np.float32))],
-                                  np.array([[0, 1, 0, 1]], np.float32), (), alpha, ALL_SITES)
+        sums, _ = self._record_tiles(small, code, [(0, 0, np.ones(size, np.float32))],
+                                     np.array([[0, 1, 0, 1]], np.float32), (), alpha, ALL_SITES)
         return tuple(combine(sums[site], *self.kinds[site]) for site in sorted(sums))
 
 

@@ -36,7 +36,7 @@ from jax_ast.models.space_to_depth import conv_space_to_depth, upsample_conv3
 from jax_ast.models.mixing import blend_regions, mix_codes
 from jax_ast.checks import check_images
 from jax_ast.ops import adain_with_stats
-from jax_ast.shared_stats import site_moments
+from jax_ast.shared_stats import site_moments, stage_output
 
 CSN_EPSILON = 1e-5  # `conditional_style_norm`: tf.nn.moments (biased) + 1e-5
 CONTRACT_BN_EPSILON = 1e-3  # slim batch_norm defaults
@@ -153,11 +153,12 @@ class Transformer(nn.Module):
             h = nn.relu(conv(h, train))
         channels = h.shape[-1]
         for r in range(1, NUM_RESIDUAL_BLOCKS + 1):
-            residual = h
+            residual = h = stage_output(h)  # tiled: later statistics passes start here (jax_ast.shared_stats)
             h = ReflectConv(channels, 3, dtype=self.dtype, name=f"residual{r}_conv1")(h)
             h = nn.relu(conditional_style_norm(h, *norm_params[f"residual{r}_conv1"]))
             h = ReflectConv(channels, 3, dtype=self.dtype, name=f"residual{r}_conv2")(h)
             h = residual + conditional_style_norm(h, *norm_params[f"residual{r}_conv2"])  # no ReLU after the add
+        h = stage_output(h)
         for name, factor, kernel in EXPAND_CONVS:
             features, block = width(SITE_DEPTHS[name], self.alpha), self.space_to_depth if kernel == 9 else 0
             fused = self.space_to_depth > 1 and factor == 2 and features <= FUSED_UPSAMPLING_MAX_FEATURES

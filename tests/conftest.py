@@ -24,6 +24,21 @@ import gc  # noqa: E402
 
 import pytest  # noqa: E402
 
+# The plain `python -m pytest` runs the suite on this many pytest-xdist workers, one test file per worker at a
+# time (module fixtures and each file's subprocesses stay in one process); `-n N` chooses, `-n 0` or
+# `-p no:xdist` runs everything in this process.
+WORKERS = 2
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """`-n 2 --dist loadfile` unless the command line says otherwise (runs before xdist reads them)."""
+    option = config.option
+    if (not config.pluginmanager.has_plugin("xdist") or hasattr(config, "workerinput")
+            or option.numprocesses is not None or option.tx or option.dist != "no" or option.usepdb):
+        return
+    option.numprocesses, option.dist = WORKERS, "loadfile"
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():

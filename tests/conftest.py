@@ -20,9 +20,38 @@ import jax  # noqa: E402
 jax.config.update("jax_default_matmul_precision", "highest")
 
 
+import collections  # noqa: E402
 import gc  # noqa: E402
 
 import pytest  # noqa: E402
+
+# The plain `python -m pytest` runs the suite on this many pytest-xdist workers, one test file per worker at a
+# time (module fixtures and each file's subprocesses stay in one process); `-n N` chooses, `-n 0` or
+# `-p no:xdist` runs everything in this process.
+WORKERS = 2
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """`-n 2 --dist loadfile` unless the command line says otherwise (runs before xdist reads them)."""
+    option = config.option
+    if not config.pluginmanager.has_plugin("xdist") or hasattr(config, "workerinput") or option.usepdb:
+        return
+    if option.numprocesses is None and not option.tx:
+        option.numprocesses = WORKERS
+    if option.numprocesses and option.dist == "no":  # -n without --dist: whole files too
+        option.dist = "loadfile"
+        option.loadscopereorder = False  # the order below instead of xdist's (most tests first)
+
+
+def pytest_collection_modifyitems(config, items):
+    """On xdist workers: files with the most `slow` tests first, then files with the most tests, so that the
+    longest file (tests/test_train.py) starts first, not 13th of 42, and the workers finish together."""
+    if not hasattr(config, "workerinput"):
+        return
+    slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
+    count = collections.Counter(item.path for item in items)
+    items.sort(key=lambda item: (-slow[item.path], -count[item.path], str(item.path)))  # stable within a file
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -3,9 +3,12 @@
 import importlib.util
 import json
 
+import pytest
+
 from benchmarks import train_step as bench
 
 
+@pytest.mark.slow
 def test_quick_benchmark_reports_every_column(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert bench.main(["--quick", "--archs", "adain", "--devices", "1", "2", "--runs", "1", "--json", str(out)]) == 0
@@ -34,8 +37,6 @@ def test_quick_benchmark_reports_every_column(tmp_path, capsys):
 
 def test_all_benchmarks_write_one_json_and_markdown_table(tmp_path):
     """`python -m benchmarks.all`, cut down to one tiny benchmark: its rows, machine and table; no overwrite."""
-    import pytest
-
     from benchmarks import all as bench_all
     from benchmarks.report import COLUMNS
 

@@ -197,7 +197,7 @@ def write_figures(out_dir: Path, main_seed: int) -> None:
         balanced = {r["model"]: {i["style"]: _num(i["balanced_mean"]) for i in imbalance if i["run"] == r["run"]}
                     for r in models}
         magnitude = {i["style"]: _num(i["magnitude"]) for i in imbalance if i["pairs_set"] == pairs_set}
-        if left and magnitude:
+        if left and magnitude and pairs_set != "all pairs":  # section 1 shows the released network with the stress styles
             figures.magnitude_scatter(fig_dir / layout.IMBALANCE_PNG.format(tag=_tag(pairs_set)), magnitude,
                                       balanced, left, pairs_set)
     curves = [c for c in records.read_table(out_dir / layout.CURVES_CSV) if "seed" not in c["run"]]
@@ -390,25 +390,26 @@ def markdown(out_dir: Path, rel: str, info: Mapping[str, str], discussion: str |
     if (out_dir / layout.FIGURES_DIR / layout.OUTPUTS_PNG).exists():
         lines += ["## 4. Outputs", "",
                   "One held-out photo (rows: held-out paintings, then stress styles; columns: content, style, the "
-                  "released network, and the three fine-tuned ones):", "",
+                  "released network, the fine-tuned ones and, where trained, the ones from scratch):", "",
                   *_figure(out_dir, rel, layout.OUTPUTS_PNG, "outputs")]
     if appendix:
         lines += ["## Appendix: seed to seed", "",
                   f"The fine-tunes again at seeds {info.get('appendix_seeds', '')} (same split, pairs and schedule; "
                   f"{info.get('appendix_time', '?')}, not counted in the wall time above), beside the main seed. "
                   "The spread across seeds is the size of an effect that noise alone could produce.", ""]
+        appendix_models = {r["model"] for r in appendix}
         for pairs_set in dict.fromkeys(r["pairs_set"] for r in appendix):
-            rows = [r for r in evaluated if r["pairs_set"] == pairs_set and r["model"] not in ("identity", "released")]
-            table = []
-            for model in dict.fromkeys(r["model"] for r in rows):
-                seeds = [r for r in rows if r["model"] == model]
-                for key in ("balanced_mean", "classic_hw_mean", "balanced_style_cv"):
-                    values = [_num(r[key]) for r in seeds]
-                    table.append([model, key, *(fmt(v) for v in values), fmt(max(values) - min(values))])
-            n_seeds = max(len([r for r in rows if r["model"] == m]) for m in {r["model"] for r in rows})
+            rows = [r for r in evaluated if r["pairs_set"] == pairs_set and r["model"] in appendix_models]
+            seeds = sorted({r["seed"] for r in rows}, key=lambda seed: int(seed) if seed.lstrip("-").isdigit() else 0)
+            value = {(r["model"], r["seed"]): r for r in rows}
+            table = [[model, key, *(fmt(_num(value[(model, seed)][key])) if (model, seed) in value else ""
+                                    for seed in seeds),
+                      fmt(max(v) - min(v)) if (v := [_num(value[(model, seed)][key]) for seed in seeds
+                                                     if (model, seed) in value]) else ""]
+                     for model in dict.fromkeys(r["model"] for r in rows)
+                     for key in ("balanced_mean", "classic_hw_mean", "content_mean", "balanced_style_cv")]
             lines += [f"**{pairs_set}**", "",
-                      markdown_table(["model", "value", *(f"seed {i + 1}" for i in range(n_seeds)), "max - min"],
-                                     table), ""]
+                      markdown_table(["model", "value", *(f"seed {seed}" for seed in seeds), "max - min"], table), ""]
     if discussion:
         lines += ["## What holds here, and why it may differ", "", discussion.strip(), ""]
     return "\n".join(lines)

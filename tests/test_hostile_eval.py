@@ -17,7 +17,6 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
-from PIL import Image
 
 from eval.common import guards, layout, records
 from eval.inference import loading
@@ -25,26 +24,17 @@ from eval.score import compare
 from eval.score import run as eval_run
 from eval.stylize import cli as stylize
 
+# Shared random PNG writers (tests/ is on sys.path under pytest's default import mode).
+from image_files import content_and_style_folders, random_png
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:load_vgg.*RANDOMLY INITIALISED:UserWarning")
-
-
-def _image(path, seed, size=32):
-    path = Path(os.fsdecode(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path, format="PNG")
-    return path
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """content/ and style/ with two 32 px images each."""
-    root = tmp_path_factory.mktemp("images")
-    for role, offset in (("content", 0), ("style", 10)):
-        for index in range(2):
-            _image(root / role / f"{role[0]}{index}.png", offset + index)
-    return root / "content", root / "style"
+    return content_and_style_folders(tmp_path_factory.mktemp("images"))
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +136,7 @@ def test_stylize_existing_outputs_need_overwrite(folders, tmp_path, monkeypatch,
 def test_stylize_output_names_shared_by_two_pairs_are_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(loading, "load_model", _no_model)
     for name in ("content/a__b.png", "content/a.png", "style/c.png", "style/b__c.png"):
-        _image(tmp_path / name, seed=len(name))
+        random_png(tmp_path / name, seed=len(name))
     code, _ = _exit_code(stylize.main, _stylize_argv((tmp_path / "content", tmp_path / "style"), tmp_path / "o"))
     line = _one_error_line(capsys.readouterr().err)
     assert code == guards.EXIT_USAGE and "a__b__c.png" in line and not (tmp_path / "o").exists()
@@ -177,7 +167,7 @@ def _subprocess_env(**extra):
 
 def test_stylize_prints_undecodable_file_names_to_a_strict_utf8_stdout(folders, tmp_path):
     content = os.fsencode(tmp_path / "content")
-    _image(content + b"/\xff.png", seed=1)
+    random_png(content + b"/\xff.png", seed=1)
     Path(os.fsdecode(content + b"/\xfe.png")).write_bytes(b"not an image")
     argv = [sys.executable, "-m", "eval.stylize", *_stylize_argv((os.fsdecode(content), folders[1]), tmp_path / "o")]
     result = subprocess.run(argv, cwd=REPO, capture_output=True,
@@ -355,7 +345,7 @@ def test_run_rebuilds_an_unreadable_extremes_cache(folders, tmp_path, capsys):
 
 def test_run_skipped_image_with_an_undecodable_name(folders, tmp_path, capsys):
     content = os.fsencode(tmp_path / "content")
-    _image(content + b"/\xff.png", seed=3)
+    random_png(content + b"/\xff.png", seed=3)
     Path(os.fsdecode(content + b"/\xfe.png")).write_bytes(b"not an image")
     out = tmp_path / "out"
     assert eval_run.main(_run_argv((os.fsdecode(content), folders[1]), out, 4)) == guards.EXIT_OK

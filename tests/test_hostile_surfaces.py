@@ -20,6 +20,9 @@ from eval.score import compare
 from eval.score import run as eval_run
 from eval.stylize import cli as stylize
 
+# Shared random PNG writers (tests/ is on sys.path under pytest's default import mode).
+from image_files import content_and_style_folders, random_png
+
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:load_vgg.*RANDOMLY INITIALISED:UserWarning")
 
@@ -31,23 +34,10 @@ _FULL_DISK = ("import resource, runpy, signal, sys; limit, module = int(sys.argv
               "runpy.run_module(module, run_name='__main__', alter_sys=True)")
 
 
-def _image(path, seed, size=(32, 32), mode="RGB"):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
-    pixels = np.random.default_rng(seed).integers(0, 256, (*size, channels), dtype=np.uint8)
-    Image.fromarray(pixels if channels > 1 else pixels[..., 0], mode).save(path, format="PNG")
-    return path
-
-
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """content/ and style/ with two 32 px images each."""
-    root = tmp_path_factory.mktemp("images")
-    for role, offset in (("content", 0), ("style", 10)):
-        for index in range(2):
-            _image(root / role / f"{role[0]}{index}.png", offset + index)
-    return root / "content", root / "style"
+    return content_and_style_folders(tmp_path_factory.mktemp("images"))
 
 
 def _exit_code(main, argv):
@@ -194,7 +184,7 @@ def test_eval_usage_errors_print_one_line_and_a_help_hint(module, argv, capsys):
 # ------------------------------------------------------------------------------ item 5: masks (eval.stylize)
 
 def test_mask_needs_two_styles(folders, tmp_path, capsys):
-    mask = _image(tmp_path / "mask.png", 1, mode="L")
+    mask = random_png(tmp_path / "mask.png", 1, mode="L")
     argv = _stylize_argv(folders, tmp_path / "o", "--mask", str(mask))
     argv[argv.index(str(folders[1]))] = str(folders[1] / "s0.png")
     code = _exit_code(stylize.main, argv)
@@ -206,7 +196,7 @@ def test_mask_needs_two_styles(folders, tmp_path, capsys):
 @pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
 def test_mask_of_any_mode_and_size_becomes_grey_weights(tmp_path, mode):
     from eval.stylize.mixing import load_mask
-    mask = load_mask(_image(tmp_path / "m.png", 3, size=(5, 8), mode=mode), 32, 24)
+    mask = load_mask(random_png(tmp_path / "m.png", 3, size=(5, 8), mode=mode), 32, 24)
     assert mask.shape == (32, 24) and mask.dtype == np.float32 and 0 <= mask.min() <= mask.max() <= 1
     for value in (0, 255):  # all-black (second style everywhere), all-white (the first)
         Image.new("L", (3, 3), value).save(tmp_path / "flat.png")
@@ -214,7 +204,7 @@ def test_mask_of_any_mode_and_size_becomes_grey_weights(tmp_path, mode):
 
 
 def test_mask_rgba_of_another_size_is_resized(folders, tmp_path, capsys):
-    mask = _image(tmp_path / "mask.png", 2, size=(7, 5), mode="RGBA")
+    mask = random_png(tmp_path / "mask.png", 2, size=(7, 5), mode="RGBA")
     styles = [str(folders[1] / "s0.png"), str(folders[1] / "s1.png")]
     argv = ["--arch", "adain", "--weights", "random", "--content", str(folders[0] / "c0.png"), "--style", *styles,
             "--mask", str(mask), "--out", str(tmp_path / "o"), "--size", "32", "--no-progress",
@@ -241,8 +231,8 @@ def test_tiles_larger_than_the_image_tiny_tiles_and_a_one_pixel_strip(tmp_path, 
     """--tile 64 on 32 px: one tile; --tile 16 (the smallest): 4 tiles; a 1 x 40 strip: skipped, named."""
     from eval.inference.tiling import tile_starts
     assert tile_starts(32, 64, 8) == [0] and tile_starts(1, 8, 2) == [0]
-    content, style = _image(tmp_path / "c" / "c0.png", 0), _image(tmp_path / "s" / "s0.png", 1)
-    _image(tmp_path / "c" / "strip.png", 2, size=(1, 40))
+    content, style = random_png(tmp_path / "c" / "c0.png", 0), random_png(tmp_path / "s" / "s0.png", 1)
+    random_png(tmp_path / "c" / "strip.png", 2, size=(1, 40))
     for tile in ("64", "16"):
         out = tmp_path / f"o{tile}"
         code = _exit_code(stylize.main, _stylize_argv((content.parent, style.parent), out, "--tile", tile,
@@ -376,7 +366,7 @@ def test_truncated_video_and_a_frame_folder_of_odd_mixed_sizes(folders, tmp_path
     clip.write_bytes(clip.read_bytes()[:len(clip.read_bytes()) * 2 // 3])
     frames = tmp_path / "frames"
     for index, size in enumerate([(17, 21), (17, 21), (40, 32)]):  # odd sides, then another size
-        _image(frames / f"{index:03d}.png", index, size=size)
+        random_png(frames / f"{index:03d}.png", index, size=size)
     style = str(folders[1] / "s0.png")
     common = ["--arch", "adain", "--weights", "random", "--style", style, "--size", "0", "--no-progress"]
     code = _exit_code(stylize.main, [*common, "--content", str(clip), "--out", str(tmp_path / "o1")])
@@ -397,7 +387,7 @@ def test_truncated_video_and_a_frame_folder_of_odd_mixed_sizes(folders, tmp_path
 def _paintings(root, counts):
     for artist, count in counts.items():
         for index in range(count):
-            _image(root / artist / f"{artist}{index}.png", index, size=(24, 24))
+            random_png(root / artist / f"{artist}{index}.png", index, size=(24, 24))
     return root
 
 

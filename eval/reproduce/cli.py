@@ -97,9 +97,9 @@ SCALES = {
                  analysis_size=256, test_contents=4, test_styles=4, scratch_losses=LOSSES, scratch_iterations=20000),
 }
 EVAL_SETS = {  # tag: (title, content folder key, style folder key)
-    "test": ("held-out photos x held-out paintings", "test_content", "test_style"),
-    "trainstyles": ("held-out photos x training paintings", "test_content", "train_style"),
-    "stress": ("held-out photos x stress styles", "test_content", "stress_style"),
+    "test": (report.EVAL_SET_TITLES["test"], "test_content", "test_style"),
+    "trainstyles": (report.EVAL_SET_TITLES["trainstyles"], "test_content", "train_style"),
+    "stress": (report.EVAL_SET_TITLES["stress"], "test_content", "stress_style"),
 }
 DECEPTION_SETS = ("test", "trainstyles")  # the stress styles have no artist
 
@@ -245,26 +245,24 @@ def train_model(loss: str, scale: Scale, folders: dict[str, Path], workdir: Path
     return workdir / PARAMS_FILE
 
 
-def read_curves(run: str, metrics: Path) -> list[dict]:
-    """curves.csv rows (run, step, loss, content, style) from a training run's metrics.jsonl."""
+def metric_rows(metrics: Path) -> list[dict]:
+    """The rows of a training run's metrics.jsonl (a line that is not JSON is skipped)."""
     rows = []
     for line in metrics.read_text(encoding="utf-8").splitlines():
         with contextlib.suppress(json.JSONDecodeError):
-            row = json.loads(line)
-            if "train/loss" in row:
-                rows.append({"run": run, "step": row["step"], "loss": row["train/loss"],
-                             "content": row["train/content"], "style": row["train/style"]})
+            rows.append(json.loads(line))
     return rows
 
 
+def read_curves(run: str, metrics: Path) -> list[dict]:
+    """curves.csv rows (run, step, loss, content, style) from a training run's metrics.jsonl."""
+    return [{"run": run, "step": row["step"], "loss": row["train/loss"], "content": row["train/content"],
+             "style": row["train/style"]} for row in metric_rows(metrics) if "train/loss" in row]
+
+
 def style_weight_of(metrics: Path) -> float | None:
-    """The calibrated beta logged at step 0 of a classic/balanced run (None for a fixed weight)."""
-    for line in metrics.read_text(encoding="utf-8").splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            row = json.loads(line)
-            if "style_weight" in row:
-                return float(row["style_weight"])
-    return None
+    """The style weight logged at step 0 (beta as calibrated for classic/balanced; None if not logged)."""
+    return next((float(row["style_weight"]) for row in metric_rows(metrics) if "style_weight" in row), None)
 
 
 def deception(classifier: Path, eval_dir: Path, artist_from: str) -> dict:

@@ -26,6 +26,9 @@ PAPER_TABLE = (("AdaIN original", 0.33, 7.05e8), ("AdaIN retrained (classic)", 0
                ("LinearTransfer balanced", 0.25, 4.27e8))
 PAPER_SPREAD = 1000.0  # "style losses for different style images can differ by more than 1,000 times"
 NORMS = ("none", "hw", "chw")
+EVAL_SET_TITLES = {"test": "held-out photos x held-out paintings",  # tag (in file and run names): title
+                   "trainstyles": "held-out photos x training paintings",
+                   "stress": "held-out photos x stress styles"}
 CURVE_COLUMNS = ("run", "step", "loss", "content", "style")
 DECEPTION_COLUMNS = ("model", "pairs_set", "rate", "ci_low", "ci_high", "pairs", "artists", "chance", "real_top1_mean")
 IMBALANCE_COLUMNS = ("run", "model", "pairs_set", "seed", "style", "magnitude", "left", "balanced_mean")
@@ -174,8 +177,8 @@ def deception_row(model: str, pairs_set: str, result: Mapping) -> dict:
 
 
 def _tag(pairs_set: str) -> str:
-    return {"held-out photos x held-out paintings": "test", "held-out photos x training paintings": "trainstyles",
-            "held-out photos x stress styles": "stress"}.get(pairs_set, run_file_stem(pairs_set))
+    """The short name of a pairs set in file names ("test" for held-out photos x held-out paintings)."""
+    return {title: tag for tag, title in EVAL_SET_TITLES.items()}.get(pairs_set, run_file_stem(pairs_set))
 
 
 def write_figures(out_dir: Path, main_seed: int) -> None:

@@ -34,23 +34,25 @@ def near_blank_canvas(rng: np.random.Generator, size: int) -> np.ndarray:
     return base + 0.01 * (_smooth_noise(rng, size, size // 4) - 0.5)
 
 
+def _strokes(rng: np.random.Generator, size: int, paper: tuple, ink: tuple, count: int,
+             corners: int) -> tuple[Image.Image, ImageDraw.ImageDraw]:
+    """A `paper`-coloured canvas with `count` one-pixel polylines of `corners` random points in `ink`."""
+    image = Image.new("RGB", (size, size), paper)
+    draw = ImageDraw.Draw(image)
+    for _ in range(count):
+        draw.line([tuple(rng.integers(0, size, 2).tolist()) for _ in range(corners)], fill=ink, width=1)
+    return image, draw
+
+
 def faint_pencil_lines(rng: np.random.Generator, size: int) -> np.ndarray:
     """A few light grey strokes on white paper."""
-    image = Image.new("RGB", (size, size), (250, 250, 248))
-    draw = ImageDraw.Draw(image)
-    for _ in range(6):
-        points = [tuple(rng.integers(0, size, 2).tolist()) for _ in range(3)]
-        draw.line(points, fill=(205, 205, 205), width=1)
+    image, _ = _strokes(rng, size, (250, 250, 248), (205, 205, 205), count=6, corners=3)
     return np.asarray(image, np.float32) / 255.0
 
 
 def thin_line_drawing(rng: np.random.Generator, size: int) -> np.ndarray:
     """Dense black ink hatching and contours, one pixel wide, on white."""
-    image = Image.new("RGB", (size, size), (255, 255, 255))
-    draw = ImageDraw.Draw(image)
-    for _ in range(40):
-        points = [tuple(rng.integers(0, size, 2).tolist()) for _ in range(4)]
-        draw.line(points, fill=(0, 0, 0), width=1)
+    image, draw = _strokes(rng, size, (255, 255, 255), (0, 0, 0), count=40, corners=4)
     for _ in range(8):
         x, y, r = (int(v) for v in rng.integers(size // 8, size - size // 8, 3) // (1, 1, 4))
         draw.ellipse((x - r, y - r, x + r, y + r), outline=(0, 0, 0), width=1)

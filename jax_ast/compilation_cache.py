@@ -1,10 +1,12 @@
 """JAX's persistent compilation cache for the entry points: a second run of a command does not compile again.
 
 On by default in `train.run`, `eval.run` and `eval.stylize`: compiled XLA programs are kept in
-``$JAX_AST_CACHE/xla`` (default ``~/.cache/jax_ast/xla``), keyed by JAX on the program, the devices, the
-compiler flags and the jax/jaxlib versions, so a stale entry is never used. Turn it off with
-``--no-compilation-cache`` or by setting ``JAX_AST_NO_COMPILATION_CACHE=1`` (the tests do). Entries are
-plain files; deleting the folder is always safe.
+``$JAX_AST_XLA_CACHE`` (default ``$JAX_AST_CACHE/xla``, i.e. ``~/.cache/jax_ast/xla``), keyed by JAX on the
+program, the devices, the compiler flags and the jax/jaxlib versions, so a stale entry is never used. Turn it
+off with ``--no-compilation-cache`` or by setting ``JAX_AST_NO_COMPILATION_CACHE=1``. The folder holds at most
+``MAX_BYTES`` (least recently used entries go first), and every read and write holds its file lock, so processes
+running at once (two hosts' processes on one machine, two runs, the test suite's workers) never read an entry
+another one is still writing. Entries are plain files; deleting the folder is always safe.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ import jax
 from jax_ast.pretrained.cache import cache_dir
 
 DISABLE_ENV = "JAX_AST_NO_COMPILATION_CACHE"
+FOLDER_ENV = "JAX_AST_XLA_CACHE"
 FLAG = "--no-compilation-cache"
 FLAG_HELP = (f"do not keep compiled programs in $JAX_AST_CACHE/xla (default: kept, so a second run does not "
              f"compile again; {DISABLE_ENV}=1 turns it off too)")
 # Programs that compile faster than this are not worth a file (model.init, small helpers); the train step
 # and the stylise/score programs take seconds to minutes.
 MIN_COMPILE_SECONDS = 0.5
+# A VGG train step is 10-60 MB: room for a few hundred. Setting a bound is also what makes JAX lock the folder.
+MAX_BYTES = 4 << 30
 
 
 def disabled_by_env() -> bool:
@@ -30,12 +35,19 @@ def disabled_by_env() -> bool:
     return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("", "0", "false")
 
 
+def folder() -> Path:
+    """``$JAX_AST_XLA_CACHE``, else ``$JAX_AST_CACHE/xla`` (not created here)."""
+    given = os.environ.get(FOLDER_ENV, "").strip()
+    return Path(given).expanduser() if given else cache_dir() / "xla"
+
+
 def enable(enabled: bool = True) -> Path | None:
-    """Point JAX's persistent compilation cache at ``$JAX_AST_CACHE/xla``; returns that folder, or None when
-    `enabled` is False or the environment turns the cache off. Call it before the first compilation."""
+    """Point JAX's persistent compilation cache at `folder()`; returns it, or None when `enabled` is False or
+    the environment turns the cache off. Call it before the first compilation."""
     if not enabled or disabled_by_env():
         return None
-    folder = cache_dir() / "xla"
-    jax.config.update("jax_compilation_cache_dir", str(folder))
+    path = folder()
+    jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
-    return folder
+    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
+    return path

@@ -1,4 +1,5 @@
-"""The persistent compilation cache of the entry points: in $JAX_AST_CACHE/xla, off by flag or environment."""
+"""The persistent compilation cache of the entry points: in $JAX_AST_CACHE/xla (or $JAX_AST_XLA_CACHE), off by
+flag or environment."""
 
 import os
 import subprocess
@@ -23,9 +24,10 @@ jax.jit(jax.grad(loss)).lower(params, jnp.ones((2, 32, 32, 3))).compile()
 """
 
 
-def _compile_in_subprocess(cache: Path) -> str:
-    environment = {k: v for k, v in os.environ.items() if k != compilation_cache.DISABLE_ENV}
-    environment.update(JAX_AST_CACHE=str(cache), PYTHONPATH=str(REPO))
+def _compile_in_subprocess(cache: Path, **extra: str) -> str:
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in (compilation_cache.DISABLE_ENV, compilation_cache.FOLDER_ENV)}
+    environment.update(JAX_AST_CACHE=str(cache), PYTHONPATH=str(REPO), **extra)
     result = subprocess.run([sys.executable, "-c", _COMPILE], env=environment, capture_output=True, text=True,
                             timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -37,8 +39,20 @@ def test_compiled_programs_are_kept_under_jax_ast_cache(tmp_path):
     assert any((tmp_path / "xla").iterdir())  # the compiled program was written there
 
 
-def test_the_environment_and_the_flag_turn_it_off():
-    assert compilation_cache.disabled_by_env()  # conftest.py sets it: the tests never write the user's cache
+def test_its_own_folder_variable_moves_it(tmp_path):
+    assert _compile_in_subprocess(tmp_path / "a", JAX_AST_XLA_CACHE=str(tmp_path / "b")) == str(tmp_path / "b")
+    assert any((tmp_path / "b").iterdir()) and not (tmp_path / "a").exists()
+
+
+def test_the_tests_never_write_the_users_cache():
+    # conftest.py points this session at a fresh folder of its own
+    assert compilation_cache.folder() != compilation_cache.cache_dir() / "xla"
+    assert compilation_cache.folder().name.startswith("jax_ast_test_xla_")
+
+
+def test_the_environment_and_the_flag_turn_it_off(monkeypatch):
+    monkeypatch.setenv(compilation_cache.DISABLE_ENV, "1")
+    assert compilation_cache.disabled_by_env()
     assert compilation_cache.enable() is None and compilation_cache.enable(False) is None
     assert build_parser().parse_args(["--no-compilation-cache"]).no_compilation_cache
     assert not build_parser().parse_args([]).no_compilation_cache

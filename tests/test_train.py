@@ -155,11 +155,10 @@ def _final_params(workdir):
 @pytest.mark.slow
 def test_resume_after_sigkill_continues_the_same_trajectory(tmp_path):
     # 48 px steps (with a checkpoint each) take ~0.2-0.4 s here, so polling every 20 ms catches run B between
-    # steps 3 and 6. The three runs share one persistent compilation cache, as every entry point does by
-    # default outside the tests: the resumed run and run A load the step run B compiled instead of compiling
-    # it again.
+    # steps 3 and 6. The three runs share one persistent compilation cache of their own (not the session's,
+    # so run B compiles the step itself): the resumed run and run A load the step run B compiled.
     args = ("--iterations", "6", "--checkpoint-every", "1", "--crop-size", "48")
-    cache = {"JAX_AST_CACHE": str(tmp_path / "cache"), "JAX_AST_NO_COMPILATION_CACHE": "0"}
+    cache = {"JAX_AST_XLA_CACHE": str(tmp_path / "cache" / "xla")}
     run_b = _cli(tmp_path / "b", *args, env=cache)
     deadline = time.time() + 600
     while time.time() < deadline and not (tmp_path / "b/checkpoints/3").exists():

@@ -56,3 +56,25 @@ def test_the_environment_and_the_flag_turn_it_off(monkeypatch):
     assert compilation_cache.enable() is None and compilation_cache.enable(False) is None
     assert build_parser().parse_args(["--no-compilation-cache"]).no_compilation_cache
     assert not build_parser().parse_args([]).no_compilation_cache
+
+
+def test_unfinished_entries_are_dropped_complete_ones_kept(tmp_path):
+    """An entry without its last-use stamp (its writer killed in between, or an unbounded older folder) would
+    make JAX's bounded cache fail on every later write: enable() deletes it, and a stamp without an entry."""
+    for name, data in (("done-cache", b"x" * 10), ("done-atime", (5).to_bytes(8, "little")),
+                       ("killed-cache", b"x" * 3), ("lost-atime", (7).to_bytes(8, "little"))):
+        (tmp_path / name).write_bytes(data)
+    assert compilation_cache.drop_unfinished_entries(tmp_path) == ["killed-cache", "lost-atime"]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != compilation_cache.LOCK_FILE) == [
+        "done-atime", "done-cache"]
+    assert compilation_cache.drop_unfinished_entries(tmp_path / "missing") == []
+
+
+def test_a_killed_writer_does_not_break_later_writes(tmp_path):
+    """A folder holding an entry without a stamp: the next process drops it and writes its own program."""
+    (tmp_path / "xla").mkdir()
+    (tmp_path / "xla" / "jit_killed-0123-cache").write_bytes(b"partial")
+    assert _compile_in_subprocess(tmp_path) == str(tmp_path / "xla")
+    names = sorted(p.name for p in (tmp_path / "xla").iterdir())
+    assert "jit_killed-0123-cache" not in names
+    assert any(n.endswith("-cache") for n in names) and any(n.endswith("-atime") for n in names)

@@ -39,9 +39,23 @@ def test_compiled_programs_are_kept_under_jax_ast_cache(tmp_path):
     assert any((tmp_path / "xla").iterdir())  # the compiled program was written there
 
 
-def test_its_own_folder_variable_moves_it(tmp_path):
-    assert _compile_in_subprocess(tmp_path / "a", JAX_AST_XLA_CACHE=str(tmp_path / "b")) == str(tmp_path / "b")
-    assert any((tmp_path / "b").iterdir()) and not (tmp_path / "a").exists()
+def _enable_recording(monkeypatch) -> dict:
+    """enable() with jax.config.update recorded instead of applied (this session's cache stays as it is)."""
+    updates = {}
+    monkeypatch.setattr(compilation_cache.jax.config, "update", lambda name, value: updates.__setitem__(name, value))
+    monkeypatch.delenv(compilation_cache.DISABLE_ENV, raising=False)
+    return updates
+
+
+def test_its_own_folder_variable_moves_it(tmp_path, monkeypatch):
+    updates = _enable_recording(monkeypatch)
+    monkeypatch.setenv("JAX_AST_CACHE", str(tmp_path / "a"))
+    monkeypatch.setenv(compilation_cache.FOLDER_ENV, str(tmp_path / "b"))
+    assert compilation_cache.enable() == tmp_path / "b"
+    assert updates["jax_compilation_cache_dir"] == str(tmp_path / "b")
+    assert updates["jax_compilation_cache_max_size"] == compilation_cache.MAX_BYTES  # bounded, hence locked
+    monkeypatch.delenv(compilation_cache.FOLDER_ENV)
+    assert compilation_cache.enable() == tmp_path / "a" / "xla"
 
 
 def test_the_tests_never_write_the_users_cache():
@@ -70,11 +84,10 @@ def test_unfinished_entries_are_dropped_complete_ones_kept(tmp_path):
     assert compilation_cache.drop_unfinished_entries(tmp_path / "missing") == []
 
 
-def test_a_killed_writer_does_not_break_later_writes(tmp_path):
-    """A folder holding an entry without a stamp: the next process drops it and writes its own program."""
-    (tmp_path / "xla").mkdir()
-    (tmp_path / "xla" / "jit_killed-0123-cache").write_bytes(b"partial")
-    assert _compile_in_subprocess(tmp_path) == str(tmp_path / "xla")
-    names = sorted(p.name for p in (tmp_path / "xla").iterdir())
-    assert "jit_killed-0123-cache" not in names
-    assert any(n.endswith("-cache") for n in names) and any(n.endswith("-atime") for n in names)
+def test_enable_drops_a_killed_writers_entry_first(tmp_path, monkeypatch):
+    """A folder holding an entry without a stamp: enable() removes it before JAX writes there."""
+    _enable_recording(monkeypatch)
+    monkeypatch.setenv(compilation_cache.FOLDER_ENV, str(tmp_path))
+    (tmp_path / "jit_killed-0123-cache").write_bytes(b"partial")
+    assert compilation_cache.enable() == tmp_path
+    assert not (tmp_path / "jit_killed-0123-cache").exists()

@@ -11,17 +11,27 @@ _existing = os.environ.get("XLA_FLAGS", "")
 os.environ["XLA_FLAGS"] = " ".join([_existing, *[f for f in _FLAGS if f.split("=")[0] not in _existing]]).strip()
 # The tests never download; the ImageNet VGG-16 from the installed wheel is converted once into this cache.
 os.environ.setdefault("JAX_AST_CACHE", os.path.join(tempfile.gettempdir(), "jax_ast_test_cache"))
-# The entry points keep compiled programs in $JAX_AST_CACHE/xla; the tests compile fresh (test_compilation_cache.py
-# turns it on in a folder of its own).
-os.environ["JAX_AST_NO_COMPILATION_CACHE"] = "1"
+# Compiled programs are kept as the entry points keep them by default (jax_ast/compilation_cache.py), but in a
+# folder made empty for this session and shared by its xdist workers and every subprocess the tests start: a
+# program compiled twice in one session (same network, shapes and devices in another test or process) is read
+# back instead. Nothing carries over between sessions, and the user's cache is never touched.
+_SESSION_XLA_CACHE = None
+if "JAX_AST_XLA_CACHE" not in os.environ:  # the controller (or the only process); the workers inherit it
+    _SESSION_XLA_CACHE = tempfile.mkdtemp(prefix="jax_ast_test_xla_")
+    os.environ["JAX_AST_XLA_CACHE"] = _SESSION_XLA_CACHE
 
 import jax  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")
 
+from jax_ast import compilation_cache  # noqa: E402
+
+compilation_cache.enable()
+
 
 import collections  # noqa: E402
 import gc  # noqa: E402
+import shutil  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -42,6 +52,12 @@ def pytest_cmdline_main(config):
     if option.numprocesses and option.dist == "no":  # -n without --dist: whole files too
         option.dist = "loadfile"
         option.loadscopereorder = False  # the order below instead of xdist's (most tests first)
+
+
+def pytest_unconfigure(config):
+    """The session's compiled programs go with it (only the process that made the folder removes it)."""
+    if _SESSION_XLA_CACHE is not None:
+        shutil.rmtree(_SESSION_XLA_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -243,9 +243,9 @@ def test_csv_log_truncates_a_partial_line_and_refuses_duplicates(tmp_path):
     assert path.read_text() == "pair,value\n0,1.5\n1,nan\n"
 
 
-def _start(out, n, size, *extra):
+def _start(out, n, size, *extra, env=None):
     """`python -m eval.run` in a subprocess on 1 CPU device, with a cheap loss network (relu1_1 only)."""
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", **(env or {}))
     argv = [sys.executable, "-m", "eval.run", "--arch", "identity", "--pairs", str(n), "--out", str(out),
             *BASE[:4], "--size", str(size), "--loss-vgg-weights", "random", "--style-layers", "relu1_1",
             "--content-layers", "relu1_1", "--no-progress", *extra]
@@ -253,7 +253,9 @@ def _start(out, n, size, *extra):
 
 
 def test_killed_run_resumes_without_duplicates(tmp_path):
-    process = _start(tmp_path, 1000, 32, "--batch-size", "8", "--no-figures")
+    # the killed process gets a compilation cache of its own: the session's is for processes that finish
+    process = _start(tmp_path, 1000, 32, "--batch-size", "8", "--no-figures",
+                     env={"JAX_AST_XLA_CACHE": str(tmp_path / "killed-xla")})
     csv_path, deadline = tmp_path / layout.PAIRS_CSV, time.monotonic() + 60
     while records.count_rows(csv_path) < 40 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)

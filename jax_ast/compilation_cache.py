@@ -64,7 +64,8 @@ def enable(enabled: bool = True) -> Path | None:
 
 def drop_unfinished_entries(path: Path) -> list[str]:
     """Deletes the entries of the cache folder `path` that have no last-use stamp, and stamps without an entry,
-    holding the folder's lock (skipped if another process holds it for `LOCK_SECONDS`); returns the names."""
+    holding the folder's lock; returns the names. Skipped (nothing removed) if another process holds the lock
+    for `LOCK_SECONDS` or the folder cannot be locked or changed (read-only): JAX then only warns on writes."""
     if not path.is_dir():
         return []
     removed = []
@@ -77,6 +78,6 @@ def drop_unfinished_entries(path: Path) -> list[str]:
                             and name.removesuffix(STAMP_SUFFIX) + ENTRY_SUFFIX not in names)):
                     (path / name).unlink(missing_ok=True)
                     removed.append(name)
-    except filelock.Timeout:
-        return []
+    except (filelock.Timeout, OSError):
+        return removed
     return removed

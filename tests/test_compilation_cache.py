@@ -84,6 +84,18 @@ def test_unfinished_entries_are_dropped_complete_ones_kept(tmp_path):
     assert compilation_cache.drop_unfinished_entries(tmp_path / "missing") == []
 
 
+def test_a_folder_that_cannot_be_locked_is_left_alone(tmp_path, monkeypatch):
+    """A read-only cache folder (here: the lock cannot be created) does not stop a run."""
+    (tmp_path / "killed-cache").write_bytes(b"x")
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / compilation_cache.LOCK_FILE))
+
+    monkeypatch.setattr(compilation_cache.filelock.FileLock, "acquire", refuse)
+    assert compilation_cache.drop_unfinished_entries(tmp_path) == []
+    assert (tmp_path / "killed-cache").exists()
+
+
 def test_enable_drops_a_killed_writers_entry_first(tmp_path, monkeypatch):
     """A folder holding an entry without a stamp: enable() removes it before JAX writes there."""
     _enable_recording(monkeypatch)

@@ -15,6 +15,7 @@ jax-ast filled) would make every later write fail. `enable` deletes such unfinis
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -26,8 +27,8 @@ from jax_ast.pretrained.cache import cache_dir
 DISABLE_ENV = "JAX_AST_NO_COMPILATION_CACHE"
 FOLDER_ENV = "JAX_AST_XLA_CACHE"
 FLAG = "--no-compilation-cache"
-FLAG_HELP = (f"do not keep compiled programs in $JAX_AST_CACHE/xla (default: kept, so a second run does not "
-             f"compile again; {DISABLE_ENV}=1 turns it off too)")
+FLAG_HELP = (f"do not keep compiled programs in ${FOLDER_ENV} or $JAX_AST_CACHE/xla (default: kept, so a second "
+             f"run does not compile again; {DISABLE_ENV}=1 turns it off too)")
 # Programs that compile faster than this are not worth a file (model.init, small helpers); the train step
 # and the stylise/score programs take seconds to minutes.
 MIN_COMPILE_SECONDS = 0.5
@@ -64,20 +65,19 @@ def enable(enabled: bool = True) -> Path | None:
 
 def drop_unfinished_entries(path: Path) -> list[str]:
     """Deletes the entries of the cache folder `path` that have no last-use stamp, and stamps without an entry,
-    holding the folder's lock; returns the names. Skipped (nothing removed) if another process holds the lock
-    for `LOCK_SECONDS` or the folder cannot be locked or changed (read-only): JAX then only warns on writes."""
+    holding the folder's lock; returns the names deleted. Stops (the run goes on, JAX then only warns on
+    writes) if another process holds the lock for `LOCK_SECONDS` or the folder cannot be locked or changed."""
+    removed: list[str] = []
     if not path.is_dir():
-        return []
-    removed = []
-    try:
-        with filelock.FileLock(path / LOCK_FILE, timeout=LOCK_SECONDS):
-            names = {p.name for p in path.iterdir()}
-            for name in sorted(names):
-                if ((name.endswith(ENTRY_SUFFIX) and name.removesuffix(ENTRY_SUFFIX) + STAMP_SUFFIX not in names)
-                        or (name.endswith(STAMP_SUFFIX)
-                            and name.removesuffix(STAMP_SUFFIX) + ENTRY_SUFFIX not in names)):
-                    (path / name).unlink(missing_ok=True)
-                    removed.append(name)
-    except (filelock.Timeout, OSError):
         return removed
+    with contextlib.suppress(OSError):  # filelock.Timeout is one too
+        with filelock.FileLock(path / LOCK_FILE, timeout=LOCK_SECONDS):
+            names = [p.name for p in path.iterdir()]
+            entries = {n.removesuffix(ENTRY_SUFFIX) for n in names if n.endswith(ENTRY_SUFFIX)}
+            stamps = {n.removesuffix(STAMP_SUFFIX) for n in names if n.endswith(STAMP_SUFFIX)}
+            unfinished = [*(key + ENTRY_SUFFIX for key in entries - stamps),
+                          *(key + STAMP_SUFFIX for key in stamps - entries)]
+            for name in sorted(unfinished):
+                (path / name).unlink(missing_ok=True)
+                removed.append(name)
     return removed

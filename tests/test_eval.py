@@ -19,6 +19,7 @@ from eval.common import layout, records
 from eval.score import analysis, compare, extremes, pairs, report
 from eval.score import metrics as pair_metrics
 from eval.score import run as eval_run
+from jax_ast import compilation_cache
 from jax_ast.data import FolderSource, bundled_dir
 from jax_ast.pretrained import load_vgg
 
@@ -255,7 +256,7 @@ def _start(out, n, size, *extra, env=None):
 def test_killed_run_resumes_without_duplicates(tmp_path):
     # the killed process gets a compilation cache of its own: the session's is for processes that finish
     process = _start(tmp_path, 1000, 32, "--batch-size", "8", "--no-figures",
-                     env={"JAX_AST_XLA_CACHE": str(tmp_path / "killed-xla")})
+                     env={compilation_cache.FOLDER_ENV: str(tmp_path / "killed-xla")})
     csv_path, deadline = tmp_path / layout.PAIRS_CSV, time.monotonic() + 60
     while records.count_rows(csv_path) < 40 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -13,6 +13,7 @@ import pytest
 
 import jax
 
+from jax_ast import compilation_cache
 from jax_ast.configs import default_config
 from train.checkpointing import Checkpointer
 from train.loop import train
@@ -142,7 +143,7 @@ def test_resume_after_sigkill_continues_the_same_trajectory(tmp_path):
     # steps 3 and 6. The three runs share one persistent compilation cache of their own (not the session's,
     # so run B compiles the step itself): the resumed run and run A load the step run B compiled.
     args = ("--iterations", "6", "--checkpoint-every", "1", "--crop-size", "48")
-    cache = {"JAX_AST_XLA_CACHE": str(tmp_path / "cache" / "xla")}
+    cache = {compilation_cache.FOLDER_ENV: str(tmp_path / "cache" / "xla")}
     run_b = _cli(tmp_path / "b", *args, env=cache)
     deadline = time.time() + 600
     while time.time() < deadline and not (tmp_path / "b/checkpoints/3").exists():

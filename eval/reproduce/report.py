@@ -373,7 +373,7 @@ def markdown(out_dir: Path, rel: str, info: Mapping[str, str], discussion: str |
                   *_figure(out_dir, rel, layout.IMBALANCE_PNG.format(tag=tag), f"share left vs magnitude, {tag}")]
         styles = list(dict.fromkeys(s["style"] for s in per_style if s["run"] in {r["run"] for r in rows}))
         value = {(s["run"], s["style"]): s for s in per_style}
-        lines += [f"Mean balanced loss per style (rank 1 = most under-stylised):", "",
+        lines += ["Mean balanced loss per style (rank 1 = most under-stylised):", "",
                   markdown_table(["style", *(r["model"] for r in rows)],
                                  [[style, *(f"{fmt(_num(value[(r['run'], style)]['balanced_mean']))} "
                                             f"(#{value[(r['run'], style)]['balanced_rank']})"
@@ -405,12 +405,13 @@ def markdown(out_dir: Path, rel: str, info: Mapping[str, str], discussion: str |
             rows = [r for r in evaluated if r["pairs_set"] == pairs_set and r["model"] in appendix_models]
             seeds = sorted({r["seed"] for r in rows}, key=lambda seed: int(seed) if seed.lstrip("-").isdigit() else 0)
             value = {(r["model"], r["seed"]): r for r in rows}
-            table = [[model, key, *(fmt(_num(value[(model, seed)][key])) if (model, seed) in value else ""
-                                    for seed in seeds),
-                      fmt(max(v) - min(v)) if (v := [_num(value[(model, seed)][key]) for seed in seeds
-                                                     if (model, seed) in value]) else ""]
-                     for model in dict.fromkeys(r["model"] for r in rows)
-                     for key in ("balanced_mean", "classic_hw_mean", "content_mean", "balanced_style_cv")]
+            table = []
+            for model in dict.fromkeys(r["model"] for r in rows):
+                for key in ("balanced_mean", "classic_hw_mean", "content_mean", "balanced_style_cv"):
+                    per_seed = [_num(value[(model, seed)][key]) if (model, seed) in value else None for seed in seeds]
+                    present = [v for v in per_seed if v is not None]
+                    table.append([model, key, *("" if v is None else fmt(v) for v in per_seed),
+                                  fmt(max(present) - min(present)) if present else ""])
             lines += [f"**{pairs_set}**", "",
                       markdown_table(["model", "value", *(f"seed {seed}" for seed in seeds), "max - min"], table), ""]
     if discussion:

@@ -3,9 +3,12 @@
 Graphs (NHWC float32 in [0, 1], batch 1; the sides are fixed at export time, except Magenta's content
 height and width, which can stay dynamic: docs/export.md says why):
 
-* ``stylize``: content [1,H,W,3], style [1,Hs,Ws,3] -> stylized [1,H,W,3] (the model's ``__call__``, alpha 1);
 * ``encode_style``: style [1,Hs,Ws,3] -> the style code's leaves, one output each (``code/<key>``);
-* ``stylize_with_code``: content [1,H,W,3] + the code's leaves -> stylized [1,H,W,3].
+* ``stylize_with_code``: content [1,H,W,3] + the code's leaves -> stylized [1,H,W,3];
+* ``stylize``: content [1,H,W,3], style [1,Hs,Ws,3] -> stylized [1,H,W,3] (alpha 1): the two graphs above joined
+  into one by ``onnx.compose``, the code passed from one to the other inside it. jax2onnx converts each network
+  part once: converting the whole network a third time took longer than both parts together (its graph clean-up
+  grows with the square of the graph's size; docs/export.md).
 
 Magenta's split pair takes the names and shapes of the mobile release's ``arbitrary_predict.onnx`` /
 ``arbitrary_transform.onnx`` (`MAGENTA_CODE`, `MAGENTA_OUTPUT`), so programs written for those files run it.
@@ -13,6 +16,7 @@ Magenta's split pair takes the names and shapes of the mobile release's ``arbitr
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from dataclasses import dataclass
 from typing import Any
@@ -50,17 +54,46 @@ def converter_installed() -> bool:
     return importlib.util.find_spec(CONVERTER) is not None
 
 
-def _to_onnx(fn: Any, specs: list, name: str, inputs: list[str], outputs: list[str], meta: dict[str, str]) -> Graph:
+def _to_onnx(fn: Any, specs: list, name: str, inputs: list[str], outputs: list[str]) -> Any:
+    """The ModelProto of `fn` traced at `specs`, without metadata."""
     if not converter_installed():
         raise ConverterMissing(f"the ONNX converter {CONVERTER} is not installed; pip install 'jax-ast[export]'")
     from jax2onnx import to_onnx  # optional extra: imported only when exporting
 
     with onnx_friendly():
-        proto = to_onnx(fn, specs, model_name=name, opset=OPSET, input_names=inputs, output_names=outputs)
+        return to_onnx(fn, specs, model_name=name, opset=OPSET, input_names=inputs, output_names=outputs)
+
+
+def _graph(proto: Any, name: str, meta: dict[str, str]) -> Graph:
+    """`proto` with jax-ast's metadata_props (`meta`, the graph's name, the opset and the input convention)."""
     for key, value in {**meta, "graph": name, "opset": str(OPSET), "input_convention": INPUT_CONVENTION}.items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    return Graph(name, proto, tuple(inputs), tuple(outputs))
+    return Graph(name, proto, tuple(value.name for value in proto.graph.input),
+                 tuple(value.name for value in proto.graph.output))
+
+
+def _joined(encode: Any, with_code: Any, output: str) -> Any:
+    """One ModelProto: (content_image, style_image) -> `output`, `encode`'s outputs feeding `with_code`'s inputs
+    of the same names. Every other name gets its part's prefix (the converter names both parts' tensors alike)."""
+    import onnx.compose  # installed with the converter
+
+    code = [value.name for value in encode.graph.output]
+    parts = [onnx.compose.add_prefix(proto, prefix, rename_inputs=False, rename_outputs=False)
+             for proto, prefix in ((encode, "encode_style/"), (with_code, "stylize_with_code/"))]
+    joined = onnx.compose.merge_models(*parts, io_map=list(zip(code, code)), name="stylize")
+    renamed = joined.graph.output[0].name
+    for node in joined.graph.node:
+        node.output[:] = [output if name == renamed else name for name in node.output]
+    joined.graph.output[0].name = output
+    inputs = [copy.deepcopy(value) for value in sorted(joined.graph.input,  # content, then style
+                                                        key=lambda value: value.name != "content_image")]
+    del joined.graph.input[:]
+    joined.graph.input.extend(inputs)
+    unique = {entry.domain: entry.version for entry in joined.opset_import}
+    del joined.opset_import[:]
+    joined.opset_import.extend(onnx.helper.make_opsetid(domain, version) for domain, version in unique.items())
+    return joined
 
 
 def _image(height: int, width: int) -> jax.ShapeDtypeStruct:
@@ -97,18 +130,14 @@ def export_graphs(model: Any, variables: Any, *, size: tuple[int, int] | None, s
     meta = {**meta, "content_size": f"dynamic, H and W >= {MIN_DYNAMIC_SIDE}" if size is None else "x".join(
         map(str, size)), "style_size": "x".join(map(str, style_size))}
 
-    def stylize(content, style):
-        return model.apply(variables, content, style, train=False)[0]
-
-    graphs = [_to_onnx(stylize, [content_spec, style_spec], "stylize", ["content_image", "style_image"],
-                       ["stylized_image"], meta)]
-    if not split:
-        return graphs
     encode, with_code, code_names, code_specs, output = _split(model, variables, style_spec)
-    graphs.append(_to_onnx(encode, [style_spec], "encode_style", ["style_image"], code_names, meta))
-    graphs.append(_to_onnx(with_code, [content_spec, *code_specs], "stylize_with_code",
-                           ["content_image", *code_names], [output], meta))
-    return graphs
+    encode_proto = _to_onnx(encode, [style_spec], "encode_style", ["style_image"], code_names)
+    with_code_proto = _to_onnx(with_code, [content_spec, *code_specs], "stylize_with_code",
+                               ["content_image", *code_names], [output])
+    whole = _graph(_joined(encode_proto, with_code_proto, "stylized_image"), "stylize", meta)
+    if not split:
+        return [whole]
+    return [whole, _graph(encode_proto, "encode_style", meta), _graph(with_code_proto, "stylize_with_code", meta)]
 
 
 def _split(model: Any, variables: Any, style_spec: jax.ShapeDtypeStruct):

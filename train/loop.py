@@ -39,13 +39,13 @@ import numpy as np
 from jax_ast.configs import TrainConfig, parse_style_weight
 from jax_ast.pretrained.params_file import save_params
 from jax_ast import parallel
+from jax_ast.xla_flags import FAST_COMPILE
 from train.checkpointing import CheckpointError, Checkpointer, CheckpointSaveError
 from train.data_setup import make_stream
 from train.metrics import MetricsWriter, ProgressReporter, check_finite, sample_grid
 from train.factory import create_run
 from train.step import objective
 from train.run_folder import EXPORT_NAME, RunFolder, WorkdirError, checkpoint_steps
-from train.weights import FAST_COMPILE
 
 log = logging.getLogger(__name__)
 PREFETCH_BATCHES = 2  # batches on the devices ahead of the step: double buffering

@@ -29,7 +29,7 @@ from jax_ast.pretrained.convert import WeightsError, check_finite
 from jax_ast.pretrained.params_file import is_params_file, load_params
 from jax_ast.pretrained.torch_format import load_torch_params
 from jax_ast.pretrained.vgg import load_vgg
-from jax_ast.xla_flags import FAST_COMPILE
+from jax_ast.random_init import random_variables
 
 log = logging.getLogger(__name__)
 PAPER_DEEPEST = "relu4_3"
@@ -52,10 +52,7 @@ def _vgg_params(variant: str, weights: str | None, deepest: str, *, original_fil
 def initial_variables(model: Any, cfg: TrainConfig) -> tuple[dict, dict]:
     """(params, batch_stats) of `model` for the start of training (before any checkpoint restore)."""
     plugin = cfg.plugin
-    size = plugin.init_size
-    probe = jnp.zeros((1, size, size, 3), jnp.float32)
-    key = jax.random.PRNGKey(cfg.run.seed)
-    variables = jax.jit(model.init).lower(key, probe, probe).compile(compiler_options=FAST_COMPILE)(key, probe, probe)
+    variables = random_variables(model, cfg.run.seed, plugin.init_size)
     params = jax.tree.map(jnp.asarray, dict(variables["params"]))
     batch_stats = dict(variables.get("batch_stats", {}))
     if cfg.encoder_variant is not None:

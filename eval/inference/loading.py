@@ -22,7 +22,7 @@ from jax_ast.archs import ARCHS
 from jax_ast.errors import CheckpointError
 from jax_ast.pretrained import params_file
 from jax_ast.pretrained.convert import check_finite
-from jax_ast.xla_flags import FAST_COMPILE
+from jax_ast.random_init import random_variables
 
 # Shorter-side resize per network's own inference default (docs/architectures.md, each network's inference); SANet's
 # original runs at the images' own size, which can exhaust memory (quadratic attention), so 512 is used like AdaIN.
@@ -106,16 +106,9 @@ def _random_model(arch: str, config: dict, seed: int) -> tuple[Any, Any]:
 
 @functools.lru_cache(maxsize=4)
 def _random_init(arch: str, config: tuple, seed: int) -> tuple[Any, Any]:
-    """Seeded random variables, cached per process.
-
-    The init program runs once, so XLA's optimisations cost more than they save: compiling without them
-    takes ~3x less time on CPU (same threefry random numbers).
-    """
+    """Seeded random variables (the same as a training run's start with this seed), cached per process."""
     model = archs.build(arch, **dict(config))
-    probe = np.zeros((1, PROBE_SIZE, PROBE_SIZE, 3), np.float32)
-    key = jax.random.key(seed)
-    init = jax.jit(model.init).lower(key, probe, probe).compile(compiler_options=FAST_COMPILE)
-    return model, init(key, probe, probe)
+    return model, random_variables(model, seed, archs.get(arch).init_size)
 
 
 def _load_release(arch: str, path: Path, config: dict) -> tuple[Any, Any]:

@@ -215,19 +215,16 @@ def test_variant_defaults_and_cpu_preset():
         default_config("magenta", variant="r31")
 
 
-@pytest.mark.slow
-def test_training_starts_from_the_release(tmp_path, mobile):
+def test_training_starts_from_the_release(mobile):
     """`train.run --arch magenta --variant mobile` starts from the release (no batch statistics: the batch norms
-    are folded into conv biases), `--mobile-weights random` does not, and two tiny steps train."""
+    are folded into conv biases) and `--mobile-weights random` does not. Steps from the release train in
+    tests/test_reproduce.py's tiny run (its fine-tune is this network from the release, balanced loss)."""
     from jax_ast.configs import default_config  # noqa: PLC0415
     from jax_ast.archs import build  # noqa: PLC0415
-    from train.checkpointing import Checkpointer  # noqa: PLC0415
-    from train.loop import train  # noqa: PLC0415
     from train.weights import initial_variables  # noqa: PLC0415
 
     cfg = default_config("magenta", "balanced", variant="mobile", vgg_weights="random", loss_vgg_weights="random",
-                         native_loss_weights="random", style_weight="2", batch_size=8, crop_size=48, iterations=2,
-                         log_every=1, checkpoint_every=2, sample_every=1000)
+                         native_loss_weights="random", style_weight="2", batch_size=8, crop_size=48)
     model = build("magenta", **cfg.model_kwargs())
     params, batch_stats = initial_variables(model, cfg)
     assert batch_stats == {}
@@ -236,9 +233,6 @@ def test_training_starts_from_the_release(tmp_path, mobile):
     random_params, _ = initial_variables(model, cfg.replace(mobile_weights="random"))
     assert not np.allclose(random_params["transformer"]["contract_conv1"]["kernel"],
                            params["transformer"]["contract_conv1"]["kernel"])
-    metrics = train(cfg, tmp_path)
-    assert np.isfinite(metrics["loss"]) and Checkpointer(tmp_path / "checkpoints").latest_step() == 2
-
 
 
 def test_reinitialise_and_freeze_parts(mobile):

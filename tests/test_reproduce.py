@@ -13,6 +13,7 @@ import pytest
 from eval.common import records
 from eval.reproduce import report, stress_styles
 from eval.score.analysis import format_number
+from train.checkpointing import Checkpointer
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -62,6 +63,13 @@ def test_tiny_run_end_to_end(tmp_path):
     # the loss curve is the training run's own log, and the deception rate is quoted with its interval
     curves = records.read_table(out / "curves.csv")
     assert [int(c["step"]) for c in curves] == [1, 2] and {c["run"] for c in curves} == {"balanced"}
+    # that run is two steps of the mobile Magenta from its release (test_magenta_mobile checks the start)
+    assert all(np.isfinite(float(c["loss"])) for c in curves)
+    run = tmp_path / "work" / "train" / "balanced"
+    assert Checkpointer(run / "checkpoints").latest_step() == 2
+    config = records.read_json(run / "config.json")
+    assert (config["arch"], config["variant"], config["loss"]) == ("magenta", "mobile", "balanced")
+    assert config["mobile_weights"] is None and config["pretrained"] is None and not config["reinitialise"]
     deception = {(d["model"], d["pairs_set"]): d for d in records.read_table(out / "deception.csv")}
     assert set(deception) == {(m, s) for m in ("identity", "released", "balanced")
                               for s in ("held-out photos x held-out paintings", "held-out photos x training paintings")}

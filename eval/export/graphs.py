@@ -84,6 +84,7 @@ def _joined(encode: Any, with_code: Any, output: str) -> Any:
     joined = onnx.compose.merge_models(*parts, io_map=list(zip(code, code)), name="stylize")
     renamed = joined.graph.output[0].name
     for node in joined.graph.node:
+        node.input[:] = [output if name == renamed else name for name in node.input]
         node.output[:] = [output if name == renamed else name for name in node.output]
     joined.graph.output[0].name = output
     inputs = [copy.deepcopy(value) for value in sorted(joined.graph.input,  # content, then style

@@ -6,7 +6,8 @@ import numpy as np
 from eval.inference.loading import random_model
 from jax_ast import archs
 from jax_ast.configs import default_config
-from jax_ast.random_init import init_program, random_variables
+import jax_ast.random_init as random_init
+from jax_ast.random_init import abstract_variables, fill_random, init_program, random_variables
 from train.weights import initial_variables
 
 
@@ -34,3 +35,22 @@ def test_one_program_for_any_probe_side():
     texts = [init_program(model, side).lower(key).as_text() for side in (32, 48)]
     assert texts[0] == texts[1] and "convolution" not in texts[0]
     assert _equal(random_variables(model, 0, 32), random_variables(model, 0, 48))
+
+
+def test_only_leaves_left_abstract_get_random_numbers(monkeypatch):
+    """A run's start takes shapes first (`abstract_variables`), swaps in what it loads, and `fill_random` gives
+    the rest `random_variables`' numbers; with nothing left abstract it compiles no init program."""
+    model = archs.build("adain")
+    abstract, random = abstract_variables(model, 32), random_variables(model, 5, 32)
+    assert jax.tree.structure(abstract) == jax.tree.structure(random)
+    loaded = jax.tree.map(lambda leaf: np.ones(leaf.shape, leaf.dtype), abstract["params"]["decoder"])
+    filled = fill_random({"params": {**abstract["params"], "decoder": loaded}}, model, 5, 32)
+    assert _equal(filled["params"]["encoder"], random["params"]["encoder"])
+    assert filled["params"]["decoder"] is not None and _equal(filled["params"]["decoder"], loaded)
+
+    def no_init(*args):
+        raise AssertionError("the init program ran although every leaf was loaded")
+
+    monkeypatch.setattr(random_init, "random_variables", no_init)
+    whole = {"params": {**filled["params"]}}
+    assert fill_random(whole, model, 5, 32) is whole

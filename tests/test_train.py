@@ -45,7 +45,10 @@ ARCH_LOSS_RUNS = [("adain", "balanced"), ("sanet", "classic"), ("linear", "nativ
 def test_three_steps_every_arch_and_loss(tmp_path, arch, loss):
     # "auto" (calibrated beta) costs one more compilation: exercise it once, elsewhere give beta.
     auto = arch == "adain" and loss == "balanced"
-    cfg = tiny_config(arch, loss, iterations=3, **({} if auto or loss == "native" else {"style_weight": "2"}))
+    overrides = {} if auto or loss == "native" else {"style_weight": "2"}
+    if auto:  # the learning rate is a constant of the step: this one then compiles one_train_step's program
+        overrides["learning_rate"] = one_train_step.config(arch).optim.learning_rate
+    cfg = tiny_config(arch, loss, iterations=3, **overrides)
     metrics = train(cfg, tmp_path)
     assert np.isfinite(metrics["loss"]), metrics
     assert Checkpointer(tmp_path / "checkpoints").latest_step() == 3

@@ -29,7 +29,7 @@ from jax_ast.pretrained.convert import WeightsError, check_finite
 from jax_ast.pretrained.params_file import is_params_file, load_params
 from jax_ast.pretrained.torch_format import load_torch_params
 from jax_ast.pretrained.vgg import load_vgg
-from jax_ast.random_init import random_variables
+from jax_ast.random_init import abstract_variables, fill_random
 
 log = logging.getLogger(__name__)
 PAPER_DEEPEST = "relu4_3"
@@ -52,8 +52,10 @@ def _vgg_params(variant: str, weights: str | None, deepest: str, *, original_fil
 def initial_variables(model: Any, cfg: TrainConfig) -> tuple[dict, dict]:
     """(params, batch_stats) of `model` for the start of training (before any checkpoint restore)."""
     plugin = cfg.plugin
-    variables = random_variables(model, cfg.run.seed, plugin.init_size)
-    params = jax.tree.map(jnp.asarray, dict(variables["params"]))
+    # Shapes first: the parts loaded below replace them, and only what is left gets random numbers (none for
+    # a release that holds every parameter, so its run compiles no init program).
+    variables = abstract_variables(model, plugin.init_size)
+    params = dict(variables["params"])
     batch_stats = dict(variables.get("batch_stats", {}))
     if cfg.encoder_variant is not None:
         # The deepest tap decides which default file is fetched (e.g. LinearTransfer's vgg_r41.pth vs vgg_r51.pth).
@@ -68,6 +70,8 @@ def initial_variables(model: Any, cfg: TrainConfig) -> tuple[dict, dict]:
     if plugin.initialise is not None:
         variables = plugin.initialise({"params": params, "batch_stats": batch_stats}, cfg)
         params, batch_stats = dict(variables["params"]), dict(variables.get("batch_stats", {}))
+    variables = fill_random({"params": params, "batch_stats": batch_stats}, model, cfg.run.seed, plugin.init_size)
+    params, batch_stats = variables["params"], variables["batch_stats"]
     given = {name: getattr(cfg.weights, name) for name in ("vgg_weights", "pretrained")}
     given.update({name: value for name, value in dataclasses.asdict(cfg.options).items()
                   if name.endswith("_weights") and isinstance(value, str)})  # a plug-in's weight files

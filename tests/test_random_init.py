@@ -6,8 +6,7 @@ import numpy as np
 from eval.inference.loading import random_model
 from jax_ast import archs
 from jax_ast.configs import default_config
-import jax_ast.random_init as random_init
-from jax_ast.random_init import abstract_variables, fill_random, init_program, random_variables
+from jax_ast.random_init import RandomInit, init_program, random_variables
 from train.weights import initial_variables
 
 
@@ -38,19 +37,20 @@ def test_one_program_for_any_probe_side():
 
 
 def test_only_leaves_left_abstract_get_random_numbers(monkeypatch):
-    """A run's start takes shapes first (`abstract_variables`), swaps in what it loads, and `fill_random` gives
-    the rest `random_variables`' numbers; with nothing left abstract it compiles no init program."""
+    """A run's start takes shapes first (`RandomInit.shapes`), swaps in what it loads, and `RandomInit.fill`
+    gives the rest `random_variables`' numbers; with nothing left abstract it compiles no init program."""
     model = archs.build("adain")
-    abstract, random = abstract_variables(model, 32), random_variables(model, 5, 32)
+    init = RandomInit(model, 32)
+    abstract, random = init.shapes(), random_variables(model, 5, 32)
     assert jax.tree.structure(abstract) == jax.tree.structure(random)
     loaded = jax.tree.map(lambda leaf: np.ones(leaf.shape, leaf.dtype), abstract["params"]["decoder"])
-    filled = fill_random({"params": {**abstract["params"], "decoder": loaded}}, model, 5, 32)
+    filled = init.fill({"params": {**abstract["params"], "decoder": loaded}}, 5)
     assert _equal(filled["params"]["encoder"], random["params"]["encoder"])
     assert _equal(filled["params"]["decoder"], loaded)
 
     def no_init(*args):
         raise AssertionError("the init program ran although every leaf was loaded")
 
-    monkeypatch.setattr(random_init, "random_variables", no_init)
+    monkeypatch.setattr(RandomInit, "variables", no_init)
     whole = {"params": {**filled["params"]}}
-    assert fill_random(whole, model, 5, 32) is whole
+    assert init.fill(whole, 5) is whole

@@ -29,7 +29,7 @@ from jax_ast.pretrained.convert import WeightsError, check_finite
 from jax_ast.pretrained.params_file import is_params_file, load_params
 from jax_ast.pretrained.torch_format import load_torch_params
 from jax_ast.pretrained.vgg import load_vgg
-from jax_ast.random_init import abstract_variables, fill_random
+from jax_ast.random_init import RandomInit
 
 log = logging.getLogger(__name__)
 PAPER_DEEPEST = "relu4_3"
@@ -54,7 +54,8 @@ def initial_variables(model: Any, cfg: TrainConfig) -> tuple[dict, dict]:
     plugin = cfg.plugin
     # Shapes first: the parts loaded below replace them, and only what is left gets random numbers (none for
     # a release that holds every parameter, so its run compiles no init program).
-    variables = abstract_variables(model, plugin.init_size)
+    init = RandomInit(model, plugin.init_size)
+    variables = init.shapes()
     params = dict(variables["params"])
     batch_stats = dict(variables.get("batch_stats", {}))
     if cfg.encoder_variant is not None:
@@ -70,7 +71,7 @@ def initial_variables(model: Any, cfg: TrainConfig) -> tuple[dict, dict]:
     if plugin.initialise is not None:
         variables = plugin.initialise({"params": params, "batch_stats": batch_stats}, cfg)
         params, batch_stats = dict(variables["params"]), dict(variables.get("batch_stats", {}))
-    variables = fill_random({"params": params, "batch_stats": batch_stats}, model, cfg.run.seed, plugin.init_size)
+    variables = init.fill({"params": params, "batch_stats": batch_stats}, cfg.run.seed)
     params, batch_stats = variables["params"], variables["batch_stats"]
     given = {name: getattr(cfg.weights, name) for name in ("vgg_weights", "pretrained")}
     given.update({name: value for name, value in dataclasses.asdict(cfg.options).items()

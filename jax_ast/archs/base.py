@@ -130,7 +130,7 @@ class Architecture:
       initialise: ``(variables, cfg) -> variables``: network-specific changes to the initial variables
         (Magenta's Inception-v3 weights); None when there are none. It replaces parts with loaded arrays: the
         leaves it receives are `jax.ShapeDtypeStruct`s where nothing was loaded yet, and those it returns as
-        such get the seeded random init afterwards (`jax_ast.random_init.fill_random`).
+        such get the seeded random init afterwards (`jax_ast.random_init.RandomInit.fill`).
       frozen_parts: ``(cfg) -> top-level parameter parts`` kept fixed in this run on top of the model's
         non-TRAINABLE ones (Magenta's `--freeze`); None when a run cannot freeze more.
       installed: ``{variant: InstalledRelease}`` of the trained weights installed with jax-ast (the key is

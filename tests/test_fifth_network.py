@@ -55,6 +55,27 @@ def test_the_network_exists_only_through_its_plug_in():
     assert grep.returncode in (0, 1) and grep.stdout.strip() == "", f"code outside the plug-in names it: {grep.stdout}"
 
 
+def test_a_plug_in_registered_after_the_clis_are_imported_is_a_choice_of_each(monkeypatch):
+    """`archs.register` in a program that imported the CLIs first: each reads the names when it builds its
+    parser or checks --arch, so the network is accepted everywhere (this process forgets it afterwards)."""
+    import importlib
+
+    from eval.export import cli as export_cli
+    from eval.inference import loading
+    from eval.score import config as score_config
+    from eval.stylize import cli as stylize_cli
+    from train import run
+
+    archs.names()  # the built-in plug-ins found first, then a copy of the registry that the test may change
+    monkeypatch.setattr(archs, "_REGISTRY", dict(archs._REGISTRY))
+    archs.register(importlib.import_module(PLUGIN).PLUGIN)
+    args = run.build_parser().parse_args(["--arch", "tinynet", "--tiny-tv-weight", "0.25"])
+    assert (args.arch, args.tiny_tv_weight) == ("tinynet", 0.25)
+    assert "tinynet" in score_config.all_archs() and "tinynet" in loading.default_sizes()
+    for parser in (stylize_cli.build_parser(), export_cli.build_parser()):
+        assert "tinynet" in parser.format_help()
+
+
 def test_train_stylize_and_score_a_registered_fifth_network(tmp_path):
     content, style = _images(tmp_path / "content", 2, 0), _images(tmp_path / "style", 2, 1)
 

@@ -41,9 +41,16 @@ from jax_ast.precision import DTYPES
 
 DEFAULT_WORKDIR = "workdir"
 EXIT_DIVERGED, EXIT_USAGE, EXIT_IO = 1, 2, 3
-CHOICES = {"arch": archs.names(), "loss": LOSSES, "stage": STAGES, "encoder": ENCODERS,
-           "variant": tuple(dict.fromkeys(v for arch in archs.names() for v in archs.get(arch).variants)),
-           "loss_network": LOSS_NETWORKS, "dtype": tuple(DTYPES)}
+
+
+def _choices() -> dict[str, tuple[str, ...]]:
+    """The allowed values of the flags that have a fixed set, read when the parser is built (a plug-in
+    registered after this module was imported is an --arch choice too)."""
+    return {"arch": archs.names(), "loss": LOSSES, "stage": STAGES, "encoder": ENCODERS,
+            "variant": tuple(dict.fromkeys(v for arch in archs.names() for v in archs.get(arch).variants)),
+            "loss_network": LOSS_NETWORKS, "dtype": tuple(DTYPES)}
+
+
 HELP = {
     "style_weight": "style weight (the paper's beta): a number or 'auto' (calibrated so beta*style ~ content)",
     "encoder": "frozen encoder: the original's VGG-19 file, or vgg16_normalised = the ImageNet VGG-16 installed "
@@ -114,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a named schedule applied over the arch's original recipe (flags still win); "
                              + "; ".join(f"{name}: {', '.join(f'{k}={v}' for k, v in values.items())}"
                                          for name, values in PRESETS.items()))
+    choices = _choices()
     for part, field in flat_fields().values():
         flag = "--" + field.name.replace("_", "-")
         kind = _flag_type(part, field)
@@ -125,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            parser.add_argument(flag, type=kind, default=None, choices=CHOICES.get(field.name), help=help_text)
+            parser.add_argument(flag, type=kind, default=None, choices=choices.get(field.name), help=help_text)
     return parser
 
 

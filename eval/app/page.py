@@ -16,8 +16,7 @@ import gradio as gr
 import numpy as np
 
 from eval.app.session import MAX_SIZE, PageError, Request, Session, parse_weights, style_list
-from jax_ast import color, imageio
-from jax_ast.archs import ARCHS
+from jax_ast import archs, color, imageio
 
 SAMPLES = Path(imageio.__file__).resolve().parent / "samples"
 CONTENTS, STYLES = SAMPLES / "content", SAMPLES / "style"
@@ -78,7 +77,7 @@ def build(session: Session | None = None) -> gr.Blocks:
                 weights_text = gr.Textbox(label="style weights, one per style (uploads first; empty: equal)",
                                           elem_id="style-weights")
                 with gr.Accordion("network", open=False):
-                    arch = gr.Dropdown(list(ARCHS), value="magenta", label="network (--arch)", elem_id="arch")
+                    arch = gr.Dropdown(list(archs.names()), value="magenta", label="network (--arch)", elem_id="arch")
                     variant = gr.Textbox(value="mobile", label="variant (--variant)", elem_id="variant")
                     weights = gr.Textbox(label="weights: params.npz or release folder (empty: installed model)",
                                          elem_id="weights")

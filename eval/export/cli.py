@@ -17,7 +17,6 @@ from eval.common import guards
 from eval.export import graphs
 from eval.inference.loading import load_model
 from jax_ast import archs
-from jax_ast.archs import ARCHS
 from jax_ast.errors import CheckpointError
 
 DEFAULT_SIDE = 512  # --size where the sides cannot stay dynamic, and --style-size without --size
@@ -26,7 +25,7 @@ DEFAULT_SIDE = 512  # --size where the sides cannot stay dynamic, and --style-si
 def build_parser() -> argparse.ArgumentParser:
     parser = guards.Parser(prog="python -m eval.export", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", required=True, help=f"network: {', '.join(ARCHS)}")
+    parser.add_argument("--arch", required=True, help=f"network: {', '.join(archs.names())}")
     parser.add_argument("--variant", default=None, help="the network's variant (default: its first)")
     parser.add_argument("--weights", default=None,
                         help="release directory, params file, or 'random' (default: the weights installed with jax-ast)")
@@ -50,8 +49,8 @@ def output_paths(out: Path, split: bool) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.arch not in ARCHS:
-        parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(ARCHS)}")
+    if args.arch not in archs.names():
+        parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(archs.names())}")
     variants = archs.get(args.arch).variants
     if args.variant is not None and args.variant not in variants:
         valid = ", ".join(variants) if variants else "none (it has no variants)"

@@ -3,7 +3,7 @@
 
 `load_model` is the one way `eval.stylize`, `eval.run`, `eval.reproduce`, the benchmarks and the tests turn
 ``--arch`` and ``--weights`` into ``(model, variables)``; the inference options of a network
-(`with_attention_chunk`) and its default stylisation sizes (`DEFAULT_SIZES`, `default_style_size`) live here too.
+(`with_attention_chunk`) and its default stylisation sizes (`default_sizes`, `default_style_size`) live here too.
 """
 
 from __future__ import annotations
@@ -18,15 +18,20 @@ import numpy as np
 
 from eval.common import guards
 from jax_ast import archs
-from jax_ast.archs import ARCHS
 from jax_ast.errors import CheckpointError
 from jax_ast.pretrained import params_file
 from jax_ast.pretrained.convert import check_finite
 from jax_ast.random_init import random_variables
 
-# Shorter-side resize per network's own inference default (docs/architectures.md, each network's inference); SANet's
-# original runs at the images' own size, which can exhaust memory (quadratic attention), so 512 is used like AdaIN.
-DEFAULT_SIZES = {arch: archs.get(arch).stylize_size for arch in ARCHS}
+
+
+def default_sizes() -> dict[str, int]:
+    """{arch: shorter-side resize} of every registered network (its plug-in's `stylize_size`: the network's own
+    inference default, docs/architectures.md; SANet's original runs at the images' own size, which can exhaust
+    memory with its quadratic attention, so 512 is used like AdaIN)."""
+    return {arch: archs.get(arch).stylize_size for arch in archs.names()}
+
+
 # SANet's default attention chunk: the relu4_1 positions of a 512x512 content (64*64), so the default size runs
 # unchunked and larger ones hold at most [4096, style positions] attention weights at a time.
 DEFAULT_ATTENTION_CHUNK = 4096
@@ -153,7 +158,7 @@ def is_tf_prefix(weights: str) -> bool:
 
 def attention_archs() -> list[str]:
     """The networks that take an attention chunk (`with_attention_chunk`)."""
-    return [arch for arch in ARCHS if "chunk_size" in archs.get(arch).inference_options]
+    return [arch for arch in archs.names() if "chunk_size" in archs.get(arch).inference_options]
 
 
 def with_attention_chunk(model: Any, chunk: int | None) -> Any:

@@ -11,13 +11,16 @@ from eval.common import guards, layout
 from eval.inference import loading
 from eval.inference.baselines import BASELINES
 from eval.score.metrics import SSIM_WINDOW
-from jax_ast import compilation_cache
+from jax_ast import archs, compilation_cache
 from jax_ast import losses as L
-from jax_ast.archs import ARCHS
 from jax_ast.configs import LOSS_NETWORKS
 from jax_ast.precision import DTYPES
 
-ALL_ARCHS = (*ARCHS, *BASELINES)
+
+
+def all_archs() -> tuple[str, ...]:
+    """The registered networks (read now: a plug-in registered after this import counts), then the baselines."""
+    return (*archs.names(), *BASELINES)
 MIN_SIZE = 16
 
 
@@ -78,7 +81,7 @@ def parse_config(argv: list[str] | None = None) -> EvalConfig:
 def build_parser() -> argparse.ArgumentParser:
     parser = guards.Parser(prog="python -m eval.run", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--arch", required=True, help=f"one of: {', '.join(ALL_ARCHS)}")
+    parser.add_argument("--arch", required=True, help=f"one of: {', '.join(all_archs())}")
     parser.add_argument("--weights", "--checkpoint", dest="weights",
                         help="release-file directory, params file (`jax_ast.pretrained.save_params`) or 'random' "
                              "(not for the identity/copy-style baselines); --checkpoint is its older name; "
@@ -137,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Usage errors end in `parser.error` (exit 2) with one message."""
-    if args.arch not in ALL_ARCHS:
-        parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(ALL_ARCHS)}")
+    if args.arch not in all_archs():
+        parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(all_archs())}")
     baseline = args.arch in BASELINES
     if baseline and args.weights:
         parser.error(f"--arch {args.arch} is a baseline without weights; drop --weights")

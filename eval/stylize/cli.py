@@ -60,12 +60,11 @@ from eval.stylize import mixing as style_mixing
 from eval.stylize import video_cli as stylize_video
 from eval.stylize.naming import output_names, unique_stems
 from jax_ast import archs, color, compilation_cache, imageio
-from jax_ast.archs import ARCHS
 from jax_ast.errors import CheckpointError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    release = "\n".join(f"  {arch:8s} {archs.get(arch).release_files}" for arch in ARCHS)
+    release = "\n".join(f"  {arch:8s} {archs.get(arch).release_files}" for arch in archs.names())
     parser = guards.Parser(prog="python -m eval.stylize", description=__doc__,
                                      epilog=f"release files per --arch:\n{release}",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     bare_arch, bare_out = (bare.arch, bare.out) if bare else ("none installed", "none")
     parser.add_argument("--list-archs", action="store_true",
                         help="print every network, the weight files it takes and where they come from; then exit")
-    parser.add_argument("--arch", help=f"network, one of: {', '.join(ARCHS)} (without --weights: {bare_arch})")
+    parser.add_argument("--arch", help=f"network, one of: {', '.join(archs.names())} (without --weights: {bare_arch})")
     parser.add_argument("--weights", "--checkpoint", dest="weights",
                         help="release-file directory, params file, or 'random' (smoke tests only) (default: the "
                              f"weights installed with jax-ast, {loading.installed_flags()})")
@@ -99,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="coral: recolour the style to the content first; luminance: keep the content's chroma "
                              "(default: none)")
     parser.add_argument("--size", type=int, default=None,
-                        help=f"content shorter side, 0 = no resize (default per arch: {loading.DEFAULT_SIZES})")
+                        help=f"content shorter side, 0 = no resize (default per arch: {loading.default_sizes()})")
     parser.add_argument("--style-size", type=int, default=None,
                         help="style shorter side, 0 = no resize (default: --size, or the network's own: "
                              f"{_style_sizes()})")
@@ -129,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _style_sizes() -> str:
-    sizes = [f"{arch} {variant} {px}" for arch in ARCHS for variant, px in archs.get(arch).stylize_style_sizes.items()]
+    sizes = [f"{arch} {variant} {px}" for arch in archs.names() for variant, px in archs.get(arch).stylize_style_sizes.items()]
     return ", ".join(sizes) or "none"
 
 
@@ -137,8 +136,8 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace,
               video: bool = False) -> tuple[list[Path], list[Path]]:
     """Argument checks that end in `parser.error` (exit 2) with one clear message; returns the image lists
     (no contents for a `video`)."""
-    if args.arch not in ARCHS:
-        parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(ARCHS)}")
+    if args.arch not in archs.names():
+        parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(archs.names())}")
     if (args.weights not in (None, "random") and not Path(args.weights).exists()
             and not loading.is_tf_prefix(args.weights)):
         parser.error(f"--weights {args.weights} does not exist; give a directory with "
@@ -254,7 +253,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         model, variables = loading.load_model(args.arch, args.weights, variant=args.variant, seed=args.seed)
     except CheckpointError as error:
         parser.error(guards.printable(str(error)))
-    size = loading.DEFAULT_SIZES[args.arch] if args.size is None else args.size
+    size = archs.get(args.arch).stylize_size if args.size is None else args.size
     variant = args.variant or getattr(model, "variant", None)  # a params file's meta names its variant
     style_size = loading.default_style_size(args.arch, variant, size) if args.style_size is None else args.style_size
     model = loading.with_attention_chunk(model, args.attention_chunk)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from eval.inference import loading
 from jax_ast import archs
-from jax_ast.archs import ARCHS
 from jax_ast.data.sources import bundled_dir
 from jax_ast.pretrained.params_file import PARAMS_FILE
 
@@ -65,7 +64,7 @@ WEIGHTS_RUN_FLAGS = ("arch", "content", "style", "out")  # what a run with --wei
 def list_archs() -> str:
     """Every network, the weight files `--weights` takes for it and where they come from."""
     lines = []
-    for name in ARCHS:
+    for name in archs.names():
         plugin = archs.get(name)
         where = "DIR holding them" if plugin.release_patterns else "the checkpoint itself"
         lines += [f"{name}: {plugin.title}",
@@ -99,8 +98,8 @@ def apply(parser: argparse.ArgumentParser, args: argparse.Namespace, preset: Pre
     preset = preset or BARE_RUN
     if args.arch is None and preset is not None:
         args.arch, args.variant = preset.arch, args.variant or preset.variant
-    if args.arch is not None and args.arch not in ARCHS:
-        parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(ARCHS)}")
+    if args.arch is not None and args.arch not in archs.names():
+        parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(archs.names())}")
     release = loading.installed_release(args.arch, args.variant) if args.arch else None
     if release is None:
         asked = f"--arch {args.arch}" + (f" --variant {args.variant}" if args.variant else "") if args.arch else "none"

@@ -12,7 +12,8 @@ release files known to `jax_ast.pretrained.fetch`. A plug-in is found in three w
 * an entry point of group ``jax_ast.archs`` (an installed package: ``name = "pkg.module"``);
 * a module path in ``$JAX_AST_PLUGINS`` (comma-separated module paths, e.g. ``mypackage.mynet``);
 
-or added at run time with `register(plugin)` (before the names are read by a CLI's flags).
+or added at run time with `register(plugin)`, before a CLI builds its parser (its `main`): the CLIs read
+the names when they parse, not when they are imported.
 docs/architecture.md, Adding a fifth network.
 """
 

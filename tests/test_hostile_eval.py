@@ -334,6 +334,24 @@ def test_run_unreadable_run_json_is_refused(folders, tmp_path, capsys, content):
     assert _snapshot(out) == before
 
 
+def test_run_resumes_a_folder_whose_run_json_says_checkpoint_for_weights(folders, tmp_path, capsys):
+    """run.json named --weights "checkpoint" before the rename: such a folder still resumes, and a mismatch
+    is reported under today's name."""
+    out = tmp_path / "out"
+    assert eval_run.main(_run_argv(folders, out, 2)) == guards.EXIT_OK
+    settings = json.loads((out / layout.RUN_JSON).read_text())
+    settings["checkpoint"] = settings.pop("weights")
+    (out / layout.RUN_JSON).write_text(json.dumps(settings))
+    assert eval_run.main(_run_argv(folders, out, 3)) == guards.EXIT_OK
+    assert [int(row[0]) for row in _csv(out / layout.PAIRS_CSV)[1:]] == [0, 1, 2]
+    settings["checkpoint"] = "/elsewhere/params.npz"
+    (out / layout.RUN_JSON).write_text(json.dumps(settings))
+    capsys.readouterr()
+    code, _ = _exit_code(eval_run.main, _run_argv(folders, out, 4))
+    line = _one_error_line(capsys.readouterr().err)
+    assert code == guards.EXIT_USAGE and "weights: '/elsewhere/params.npz' there, None now" in line, line
+
+
 def test_run_rebuilds_an_unreadable_extremes_cache(folders, tmp_path, capsys):
     out = tmp_path / "out"
     assert eval_run.main(_run_argv(folders, out, 2)) == guards.EXIT_OK

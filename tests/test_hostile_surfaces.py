@@ -423,11 +423,12 @@ def test_classifier_data_that_cannot_train(tmp_path, capsys, case, message):
 
 # ------------------------------------------------------------------------- item 5: eval.deception inputs
 
-def _eval_folder(folders, root, weights):
-    """An eval.run folder (run.json, pairs.csv) as eval.run writes it, for --arch adain with `weights`."""
+def _eval_folder(folders, root, weights, weights_key="weights"):
+    """An eval.run folder (run.json, pairs.csv) as eval.run writes it, for --arch adain with `weights`
+    (`weights_key` "checkpoint": as eval.run wrote it before that key was renamed)."""
     import json
     root.mkdir()
-    settings = {"arch": "adain", "checkpoint": str(weights), "variant": None, "model_seed": 0, "alpha": 1.0,
+    settings = {"arch": "adain", weights_key: str(weights), "variant": None, "model_seed": 0, "alpha": 1.0,
                 "size": 32, "seed": 0, "content_source": {"folder": str(folders[0])},
                 "style_source": {"folder": str(folders[1])}, "n_contents": 2, "n_styles": 2}
     (root / layout.RUN_JSON).write_text(json.dumps(settings))
@@ -435,10 +436,11 @@ def _eval_folder(folders, root, weights):
     return root
 
 
-def test_deception_pairs_from_a_folder_whose_model_is_gone(folders, tmp_path):
+@pytest.mark.parametrize("weights_key", ["weights", "checkpoint"])
+def test_deception_pairs_from_a_folder_whose_model_is_gone(folders, tmp_path, weights_key):
     from eval.deception import rate
     gone = tmp_path / "deleted.npz"
-    run = _eval_folder(folders, tmp_path / "run", gone)
+    run = _eval_folder(folders, tmp_path / "run", gone, weights_key)
     from jax_ast.data import DataError
     with pytest.raises(DataError) as info:  # main reports it: exit 2, one line
         next(rate.stylized_pairs(run))

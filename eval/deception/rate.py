@@ -3,7 +3,7 @@ artist of their style image, per artist and overall, with bootstrap confidence i
 
     python -m eval.deception --classifier runs/artists --pairs-from eval/lst-bal [--artist-from stem|subfolder|csv]
 
-`--pairs-from` is an `eval.run` output folder: its ``run.json`` fixes the model, the checkpoint, the seeded
+`--pairs-from` is an `eval.run` output folder: its ``run.json`` fixes the model, its weights, the seeded
 pairing and the image size, and its ``pairs.csv`` lists the evaluated pairs. `eval.run` keeps no stylised
 images, so they are made again, identically (same pairs, size, alpha and clipping), and classified after
 resizing to the classifier's input (CompVis's classifier: 224, via shorter side 256 as in its evaluation).
@@ -143,7 +143,7 @@ def stylized_pairs(eval_dir: Path, *, batch: int = 32):
     pairs.csv, remade from its run.json."""
     from eval.score import run as eval_run  # noqa: PLC0415 - the stylizer of eval.run, with its cache
 
-    settings = records.read_json(eval_dir / layout.RUN_JSON)
+    settings = report.upgrade_settings(records.read_json(eval_dir / layout.RUN_JSON))
     content_src = settings["content_source"]
     content = (FolderSource(content_src["folder"]) if "folder" in content_src else
                open_source("content", tfds_name=content_src["tfds"], tfds_split=content_src["split"],
@@ -152,13 +152,13 @@ def stylized_pairs(eval_dir: Path, *, batch: int = 32):
     if (len(content), len(style)) != (settings["n_contents"], settings["n_styles"]):
         raise DataError(f"the images of {eval_dir} changed since eval.run ({len(content)} contents, {len(style)} "
                         f"styles now, {settings['n_contents']} and {settings['n_styles']} then); rerun eval.run")
-    weights = settings["checkpoint"]
+    weights = settings["weights"]
     if weights not in (None, "random") and not Path(weights).exists():
         raise DataError(f"the model of {eval_dir} is gone: its run.json names weights {weights}, which do not "
                         "exist; restore them, or rerun eval.run with the weights you have")
     pairing = pairing_lib.Pairing(len(content), len(style), settings["seed"])
     caches = (pairing_lib.ImageCache(content, settings["size"], 64), pairing_lib.ImageCache(style, settings["size"], 64))
-    args = argparse.Namespace(arch=settings["arch"], weights=settings["checkpoint"], variant=settings["variant"],
+    args = argparse.Namespace(arch=settings["arch"], weights=weights, variant=settings["variant"],
                               model_seed=settings["model_seed"], size=settings["size"], alpha=settings["alpha"],
                               dtype=settings.get("dtype", eval_run.RESUME_DEFAULTS["dtype"]))
     stylizer = eval_run.make_stylizer(args, batch)
@@ -207,7 +207,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     real = {name: v["top1"] for name, v in (meta.get("heldout") or {}).get("per_class", {}).items()}
     result = deception_report(np.asarray(predicted), artists, classes, real_top1=real, samples=args.bootstrap,
                               seed=args.seed)
-    settings = records.read_json(args.pairs_from / layout.RUN_JSON)
+    settings = report.upgrade_settings(records.read_json(args.pairs_from / layout.RUN_JSON))
     result.update(label=report.run_label(settings), classifier=str(args.classifier), classes=len(classes))
     return result
 

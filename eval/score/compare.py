@@ -4,7 +4,7 @@ Prints (or writes) a markdown table with one row per run: the paper-style column
 classic and balanced style losses; docs/losses.md, What the paper reports) followed by the means of `--extra` metrics
 (default: content loss, SSIM, PSNR, Lab colour distance), the deception rate where `eval.deception` wrote one
 into the folder, and a second table of the per-layer Pearson r of
-the classic loss against its bound. Runs are labelled by arch and checkpoint name, or by ``--labels``.
+the classic loss against its bound. Runs are labelled by arch and weights file name, or by ``--labels``.
 
 Exit status (`eval.common.guards`): 0 done; 2 for a usage or input error (a folder without a readable, well-formed
 ``summary.json``; ``--out`` naming a folder, or an existing file without ``--overwrite``; an ``--extra`` metric
@@ -14,7 +14,6 @@ written (it is replaced atomically, so it is never half-written).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Iterable, Sequence

@@ -21,12 +21,26 @@ GRID_LOSSES = ("classic/total", "balanced/total")
 STATS_COLUMNS_PER_PASS = 8
 
 
+# run.json keys that were renamed: the old name -> today's ("checkpoint" named --weights until 2026-12-07).
+RENAMED_SETTINGS = {"checkpoint": "weights"}
+
+
+def upgrade_settings(settings: dict) -> dict:
+    """An eval.run folder's run.json settings with older key names given today's (`RENAMED_SETTINGS`), so a
+    folder written before a rename still resumes and feeds eval.deception."""
+    upgraded = dict(settings)
+    for old, new in RENAMED_SETTINGS.items():
+        if old in upgraded and new not in upgraded:
+            upgraded[new] = upgraded.pop(old)
+    return upgraded
+
+
 def run_label(settings: Mapping) -> str:
-    """Short name of a run for tables: arch, and the checkpoint's file or folder name."""
-    checkpoint = settings.get("checkpoint")
-    if not checkpoint:
+    """Short name of a run for tables: arch, and the weights' file or folder name."""
+    weights = settings.get("weights")
+    if not weights:
         return str(settings["arch"])
-    return f"{settings['arch']} ({Path(str(checkpoint)).name or checkpoint})"
+    return f"{settings['arch']} ({Path(str(weights)).name or weights})"
 
 
 def summarize(out_dir: Path, settings: Mapping, metric_names: Sequence[str], style_layers: Sequence[str], *,

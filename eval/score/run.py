@@ -70,7 +70,7 @@ from jax_ast.data import DataError, FolderSource, open_source
 from jax_ast.precision import parse_dtype
 from jax_ast.progress import Progress
 
-RESUME_KEYS = ("arch", "checkpoint", "variant", "model_seed", "alpha", "clip", "precision", "dtype", "size", "seed",
+RESUME_KEYS = ("arch", "weights", "variant", "model_seed", "alpha", "clip", "precision", "dtype", "size", "seed",
                "loss_network",
                "style_layers", "content_layers", "normalised_gram", "content_source", "style_source",
                "n_contents", "n_styles", "pairing")
@@ -189,8 +189,7 @@ def run_settings(cfg: EvalConfig, content_desc: dict, style_desc: dict, n_conten
     """Everything that fixes the per-pair results (checked on resume) plus the requested pair count."""
     model_weights, loss_weights = (weights if weights in (None, "random") else str(Path(weights).resolve())
                                    for weights in (cfg.weights, cfg.loss_vgg_weights))
-    # "checkpoint": the key of --weights since the first run.json, kept so that earlier runs still resume
-    return {"arch": cfg.arch, "checkpoint": model_weights, "variant": cfg.variant, "model_seed": cfg.model_seed,
+    return {"arch": cfg.arch, "weights": model_weights, "variant": cfg.variant, "model_seed": cfg.model_seed,
             "alpha": cfg.alpha, "clip": not cfg.no_clip, "precision": cfg.precision, "dtype": cfg.dtype,
             "size": cfg.size, "seed": cfg.seed,
             "loss_network": {"variant": cfg.loss_network, "weights": loss_weights},
@@ -213,6 +212,7 @@ def check_resume(out_dir: Path, settings: dict) -> None:
     if not isinstance(previous, dict):
         raise records.RecordsError(f"{path} holds a JSON {type(previous).__name__}, not eval.run settings, so the "
                                    f"run in {out_dir} cannot be resumed safely; use another --out")
+    previous = report.upgrade_settings(previous)  # a folder from before a key was renamed resumes too
     differing = [k for k in RESUME_KEYS
                  if previous.get(k, RESUME_DEFAULTS.get(k)) != records.json_roundtrip(settings.get(k))]
     if differing:

@@ -19,7 +19,7 @@ import numpy as np
 from jax_ast import compilation_cache
 from train import data_setup, loop
 
-from test_train import tiny_config  # noqa: E402  (this folder is the script's)
+from tiny_runs import tiny_config  # noqa: E402  (this folder is the script's)
 
 
 class FixedStream:

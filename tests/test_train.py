@@ -14,25 +14,14 @@ import pytest
 import jax
 
 from jax_ast import compilation_cache
-from jax_ast.configs import default_config
 from train.checkpointing import Checkpointer
 from train.loop import train
 
 # tests/ is on sys.path under pytest's default import mode.
 import one_train_step
+from tiny_runs import tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
-RANDOM = dict(vgg_weights="random", loss_vgg_weights="random", native_loss_weights="random")
-TINY = dict(RANDOM, batch_size=8, crop_size=32, log_every=1, checkpoint_every=3, sample_every=1000,
-            auto_style_batches=1, decoder_iterations=2)
-# Each network at a multiple of 16 just above its minimum crop (magenta 43: Inception-v3 up to Mixed_6e).
-SIZES = {"magenta": 48, "sanet": 32}
-
-
-def tiny_config(arch, loss, **overrides):
-    values = dict(TINY, crop_size=SIZES.get(arch, 32))
-    values.update(overrides)
-    return default_config(arch, loss, **values)
 
 
 # Every arch once and every loss once: the loss terms are shared by all networks (`train.step.objective`),

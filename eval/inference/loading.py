@@ -24,7 +24,6 @@ from jax_ast.pretrained.convert import check_finite
 from jax_ast.random_init import random_variables
 
 
-
 def default_sizes() -> dict[str, int]:
     """{arch: shorter-side resize} of every registered network (its plug-in's `stylize_size`: the network's own
     inference default, docs/architectures.md; SANet's original runs at the images' own size, which can exhaust

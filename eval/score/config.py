@@ -16,12 +16,12 @@ from jax_ast import losses as L
 from jax_ast.configs import LOSS_NETWORKS
 from jax_ast.precision import DTYPES
 
+MIN_SIZE = 16
 
 
 def all_archs() -> tuple[str, ...]:
     """The registered networks (read now: a plug-in registered after this import counts), then the baselines."""
     return (*archs.names(), *BASELINES)
-MIN_SIZE = 16
 
 
 @dataclasses.dataclass(frozen=True)

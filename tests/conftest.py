@@ -20,6 +20,26 @@ if "JAX_AST_XLA_CACHE" not in os.environ:  # the controller (or the only process
     _SESSION_XLA_CACHE = tempfile.mkdtemp(prefix="jax_ast_test_xla_")
     os.environ["JAX_AST_XLA_CACHE"] = _SESSION_XLA_CACHE
 
+
+def _preload_tcmalloc() -> None:
+    """Run the xdist workers and every subprocess the tests start on tcmalloc when Debian's
+    libtcmalloc-minimal4 is installed (`.ci/run` installs it): XLA's compiler spends about a tenth of its time
+    in glibc's malloc, and the suite is mostly compilation (docs/performance.md, "Sixth pass"). The allocator
+    changes no number. This process is not switched (the loader reads LD_PRELOAD only at start; with xdist it
+    runs no test). An LD_PRELOAD already set, even to nothing, is kept."""
+    if "LD_PRELOAD" in os.environ:
+        return
+    import ctypes.util  # noqa: PLC0415
+
+    library = ctypes.util.find_library("tcmalloc_minimal")
+    if library:
+        os.environ["LD_PRELOAD"] = library
+        # tcmalloc reports every allocation over 1 GiB on stderr; the tests read subprocesses' stderr.
+        os.environ.setdefault("TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD", str(1 << 40))
+
+
+_preload_tcmalloc()
+
 import jax  # noqa: E402
 
 jax.config.update("jax_default_matmul_precision", "highest")

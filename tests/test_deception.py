@@ -111,6 +111,18 @@ def test_split_backbone_round_trips():
     assert "backbone" not in split_backbone(params, 13)[0]
 
 
+def test_compiled_head_init_is_the_eager_init_bit_for_bit():
+    """The trainer's initial head (`_random_head`, one compiled program) is `model.init`'s head exactly, so
+    classifiers train from the numbers they did before (a shallow backbone keeps the eager init cheap)."""
+    import jax  # noqa: PLC0415
+
+    model = ArtistClassifier(num_classes=5, taps=("relu1_1",))
+    eager = model.init(jax.random.PRNGKey(3), np.zeros((1, 16, 16, 3), np.float32))["params"]
+    compiled = artist_classifier._random_head(model, 16, 3)
+    assert set(compiled) == set(eager) - {"backbone"} == {"norm", "logits"}
+    jax.tree.map(np.testing.assert_array_equal, compiled, {name: eager[name] for name in compiled})
+
+
 # ------------------------------------------------------------------------------------------- end to end
 
 def test_tiny_classifier_learns_held_out_regions_and_resumes(classifier):

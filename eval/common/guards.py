@@ -38,6 +38,14 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {line} (--help for usage)\n")
 
 
+def check_arch(parser: argparse.ArgumentParser, arch: str, choices: tuple[str, ...]) -> None:
+    """`parser.error` (exit 2) naming the valid choices when `arch` is not one of `choices`. The CLIs pass
+    `jax_ast.archs.names()` (plus their baselines) when they check, so a plug-in registered after they were
+    imported is a choice too."""
+    if arch not in choices:
+        parser.error(f"unknown --arch {arch!r}; valid choices: {', '.join(choices)}")
+
+
 def printable(text: str) -> str:
     """`text` safe for a strict UTF-8 stream: undecodable file-name bytes (surrogate escapes) become ``\\xNN``."""
     try:

@@ -49,8 +49,7 @@ def output_paths(out: Path, split: bool) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.arch not in archs.names():
-        parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(archs.names())}")
+    guards.check_arch(parser, args.arch, archs.names())
     variants = archs.get(args.arch).variants
     if args.variant is not None and args.variant not in variants:
         valid = ", ".join(variants) if variants else "none (it has no variants)"

@@ -140,8 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Usage errors end in `parser.error` (exit 2) with one message."""
-    if args.arch not in all_archs():
-        parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(all_archs())}")
+    guards.check_arch(parser, args.arch, all_archs())
     baseline = args.arch in BASELINES
     if baseline and args.weights:
         parser.error(f"--arch {args.arch} is a baseline without weights; drop --weights")

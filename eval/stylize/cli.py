@@ -136,8 +136,7 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace,
               video: bool = False) -> tuple[list[Path], list[Path]]:
     """Argument checks that end in `parser.error` (exit 2) with one clear message; returns the image lists
     (no contents for a `video`)."""
-    if args.arch not in archs.names():
-        parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(archs.names())}")
+    guards.check_arch(parser, args.arch, archs.names())
     if (args.weights not in (None, "random") and not Path(args.weights).exists()
             and not loading.is_tf_prefix(args.weights)):
         parser.error(f"--weights {args.weights} does not exist; give a directory with "

@@ -13,6 +13,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from eval.common import guards
 from eval.inference import loading
 from jax_ast import archs
 from jax_ast.data.sources import bundled_dir
@@ -98,8 +99,8 @@ def apply(parser: argparse.ArgumentParser, args: argparse.Namespace, preset: Pre
     preset = preset or BARE_RUN
     if args.arch is None and preset is not None:
         args.arch, args.variant = preset.arch, args.variant or preset.variant
-    if args.arch is not None and args.arch not in archs.names():
-        parser.error(f"unknown --arch {args.arch!r}; valid choices: {', '.join(archs.names())}")
+    if args.arch is not None:
+        guards.check_arch(parser, args.arch, archs.names())
     release = loading.installed_release(args.arch, args.variant) if args.arch else None
     if release is None:
         asked = f"--arch {args.arch}" + (f" --variant {args.variant}" if args.variant else "") if args.arch else "none"

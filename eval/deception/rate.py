@@ -143,7 +143,7 @@ def stylized_pairs(eval_dir: Path, *, batch: int = 32):
     pairs.csv, remade from its run.json."""
     from eval.score import run as eval_run  # noqa: PLC0415 - the stylizer of eval.run, with its cache
 
-    settings = report.upgrade_settings(records.read_json(eval_dir / layout.RUN_JSON))
+    settings = report.read_settings(eval_dir)
     content_src = settings["content_source"]
     content = (FolderSource(content_src["folder"]) if "folder" in content_src else
                open_source("content", tfds_name=content_src["tfds"], tfds_split=content_src["split"],
@@ -207,7 +207,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     real = {name: v["top1"] for name, v in (meta.get("heldout") or {}).get("per_class", {}).items()}
     result = deception_report(np.asarray(predicted), artists, classes, real_top1=real, samples=args.bootstrap,
                               seed=args.seed)
-    settings = report.upgrade_settings(records.read_json(args.pairs_from / layout.RUN_JSON))
+    settings = report.read_settings(args.pairs_from)
     result.update(label=report.run_label(settings), classifier=str(args.classifier), classes=len(classes))
     return result
 

@@ -35,6 +35,11 @@ def upgrade_settings(settings: dict) -> dict:
     return upgraded
 
 
+def read_settings(run_dir: Path) -> dict:
+    """An eval.run folder's run.json settings, with today's key names (`upgrade_settings`)."""
+    return upgrade_settings(records.read_json(run_dir / layout.RUN_JSON))
+
+
 def run_label(settings: Mapping) -> str:
     """Short name of a run for tables: arch, and the weights' file or folder name."""
     weights = settings.get("weights")
